@@ -1,0 +1,3 @@
+from slices_blueprint.cli.main import app
+
+app()

@@ -1,0 +1,115 @@
+"""The FastAPI application: BI API, our own API, health, metrics, docs, and (in ``serve``)
+the worker running beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import func, select, text
+
+from slices_blueprint import __version__
+from slices_blueprint.core import dev_issuer
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
+from slices_blueprint.core.deps import BI_PREFIX
+from slices_blueprint.core.errors import install_error_handlers
+from slices_blueprint.core.logging import install_request_ids
+from slices_blueprint.core.metrics import RESOURCE_STATES, install_metrics
+from slices_blueprint.core.security import TokenVerifier
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.queue import build_queue, run_worker
+
+log = structlog.get_logger(__name__)
+
+
+def routers() -> list:
+    """Every domain's router, in one place."""
+    from slices_blueprint.catalog.views import router as catalog
+    from slices_blueprint.core.dev_views import router as dev
+    from slices_blueprint.credentials.views import router as credentials
+    from slices_blueprint.resources.views import router as resources
+    from slices_blueprint.tasks.views import router as tasks
+
+    return [catalog, resources, tasks, credentials, dev]
+
+
+def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
+    """Build the app for an already-migrated database at ``database_url``."""
+    with_worker = settings.run_worker_in_serve if run_worker_inside is None else run_worker_inside
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database(database_url)
+        queue = build_queue(settings, db)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
+        static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.effective_dev_mode else {}
+        app.state.settings, app.state.db, app.state.queue = settings, db, queue
+        app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
+        app.state.admin_ids = set(settings.admin_user_ids)
+        if settings.effective_dev_mode:
+            app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])
+        worker: asyncio.Task | None = None
+        async with queue.open_async():
+            if with_worker:
+                name = f"serve@{socket.gethostname()}"
+                worker = asyncio.create_task(run_worker(queue, settings, name=name, install_signal_handlers=False))
+            log.info("service.started", url=settings.service_url, dev_mode=settings.effective_dev_mode, worker=with_worker, site=settings.site_id)
+            try:
+                yield
+            finally:
+                if worker:
+                    worker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await worker
+        await http.aclose()
+        await db.dispose()
+
+    app = FastAPI(
+        title="slices-blueprint",
+        version=__version__,
+        summary="SLICES BI site: OpenStack VMs, Kubernetes pods and microVMs for SLICES experiments",
+        lifespan=lifespan,
+        openapi_url=f"{BI_PREFIX}/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    install_metrics(app)
+    install_request_ids(app)
+    for router in routers():
+        app.include_router(router)
+
+    async def refresh_resource_counts() -> None:
+        async with app.state.db.session() as session:
+            rows = await session.execute(
+                select(ComputeResource.status, ComputeResource.provider, func.count()).group_by(
+                    ComputeResource.status, ComputeResource.provider
+                )
+            )
+            RESOURCE_STATES.counts = {(s, p): c for s, p, c in rows}
+
+    app.state.refresh_resource_counts = refresh_resource_counts
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """The database answers and the schema is in place."""
+        try:
+            async with app.state.db.session() as session:
+                await session.execute(text("SELECT 1 FROM procrastinate_jobs LIMIT 1"))
+        except Exception as exc:  # any failure means not ready
+            return JSONResponse({"status": "unavailable", "detail": exc.__class__.__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return app

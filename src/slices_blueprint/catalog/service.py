@@ -1,0 +1,85 @@
+"""Reading and writing flavors and disk images."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.catalog.models import DiskImage, Flavor
+from slices_blueprint.catalog.schemas import (
+    DiskImageCreate,
+    DiskImageOut,
+    FlavorCreate,
+    FlavorOut,
+)
+from slices_blueprint.core.errors import Conflict, NotFound
+from slices_blueprint.core.ids import format_id
+
+
+def flavor_out(flavor: Flavor, site: str) -> FlavorOut:
+    data = {k: getattr(flavor, k) for k in FlavorOut.model_fields if k != "id"}
+    return FlavorOut(id=format_id("flavor", site, flavor.id), **data)
+
+
+def image_out(image: DiskImage, site: str) -> DiskImageOut:
+    data = {k: getattr(image, k) for k in DiskImageOut.model_fields if k != "id"}
+    return DiskImageOut(id=format_id("image", site, image.id), **data)
+
+
+async def list_flavors(
+    session: AsyncSession, flavor_types: list[str], include_hidden: bool = False
+) -> list[Flavor]:
+    query = select(Flavor).where(Flavor.flavor_type.in_(flavor_types)).order_by(
+        Flavor.flavor_type, Flavor.vcpus, Flavor.ram_mib, Flavor.friendly_name
+    )
+    if not include_hidden:
+        query = query.where(Flavor.hidden.is_(False))
+    return list(await session.scalars(query))
+
+
+async def list_images(
+    session: AsyncSession, flavor_types: list[str], include_hidden: bool = False
+) -> list[DiskImage]:
+    query = select(DiskImage).where(DiskImage.flavor_type.in_(flavor_types)).order_by(
+        DiskImage.flavor_type, DiskImage.friendly_name
+    )
+    if not include_hidden:
+        query = query.where(DiskImage.hidden.is_(False))
+    return list(await session.scalars(query))
+
+
+async def _add(session: AsyncSession, row: Flavor | DiskImage, what: str) -> None:
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        raise Conflict(f"a {what} with the same type, cluster and provider reference exists") from exc
+
+
+async def create_flavor(session: AsyncSession, data: FlavorCreate) -> Flavor:
+    flavor = Flavor(**data.model_dump(), source="manual", extra={})
+    await _add(session, flavor, "flavor")
+    return flavor
+
+
+async def create_image(session: AsyncSession, data: DiskImageCreate) -> DiskImage:
+    image = DiskImage(**data.model_dump(), source="manual")
+    await _add(session, image, "disk image")
+    return image
+
+
+async def get_flavor(session: AsyncSession, flavor_id: uuid.UUID) -> Flavor:
+    flavor = await session.get(Flavor, flavor_id)
+    if flavor is None:
+        raise NotFound("no such flavor")
+    return flavor
+
+
+async def get_image(session: AsyncSession, image_id: uuid.UUID) -> DiskImage:
+    image = await session.get(DiskImage, image_id)
+    if image is None:
+        raise NotFound("no such disk image")
+    return image

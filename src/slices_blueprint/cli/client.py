@@ -1,0 +1,249 @@
+"""Client commands: talk to a running service over its BI API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, UserToken, request_json, resolve_token
+from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
+
+console = Console()
+FINAL_STATES = {"running", "paused", "deleted", "error"}
+
+
+def _bi(url: str) -> str:
+    return f"{url.rstrip('/')}{BI_PREFIX}"
+
+
+def _print(rows: Any, as_json: bool, columns: list[str], title: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    items = rows if isinstance(rows, list) else [rows]
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for item in items:
+        table.add_row(*["" if item.get(c) is None else str(item.get(c)) for c in columns])
+    console.print(table)
+
+
+def _resolve_resource(url: str, token: str, ref: str) -> str:
+    """A resource id from an id or a friendly name in the caller's experiment."""
+    if ref.startswith("resource_"):
+        return ref
+    matches = [r for r in request_json("GET", f"{_bi(url)}/resources", token) if r["friendly_name"] == ref]
+    if not matches:
+        typer.secho(f"error: no live resource named {ref!r}", err=True, fg="red")
+        raise typer.Exit(1)
+    return matches[0]["id"]
+
+
+def flavors(url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """List flavors."""
+    rows = request_json("GET", f"{_bi(url)}/flavors", resolve_token(token))
+    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "vcpus", "ram_mib", "disk_mb"], "Flavors")
+
+
+def images(url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """List disk images."""
+    rows = request_json("GET", f"{_bi(url)}/disk-images", resolve_token(token))
+    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "default_username", "location"], "Disk images")
+
+
+def create(
+    url: ServiceUrl,
+    token: Token = None,
+    user_token: UserToken = None,
+    name: Annotated[list[str] | None, typer.Option("--name", help="Resource name (repeat for several).")] = None,
+    image: Annotated[str | None, typer.Option(help="Disk image id or name.")] = None,
+    flavor: Annotated[str | None, typer.Option(help="Flavor id or name.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Hours until it expires (capped at the experiment's expiry).")] = None,
+    ssh_key: Annotated[list[Path] | None, typer.Option("--ssh-key", help="Public key file to authorize (repeatable).")] = None,
+    userdata: Annotated[Path | None, typer.Option(help="cloud-init user data file.")] = None,
+    network: Annotated[list[str] | None, typer.Option("--network", help="Network name (repeatable).")] = None,
+    public_ipv4: Annotated[bool, typer.Option("--public-ipv4", help="Ask for a public IPv4 address.")] = False,
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="JSON request body (the resources list or the whole request).")] = None,
+    request_id: Annotated[str | None, typer.Option(help="Idempotency key (default: a new UUID).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every resource settles.")] = True,
+    as_json: JsonOutput = False,
+) -> None:
+    """Create resources from flags or a JSON file; waits with a progress bar by default."""
+    tok = resolve_token(token)
+    body = _create_body(url, tok, name, image, flavor, ssh_key, userdata, network, public_ipv4, from_file)
+    body.setdefault("request_id", request_id or str(uuid.uuid4()))
+    if duration is not None:
+        body["expires_at"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=duration)).isoformat()
+    if user_token:
+        body["tokens"] = [{"jwt": user_token}]
+    task = request_json("POST", f"{_bi(url)}/resources", tok, json=body)
+    if wait:
+        task = _follow(url, tok, task["id"], quiet=as_json)
+    _print(task, as_json, ["id", "status", "completed", "error", "resource_ids"], "Task")
+    if task["status"] == "failed":
+        raise typer.Exit(1)
+
+
+def _by_name(url: str, token: str, kind: str, ref: str) -> str:
+    prefix = {"flavors": "flavor_", "disk-images": "image_"}[kind]
+    if ref.startswith(prefix):
+        return ref
+    rows = [r for r in request_json("GET", f"{_bi(url)}/{kind}", token) if r["friendly_name"] == ref]
+    if len(rows) != 1:
+        typer.secho(f"error: {len(rows)} {kind} named {ref!r}; give the id", err=True, fg="red")
+        raise typer.Exit(1)
+    return rows[0]["id"]
+
+
+def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks, public_ipv4, from_file) -> dict[str, Any]:  # noqa: ANN001
+    if from_file:
+        loaded = json.loads(from_file.read_text())
+        return {"resources": loaded} if isinstance(loaded, list) else loaded
+    if not (names and image and flavor):
+        raise typer.BadParameter("give --name, --image and --flavor, or --from-file")
+    image_id, flavor_id = _by_name(url, token, "disk-images", image), _by_name(url, token, "flavors", flavor)
+    keys = [p.read_text().strip() for p in ssh_keys or []]
+    user_data = userdata.read_text() if userdata else None
+    return {"resources": [
+        {"friendly_name": n, "disk_image_id": image_id, "flavor_id": flavor_id, "ssh_authorized_keys": keys,
+         "userdata": user_data, "network_interfaces": networks or [], "public_ipv4": public_ipv4}
+        for n in names
+    ]}
+
+
+def _follow(url: str, token: str, task_id: str, *, quiet: bool, timeout: float = 3600) -> dict[str, Any]:
+    """Poll a task until it finishes, drawing a progress bar."""
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  console=Console(stderr=True), disable=quiet) as bar:
+        line = bar.add_task("waiting", total=100)
+        while True:
+            task = request_json("GET", f"{_bi(url)}/tasks/{task_id}", token)
+            bar.update(line, completed=task["completed"], description=f"{task['kind']}: {task['status']}")
+            if task["status"] in {"succeeded", "failed", "cancelled"} or time.monotonic() > deadline:
+                return task
+            time.sleep(1.0)
+
+
+def list_(url: ServiceUrl, token: Token = None, all_: Annotated[bool, typer.Option("--all", help="Include deleted.")] = False, as_json: JsonOutput = False) -> None:
+    """List resources (the experiment's with an experiment token)."""
+    rows = request_json("GET", f"{_bi(url)}/resources", resolve_token(token), params={"include_deleted": all_})
+    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "status", "ssh_command", "expires_at", "status_reason"], "Resources")
+
+
+def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """Show one resource (by id or name)."""
+    tok = resolve_token(token)
+    row = request_json("GET", f"{_bi(url)}/resources/{_resolve_resource(url, tok, resource)}", tok)
+    if as_json:
+        _print(row, True, [])
+        return
+    for key, value in row.items():
+        console.print(f"[bold]{key}[/bold]: {value}")
+
+
+def wait(
+    resource: str, url: ServiceUrl, token: Token = None,
+    state: Annotated[str, typer.Option(help="State to wait for (default: any settled state).")] = "",
+    timeout: Annotated[float, typer.Option(help="Seconds.")] = 1800,
+    as_json: JsonOutput = False,
+) -> None:
+    """Wait until a resource reaches a state; exits 1 on error or timeout."""
+    tok = resolve_token(token)
+    rid = _resolve_resource(url, tok, resource)
+    deadline = time.monotonic() + timeout
+    with console.status("waiting", spinner="dots") as spinner:
+        while True:
+            row = request_json("GET", f"{_bi(url)}/resources/{rid}", tok)
+            spinner.update(f"{row['friendly_name']}: {row['status']}")
+            done = row["status"] == state if state else row["status"] in FINAL_STATES
+            if done or row["status"] == "error" or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+    _print(row, as_json, ["id", "friendly_name", "status", "status_reason", "ssh_command"])
+    if row["status"] == "error" or (state and row["status"] != state) or not done:
+        raise typer.Exit(1)
+
+
+def extend(
+    resource: str, url: ServiceUrl, token: Token = None,
+    hours: Annotated[float, typer.Option(help="New lifetime from now, in hours.")] = 24,
+    as_json: JsonOutput = False,
+) -> None:
+    """Extend a resource's lifetime (capped at the experiment's expiry)."""
+    tok = resolve_token(token)
+    rid = _resolve_resource(url, tok, resource)
+    row = request_json("POST", f"{_bi(url)}/resources/{rid}/extend", tok, json={"duration_hours": hours})
+    _print(row, as_json, ["id", "expires_at", "capped"])
+
+
+def _action(action: str, method: str, suffix: str):  # noqa: ANN202
+    def command(resource: str, url: ServiceUrl, token: Token = None,
+                wait_: Annotated[bool, typer.Option("--wait/--no-wait")] = True, as_json: JsonOutput = False) -> None:
+        tok = resolve_token(token)
+        rid = _resolve_resource(url, tok, resource)
+        task = request_json(method, f"{_bi(url)}/resources/{rid}{suffix}", tok)
+        if wait_:
+            task = _follow(url, tok, task["id"], quiet=as_json)
+        _print(task, as_json, ["id", "kind", "status", "completed", "error"])
+        if task["status"] == "failed":
+            raise typer.Exit(1)
+
+    command.__doc__ = f"{action.capitalize()} a resource (by id or name)."
+    return command
+
+
+def task(task_id: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """Show a task."""
+    row = request_json("GET", f"{_bi(url)}/tasks/{task_id}", resolve_token(token))
+    _print(row, as_json, ["id", "kind", "status", "completed", "message", "error"])
+
+
+def credentials_upload(
+    kind: Annotated[str, typer.Argument(help="openstack (clouds.yaml) or kubernetes (kubeconfig)")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    url: ServiceUrl, user_token: UserToken = None,
+    select: Annotated[str | None, typer.Option("--select", help="Cloud entry or kube context to use.")] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Check and store your clouds.yaml or kubeconfig (encrypted; never shown again)."""
+    row = request_json("PUT", f"{url}{API_PREFIX}/credentials/{kind}", resolve_token(user_token, "user_token"),
+                       json={"content": file.read_text(), "selected": select})
+    _print(row, as_json, ["kind", "selected", "last_check_ok", "last_checked_at"])
+
+
+def credentials_list(url: ServiceUrl, user_token: UserToken = None, as_json: JsonOutput = False) -> None:
+    """Your stored credentials and whether they worked."""
+    rows = request_json("GET", f"{url}{API_PREFIX}/credentials", resolve_token(user_token, "user_token"))
+    _print(rows, as_json, ["kind", "selected", "last_check_ok", "last_check_error", "updated_at"])
+
+
+def credentials_delete(kind: str, url: ServiceUrl, user_token: UserToken = None) -> None:
+    """Delete a stored credential."""
+    request_json("DELETE", f"{url}{API_PREFIX}/credentials/{kind}", resolve_token(user_token, "user_token"))
+    typer.echo(f"{kind} credential deleted")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client commands to the root CLI."""
+    for command in (flavors, images, create, show, wait, extend, task):
+        app.command(rich_help_panel="Client")(command)
+    app.command("list", rich_help_panel="Client")(list_)
+    app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))
+    for action in ("reset", "pause", "resume"):
+        app.command(action, rich_help_panel="Client")(_action(action, "POST", f"/{action}"))
+    creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (clouds.yaml, kubeconfig).")
+    creds.command("upload")(credentials_upload)
+    creds.command("list")(credentials_list)
+    creds.command("delete")(credentials_delete)
+    app.add_typer(creds, name="credentials", rich_help_panel="Client")

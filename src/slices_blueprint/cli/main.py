@@ -1,0 +1,95 @@
+"""``slices-blueprint``: run the service, a worker, a host agent; manage the database; and
+talk to a running service as a client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from slices_blueprint.cli import admin, client, dev
+
+app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
+app.add_typer(db_app, name="db")
+app.add_typer(dev.app, name="dev")
+app.add_typer(admin.app, name="admin")
+client.register(app)
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
+
+
+def _settings(**overrides: object):  # noqa: ANN202 - returns Settings, imported lazily
+    from slices_blueprint.core.config import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
+    data_dir: DataDir = None,
+    worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker inside the server.")] = True,
+) -> None:
+    """Run the API, the web UI and (by default) a worker."""
+    import uvicorn
+
+    from slices_blueprint.app import create_app
+    from slices_blueprint.core.bootstrap import prepare
+
+    settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker)
+    url = prepare(settings)
+    typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs, dev mode: {settings.effective_dev_mode})")
+    uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+@app.command()
+def worker(
+    data_dir: DataDir = None,
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once.")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name in logs.")] = None,
+) -> None:
+    """Run a worker only (start as many as you like, on as many machines)."""
+    from slices_blueprint.core.bootstrap import prepare
+    from slices_blueprint.core.database import Database
+    from slices_blueprint.tasks.queue import build_queue, run_worker
+
+    settings = _settings(data_dir=data_dir, worker_concurrency=concurrency)
+    url = prepare(settings)
+
+    async def main() -> None:
+        db = Database(url)
+        queue = build_queue(settings, db)
+        async with queue.open_async():
+            await run_worker(queue, settings, name=name or f"worker@{socket.gethostname()}", install_signal_handlers=True)
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+@db_app.command("upgrade")
+def db_upgrade(data_dir: DataDir = None, revision: str = "head") -> None:
+    """Apply migrations (the service also does this when it starts)."""
+    from slices_blueprint.core import migrations
+    from slices_blueprint.core.database import resolve_database_url
+
+    settings = _settings(data_dir=data_dir)
+    migrations.upgrade(resolve_database_url(settings), revision)
+    typer.echo("database schema is up to date")
+
+
+@db_app.command("current")
+def db_current(data_dir: DataDir = None) -> None:
+    """Show the schema revision."""
+    from slices_blueprint.core import migrations
+    from slices_blueprint.core.database import resolve_database_url
+
+    migrations.current(resolve_database_url(_settings(data_dir=data_dir)))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,24 @@
+"""Imports every domain's models so that ``Base.metadata`` knows all tables."""
+
+from slices_blueprint.catalog.models import DiskImage, Flavor
+from slices_blueprint.core.models import Base
+from slices_blueprint.credentials.models import Credential
+from slices_blueprint.events.models import Event
+from slices_blueprint.hosts.models import Host
+from slices_blueprint.identity.models import Experiment, Project, User
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.models import Task
+
+__all__ = [
+    "Base",
+    "ComputeResource",
+    "Credential",
+    "DiskImage",
+    "Event",
+    "Experiment",
+    "Flavor",
+    "Host",
+    "Project",
+    "Task",
+    "User",
+]

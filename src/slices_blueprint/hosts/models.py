@@ -1,0 +1,32 @@
+"""Registered microVM hosts running ``slices-blueprint agent``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey
+
+
+class Host(UUIDPrimaryKey, Timestamps, Base):
+    __tablename__ = "hosts"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(String(500))  # the agent's base URL
+    token_ciphertext: Mapped[bytes | None] = mapped_column()  # agent token, encrypted
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|draining|lost
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mib: Mapped[int] = mapped_column(Integer, default=0)
+    disk_free_mib: Mapped[int] = mapped_column(Integer, default=0)
+    vms_running: Mapped[int] = mapped_column(Integer, default=0)
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)  # reported, plus our placements
+    memory_used_mib: Mapped[int] = mapped_column(Integer, default=0)
+    vmm: Mapped[str] = mapped_column(String(32), default="qemu")
+    network_mode: Mapped[str] = mapped_column(String(16), default="bridge")  # bridge|user
+    last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    labels: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)

@@ -1,0 +1,83 @@
+"""Users, projects and experiments: upserted from verified token claims."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.security import VerifiedToken
+from slices_blueprint.identity.models import Experiment, Project, User
+
+USER_CLAIMS = {
+    "preferred_username": ("preferred_username", "username"),
+    "first_name": ("first_name", "given_name"),
+    "last_name": ("last_name", "family_name"),
+    "affiliation": ("affiliation",),
+    "organization": ("organization",),
+    "email": ("email",),
+    "public_ssh_key": ("public_ssh_key",),
+}
+
+
+def _claim(claims: dict[str, Any], names: tuple[str, ...]) -> Any:
+    return next((claims[n] for n in names if claims.get(n) not in (None, "")), None)
+
+
+def parse_expiry(value: Any) -> dt.datetime | None:
+    """An ISO 8601 string or epoch seconds, as an aware datetime (None when absent/invalid)."""
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, int | float):
+            return dt.datetime.fromtimestamp(value, dt.UTC)
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+async def _upsert(session: AsyncSession, model: type, key: str, values: dict[str, Any]) -> None:
+    known = {k: v for k, v in values.items() if v is not None}
+    stmt = insert(model).values(**values)
+    if len(known) > 1:
+        stmt = stmt.on_conflict_do_update(index_elements=[key], set_={**known, "updated_at": dt.datetime.now(dt.UTC)})
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=[key])
+    await session.execute(stmt)
+
+
+async def upsert_user(session: AsyncSession, token: VerifiedToken) -> User:
+    values = {field: _claim(token.claims, names) for field, names in USER_CLAIMS.items()}
+    await _upsert(session, User, "id", {"id": token.subject, **values})
+    user = await session.get(User, token.subject, populate_existing=True)
+    assert user is not None
+    return user
+
+
+async def upsert_experiment(session: AsyncSession, token: VerifiedToken) -> Experiment:
+    """Record the experiment (and its project) named by an experiment token."""
+    claims = token.claims
+    project_id = str(claims["proj"])
+    await _upsert(
+        session,
+        Project,
+        "id",
+        {"id": project_id, "name": claims.get("project_name"), "expires_at": parse_expiry(claims.get("project_expires_at"))},
+    )
+    expires = parse_expiry(claims.get("expires_at") or claims.get("experiment_expires_at"))
+    await _upsert(
+        session,
+        Experiment,
+        "id",
+        {"id": token.subject, "project_id": project_id, "name": claims.get("experiment_name"), "expires_at": expires},
+    )
+    experiment = await session.get(Experiment, token.subject, populate_existing=True)
+    assert experiment is not None
+    if experiment.project_id != project_id:
+        from slices_blueprint.core.errors import Forbidden
+
+        raise Forbidden("experiment token names another project than the one on record")
+    return experiment

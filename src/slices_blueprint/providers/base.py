@@ -1,0 +1,167 @@
+"""The compute driver interface every provider implements the same way.
+
+A driver is built for one call site (a task) with the credential it needs, and answers in
+plain dataclasses, so the task layer never branches on the provider type. Modelled on Apache
+Libcloud's ``NodeDriver``: create, delete, status, reset, catalog, plus the listing the
+reconciler needs to find orphans.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from slices_blueprint.core.config import Settings
+
+NodeState = Literal["provisioning", "running", "paused", "stopped", "error", "gone"]
+
+Progress = Callable[[int, str], Awaitable[None]]
+"""``await progress(percent, message)``: report how far an operation has come (0-100)."""
+
+
+class ProviderError(Exception):
+    """The provider refused or failed; the message is shown to the user as the reason."""
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying with backoff (timeouts, 5xx, connection resets)."""
+
+
+class NotSupported(ProviderError):
+    """The provider has no such operation (e.g. pause on a pod)."""
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What to create: everything a driver needs, resolved from the database rows."""
+
+    resource_id: str  # our TypeID; drivers tag provider objects with it
+    name: str
+    experiment_id: str
+    project_id: str
+    image_location: str
+    image_default_username: str | None
+    flavor_ref: str | None  # the provider's flavor id, if the flavor came from a sync
+    vcpus: int
+    ram_mib: int
+    disk_mb: int
+    ssh_authorized_keys: list[str] = field(default_factory=list)
+    userdata: str | None = None
+    network_interfaces: list[str] = field(default_factory=list)
+    public_ipv4: bool = False
+    config: dict[str, Any] = field(default_factory=dict)  # provider-specific request_config
+
+
+@dataclass
+class NodeInfo:
+    """What a driver knows of one node."""
+
+    provider_resource_id: str
+    state: NodeState
+    reason: str | None = None
+    access: dict[str, Any] = field(default_factory=dict)  # ipv4, ssh_host, ssh_port, ssh_user
+    provider_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CatalogFlavor:
+    provider_ref: str
+    name: str
+    vcpus: int
+    ram_mib: int
+    disk_mb: int
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogImage:
+    location: str
+    name: str
+    default_username: str | None = None
+    min_disk_mb: int = 0
+    min_ram_mib: int = 0
+    description: str = ""
+
+
+@dataclass
+class Catalog:
+    flavors: list[CatalogFlavor] = field(default_factory=list)
+    images: list[CatalogImage] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ManagedNode:
+    """A provider object carrying our tag: the reconciler compares these with live rows."""
+
+    provider_resource_id: str
+    resource_id: str | None  # our TypeID from the tag, if readable
+    state: NodeState
+
+
+class ComputeDriver(abc.ABC):
+    """One provider. Every method is idempotent where its meaning allows."""
+
+    flavor_type: ClassVar[str]
+    credential_kind: ClassVar[str | None] = None  # which uploaded credential it needs
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, credential: bytes | None, selected: str | None
+    ) -> ComputeDriver:
+        """Build the driver from settings and the caller's decrypted credential (if any).
+
+        ``selected`` names the cloud entry / kube context chosen at upload.
+        """
+        return cls()
+
+    @classmethod
+    async def validate_credential(cls, plaintext: bytes, selected: str | None) -> str | None:
+        """Check an uploaded credential works (parse, authenticate, read the catalog).
+
+        Raise :class:`ProviderError` with a message a person understands when it does not;
+        return the entry actually selected (e.g. the only cloud in a clouds.yaml).
+        """
+        raise NotSupported(f"{cls.flavor_type} takes no uploaded credential")
+
+    @abc.abstractmethod
+    async def create(self, spec: NodeSpec, progress: Progress) -> NodeInfo:
+        """Create the node and wait until it runs (or fails); report progress.
+
+        Idempotent by ``spec.resource_id``: when a node tagged with it exists already (a
+        worker died after creating it), adopt that node instead of creating a second one.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, provider_resource_id: str, progress: Progress) -> None:
+        """Delete the node; an already-gone node is success."""
+
+    @abc.abstractmethod
+    async def status(self, provider_resource_id: str) -> NodeInfo:
+        """The node's state as the provider sees it (``gone`` when it no longer exists)."""
+
+    @abc.abstractmethod
+    async def reset(self, provider_resource_id: str, spec: NodeSpec, progress: Progress) -> NodeInfo:
+        """Return the node to its initial state (rebuild/recreate from the image)."""
+
+    @abc.abstractmethod
+    async def catalog(self) -> Catalog:
+        """The images and flavors the provider offers."""
+
+    async def list_managed(self) -> list[ManagedNode]:
+        """Every provider object tagged as ours (for orphan detection)."""
+        return []
+
+    async def pause(self, provider_resource_id: str) -> NodeInfo:
+        raise NotSupported(f"{self.flavor_type} resources cannot be paused")
+
+    async def resume(self, provider_resource_id: str) -> NodeInfo:
+        raise NotSupported(f"{self.flavor_type} resources cannot be resumed")
+
+    async def logs(self, provider_resource_id: str, tail_lines: int = 200) -> str:
+        raise NotSupported(f"{self.flavor_type} resources have no logs to show")
+
+    async def close(self) -> None:
+        """Release clients and connections."""

@@ -1,0 +1,111 @@
+"""API shapes of compute resources (SLICES BI field names)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+MAX_USERDATA = 64 * 1024
+
+
+class NetworkInterface(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    network: str = Field(min_length=1, max_length=255)
+
+
+class TokenIn(BaseModel):
+    jwt: str = Field(min_length=1, max_length=16384)
+
+
+class ResourceSpec(BaseModel):
+    """One resource of a request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    friendly_name: str = Field(pattern=NAME_PATTERN, description="DNS label, unique among the experiment's live resources")
+    disk_image_id: str
+    flavor_id: str
+    userdata: str | None = Field(default=None, max_length=MAX_USERDATA, description="cloud-init user data")
+    network_interfaces: list[str | NetworkInterface] = Field(default_factory=list, max_length=8)
+    public_ipv4: bool = False
+    ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32)
+    request_config: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
+
+    @field_validator("ssh_authorized_keys")
+    @classmethod
+    def _keys_look_like_keys(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            parts = key.strip().split()
+            if len(parts) < 2 or not (parts[0].startswith(("ssh-", "ecdsa-", "sk-"))):
+                raise ValueError(f"not an OpenSSH public key: {key[:40]!r}")
+        return [k.strip() for k in keys]
+
+    def network_names(self) -> list[str]:
+        return [n if isinstance(n, str) else n.network for n in self.network_interfaces]
+
+
+class ResourcesRequest(BaseModel):
+    """POST /resources: create one or several resources in the caller's experiment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: uuid.UUID = Field(description="idempotency key: the same id answers the same task")
+    expires_at: AwareDatetime | None = Field(default=None, description="defaults to the site's default lifetime, capped at the experiment's expiry")
+    resources: list[ResourceSpec] = Field(min_length=1, max_length=100)
+    tokens: list[TokenIn] = Field(default_factory=list, max_length=4, description="the user's id-token")
+
+    @field_validator("resources")
+    @classmethod
+    def _names_unique(cls, items: list[ResourceSpec]) -> list[ResourceSpec]:
+        names = [i.friendly_name for i in items]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"friendly_name repeated in the request: {', '.join(dupes)}")
+        return items
+
+
+class ExtendRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_at: AwareDatetime | None = None
+    duration_hours: float | None = Field(default=None, gt=0, le=24 * 366, description="from now")
+
+
+class ExtendResult(BaseModel):
+    id: str
+    requested_expires_at: dt.datetime
+    expires_at: dt.datetime
+    capped: bool
+
+
+class ResourceOut(BaseModel):
+    id: str
+    friendly_name: str
+    experiment_id: str
+    project_id: str
+    created_by: str | None
+    flavor_id: str
+    disk_image_id: str
+    flavor_type: str
+    status: str
+    status_reason: str | None
+    provider_resource_id: str | None
+    access: dict[str, Any]
+    ssh_command: str | None
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class EventOut(BaseModel):
+    at: dt.datetime
+    actor: str
+    action: str
+    outcome: str
+    message: str | None
+    detail: dict[str, Any]

@@ -1,0 +1,246 @@
+"""Resource operations requested through the API (and by the reaper)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+import procrastinate
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.catalog.models import DiskImage, Flavor
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
+from slices_blueprint.core.ids import body_id, format_id
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.events.service import record
+from slices_blueprint.identity.deps import Caller
+from slices_blueprint.identity.models import Experiment, User
+from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.resources import states
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.resources.schemas import ResourceOut, ResourceSpec, ResourcesRequest
+from slices_blueprint.tasks import service as tasks
+from slices_blueprint.tasks.models import Task
+
+
+def resource_out(resource: ComputeResource, site: str) -> ResourceOut:
+    access = resource.access or {}
+    return ResourceOut(
+        id=format_id("resource", site, resource.id),
+        friendly_name=resource.friendly_name,
+        experiment_id=resource.experiment_id,
+        project_id=resource.project_id,
+        created_by=resource.created_by,
+        flavor_id=format_id("flavor", site, resource.flavor_id),
+        disk_image_id=format_id("image", site, resource.disk_image_id),
+        flavor_type=resource.provider,
+        status=resource.status,
+        status_reason=resource.status_reason,
+        provider_resource_id=resource.provider_resource_id,
+        access=access,
+        ssh_command=ssh_command(access),
+        expires_at=resource.expires_at,
+        created_at=resource.created_at,
+        updated_at=resource.updated_at,
+    )
+
+
+def ssh_command(access: dict) -> str | None:
+    """The exact command to log in, when the provider told us enough."""
+    host = access.get("ssh_host") or access.get("public_ipv4") or access.get("ipv4")
+    if not host:
+        return None
+    user = access.get("ssh_user")
+    port = access.get("ssh_port", 22)
+    target = f"{user}@{host}" if user else host
+    return f"ssh -p {port} {target}" if port != 22 else f"ssh {target}"
+
+
+def experiment_cap(settings: Settings, experiment: Experiment) -> dt.datetime:
+    """The latest expiry a resource of this experiment may have."""
+    site_cap = utcnow() + dt.timedelta(days=settings.max_lifetime_days)
+    return min(experiment.expires_at, site_cap) if experiment.expires_at else site_cap
+
+
+def _request_hash(body: ResourcesRequest) -> str:
+    payload = body.model_dump_json(exclude={"tokens", "request_id"})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+async def _resolve_catalog(
+    session: AsyncSession, settings: Settings, spec: ResourceSpec, index: int
+) -> tuple[Flavor, DiskImage]:
+    where = f"resources.{index}"
+    flavor = await session.get(Flavor, body_id(spec.flavor_id, "flavor", f"{where}.flavor_id"))
+    image = await session.get(DiskImage, body_id(spec.disk_image_id, "image", f"{where}.disk_image_id"))
+    if flavor is None or flavor.hidden:
+        raise Invalid(f"{where}.flavor_id: no such flavor {spec.flavor_id}")
+    if image is None or image.hidden:
+        raise Invalid(f"{where}.disk_image_id: no such disk image {spec.disk_image_id}")
+    if flavor.flavor_type not in enabled_types(settings):
+        raise Invalid(f"{where}.flavor_id: flavor type {flavor.flavor_type!r} is not offered by this site")
+    if image.flavor_type != flavor.flavor_type:
+        raise Invalid(f"{where}: image {image.friendly_name!r} is for {image.flavor_type}, flavor {flavor.friendly_name!r} is {flavor.flavor_type}")
+    if image.min_ram_mib > flavor.ram_mib or (flavor.disk_mb and image.min_disk_mb > flavor.disk_mb):
+        raise Invalid(f"{where}: image {image.friendly_name!r} needs {image.min_ram_mib} MiB RAM and {image.min_disk_mb} MB disk; flavor {flavor.friendly_name!r} has {flavor.ram_mib} MiB and {flavor.disk_mb} MB")
+    return flavor, image
+
+
+async def create_resources(
+    session: AsyncSession,
+    settings: Settings,
+    queue: procrastinate.App,
+    caller: Caller,
+    body: ResourcesRequest,
+    user: User | None,
+) -> Task:
+    """Record every requested resource with its create task, all in one transaction.
+
+    The same ``request_id`` answers the task recorded the first time; reusing it for a
+    different request is a conflict.
+    """
+    experiment = caller.require_experiment()
+    existing = await tasks.find_by_request(session, experiment.id, body.request_id)
+    digest = _request_hash(body)
+    if existing is not None:
+        if existing.request_hash != digest:
+            raise Conflict(f"request_id {body.request_id} was used for a different request")
+        return existing
+    now = utcnow()
+    cap = experiment_cap(settings, experiment)
+    expires_at = body.expires_at or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
+    if expires_at <= now:
+        raise Invalid("expires_at: must be in the future")
+    if expires_at > cap:
+        raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
+    extra_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
+
+    batch = Task(kind="batch", status="pending", completed=0, experiment_id=experiment.id,
+                 created_by=user.id if user else None, request_id=body.request_id,
+                 request_hash=digest, result={})
+    session.add(batch)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:  # the same request_id, concurrently
+        raise Conflict(f"request_id {body.request_id} is being processed already") from exc
+    for spec, (flavor, image) in zip(body.resources, resolved, strict=True):
+        resource = ComputeResource(
+            experiment_id=experiment.id,
+            project_id=experiment.project_id,
+            created_by=user.id if user else None,
+            friendly_name=spec.friendly_name,
+            flavor_id=flavor.id,
+            disk_image_id=image.id,
+            provider=flavor.flavor_type,
+            status="pending",
+            request_config={
+                "userdata": spec.userdata,
+                "network_interfaces": spec.network_names(),
+                "public_ipv4": spec.public_ipv4,
+                "ssh_authorized_keys": list(dict.fromkeys(spec.ssh_authorized_keys + extra_keys)),
+                "config": spec.request_config,
+            },
+            access={},
+            provider_data={},
+            expires_at=expires_at,
+        )
+        session.add(resource)
+        try:
+            async with session.begin_nested():
+                await session.flush()
+        except IntegrityError as exc:
+            if "uq_compute_resources_live_name" not in str(exc.orig):
+                raise
+            raise Conflict(f"a live resource named {spec.friendly_name!r} exists in this experiment") from exc
+        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=resource.created_by, parent=batch)
+        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
+                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
+                     project_id=experiment.project_id, name=spec.friendly_name, flavor=flavor.friendly_name,
+                     image=image.friendly_name)
+    return batch
+
+
+def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
+    """Resources the caller may see: the experiment's; a user's projects' and own; all for admins."""
+    query = select(ComputeResource)
+    if caller.experiment is not None:
+        return query.where(ComputeResource.experiment_id == caller.experiment.id)
+    if caller.is_admin:
+        return query
+    assert caller.user is not None
+    return query.where(
+        (ComputeResource.project_id.in_(caller.project_ids)) | (ComputeResource.created_by == caller.user.id)
+    )
+
+
+async def list_resources(
+    session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
+    limit: int, after: uuid.UUID | None,
+) -> list[ComputeResource]:
+    query = scoped_query(caller).order_by(ComputeResource.id).limit(limit)
+    if not include_deleted:
+        query = query.where(ComputeResource.status != "deleted")
+    if status:
+        query = query.where(ComputeResource.status == status)
+    if after:
+        query = query.where(ComputeResource.id > after)
+    return list(await session.scalars(query))
+
+
+async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:
+    """One resource the caller may see (and change, with ``write``: only its experiment)."""
+    query = select(ComputeResource).where(ComputeResource.id == resource_id)
+    if write:
+        query = query.with_for_update()
+    resource = await session.scalar(query)
+    if resource is None:
+        raise NotFound("no such resource")
+    visible = await session.scalar(scoped_query(caller).where(ComputeResource.id == resource_id).with_only_columns(ComputeResource.id))
+    if visible is None:
+        raise Forbidden("this resource belongs to another experiment")
+    if write:
+        experiment = caller.require_experiment()
+        if resource.experiment_id != experiment.id:
+            raise Forbidden("this resource belongs to another experiment")
+    return resource
+
+
+async def request_action(
+    session: AsyncSession, queue: procrastinate.App, resource: ComputeResource, action: str, actor: str, created_by: str | None
+) -> Task:
+    """Start ``action`` (delete, reset, pause, resume) on a locked resource; answer its task.
+
+    Deleting a resource that is being deleted, or is deleted, answers the existing task.
+    """
+    if action == "delete" and resource.status in ("deleting", "deleted"):
+        existing = await tasks.open_task_for(session, resource.id, "delete")
+        if existing is not None:
+            return existing
+    states.start_action(resource, action)
+    task = await tasks.enqueue_operation(session, queue, kind=action, resource=resource, created_by=created_by)
+    await record(session, actor=actor, action=f"resource.{action}", outcome="requested", resource_id=resource.id,
+                 task_id=task.id, experiment_id=resource.experiment_id, project_id=resource.project_id)
+    return task
+
+
+async def extend(
+    session: AsyncSession, settings: Settings, caller: Caller, resource: ComputeResource, requested: dt.datetime
+) -> tuple[dt.datetime, bool]:
+    """Set a new expiry, capped at the experiment's; answers (granted, capped)."""
+    if resource.status in ("deleting", "deleted"):
+        raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
+    if requested <= utcnow():
+        raise Invalid("expires_at: must be in the future")
+    cap = experiment_cap(settings, caller.require_experiment())
+    granted = min(requested, cap)
+    resource.expires_at = granted
+    await record(session, actor=caller.actor, action="resource.extend", outcome="ok", resource_id=resource.id,
+                 experiment_id=resource.experiment_id, project_id=resource.project_id,
+                 requested=requested.isoformat(), granted=granted.isoformat())
+    return granted, granted < requested

@@ -1,0 +1,121 @@
+"""BI routes for compute resources. Writes need the experiment token; reads any token."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Query, Request, Response
+
+from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.errors import Invalid
+from slices_blueprint.core.ids import body_id, format_id, path_id
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.events.service import for_resource
+from slices_blueprint.identity import service as identity
+from slices_blueprint.identity.deps import CallerDep, verifier
+from slices_blueprint.identity.models import User
+from slices_blueprint.resources import service
+from slices_blueprint.resources.schemas import (
+    EventOut,
+    ExtendRequest,
+    ExtendResult,
+    ResourceOut,
+    ResourcesRequest,
+)
+from slices_blueprint.tasks.schemas import TaskOut
+from slices_blueprint.tasks.service import task_out
+
+router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
+
+
+async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
+    """The user named by the id-token in the body (verified like any token)."""
+    for token in body.tokens:
+        verified = await verifier(request).verify(token.jwt, expect="user")
+        return await identity.upsert_user(session, verified)
+    return None
+
+
+@router.post("/resources", response_model=TaskOut, status_code=202)
+async def create_resources(
+    body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> TaskOut:
+    """Create resources in the caller's experiment; answers the task to follow."""
+    caller.require_experiment()
+    user = await _body_user(request, session, body)
+    batch = await service.create_resources(session, settings, request.app.state.queue, caller, body, user)
+    return await task_out(session, batch, settings.site_id)
+
+
+@router.get("/resources", response_model=list[ResourceOut])
+async def list_resources(
+    response: Response,
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    status: str | None = None,
+    include_deleted: bool = False,
+    limit: int = Query(default=100, ge=1, le=1000),
+    after: str | None = Query(default=None, description="the last id of the previous page"),
+) -> list[ResourceOut]:
+    """The experiment's resources (experiment token), or the user's projects' (user token)."""
+    after_id = body_id(after, "resource", "after") if after else None
+    rows = await service.list_resources(session, caller, include_deleted=include_deleted, status=status, limit=limit, after=after_id)
+    if len(rows) == limit:
+        response.headers["X-Next-After"] = format_id("resource", settings.site_id, rows[-1].id)
+    return [service.resource_out(r, settings.site_id) for r in rows]
+
+
+@router.get("/resources/{resource_id}", response_model=ResourceOut)
+async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ResourceOut:
+    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
+    return service.resource_out(resource, settings.site_id)
+
+
+async def _action(resource_id: str, action: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
+    created_by = caller.user.id if caller.user else None
+    task = await service.request_action(session, request.app.state.queue, resource, action, caller.actor, created_by)
+    return await task_out(session, task, settings.site_id)
+
+
+@router.delete("/resources/{resource_id}", response_model=TaskOut, status_code=202)
+async def delete_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    """Delete a resource; deleting again answers the same task."""
+    return await _action(resource_id, "delete", request, caller, session, settings)
+
+
+@router.post("/resources/{resource_id}/reset", response_model=TaskOut, status_code=202)
+async def reset_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    """Return the resource to its image's initial state."""
+    return await _action(resource_id, "reset", request, caller, session, settings)
+
+
+@router.post("/resources/{resource_id}/pause", response_model=TaskOut, status_code=202)
+async def pause_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    return await _action(resource_id, "pause", request, caller, session, settings)
+
+
+@router.post("/resources/{resource_id}/resume", response_model=TaskOut, status_code=202)
+async def resume_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    return await _action(resource_id, "resume", request, caller, session, settings)
+
+
+@router.post("/resources/{resource_id}/extend", response_model=ExtendResult)
+async def extend_resource(
+    resource_id: str, body: ExtendRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> ExtendResult:
+    """Move the expiry; answers what was granted (capped at the experiment's expiry)."""
+    if (body.expires_at is None) == (body.duration_hours is None):
+        raise Invalid("give exactly one of expires_at or duration_hours")
+    requested = body.expires_at or utcnow() + dt.timedelta(hours=body.duration_hours or 0)
+    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
+    granted, capped = await service.extend(session, settings, caller, resource, requested)
+    return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted, capped=capped)
+
+
+@router.get("/resources/{resource_id}/events", response_model=list[EventOut])
+async def resource_events(resource_id: str, caller: CallerDep, session: SessionDep) -> list[EventOut]:
+    """The audit trail of one resource, newest first."""
+    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
+    return [EventOut.model_validate(e, from_attributes=True) for e in await for_resource(session, resource.id)]

@@ -1,0 +1,84 @@
+"""The Procrastinate app: the operation job, the periodic jobs, and the worker loop.
+
+Procrastinate keeps its jobs in PostgreSQL (its schema is created by our first migration),
+so enqueueing joins the caller's transaction and any number of workers on any number of
+machines share the queue safely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import procrastinate
+import structlog
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
+from slices_blueprint.providers.base import TransientProviderError
+from slices_blueprint.tasks import periodic
+from slices_blueprint.tasks.jobs import Runtime, run_operation
+from slices_blueprint.tasks.service import OPERATION_JOB
+
+log = structlog.get_logger(__name__)
+
+QUEUE = "operations"
+
+
+def cron_every(seconds: int) -> str:
+    """A Procrastinate cron string for "every ``seconds``" (seconds are its 6th column)."""
+    if seconds < 60:
+        return f"* * * * * */{max(1, seconds)}"
+    return f"*/{max(1, seconds // 60)} * * * *"
+
+
+def build_queue(settings: Settings, db: Database) -> procrastinate.App:
+    """The queue app with every job bound to this process's settings and database."""
+    runtime = Runtime(settings=settings, db=db)
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=db.url))
+    retry = procrastinate.RetryStrategy(
+        max_attempts=settings.task_max_attempts,
+        exponential_wait=2,
+        retry_exceptions={TransientProviderError},
+    )
+
+    @app.task(name=OPERATION_JOB, queue=QUEUE, retry=retry, pass_context=True)
+    async def operation(context: procrastinate.JobContext, task_id: str) -> None:
+        final = context.job.attempts + 1 >= settings.task_max_attempts
+        await run_operation(runtime, task_id, final_attempt=final)
+
+    @app.periodic(cron=cron_every(settings.reaper_interval_seconds), periodic_id="reaper")
+    @app.task(name="sb:reap_expired", queue=QUEUE, queueing_lock="sb:reap_expired", pass_context=True)
+    async def reap(context: procrastinate.JobContext, timestamp: int) -> None:
+        await periodic.reap_expired(runtime, context.app)
+
+    @app.periodic(cron=cron_every(settings.reconcile_interval_seconds), periodic_id="reconciler")
+    @app.task(name="sb:reconcile", queue=QUEUE, queueing_lock="sb:reconcile")
+    async def reconcile(timestamp: int) -> None:
+        await periodic.reconcile(runtime)
+
+    @app.periodic(cron=cron_every(STALLED_CHECK_SECONDS), periodic_id="stalled")
+    @app.task(name="sb:retry_stalled", queue=QUEUE, queueing_lock="sb:retry_stalled", pass_context=True)
+    async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
+        await periodic.retry_stalled_jobs(context.app)
+
+    del operation, reap, reconcile, retry_stalled
+    return app
+
+
+STALLED_CHECK_SECONDS = 15
+
+
+async def run_worker(queue: procrastinate.App, settings: Settings, *, name: str, install_signal_handlers: bool) -> None:
+    """Work until cancelled (or signalled); first retry jobs a dead worker left behind."""
+    worker_options: dict[str, Any] = {
+        "queues": [QUEUE],
+        "name": name,
+        "concurrency": settings.worker_concurrency,
+        "install_signal_handlers": install_signal_handlers,
+        "update_heartbeat_interval": 5,
+        "stalled_worker_timeout": periodic.STALLED_AFTER_SECONDS,
+        "delete_jobs": "successful",
+    }
+    await periodic.retry_stalled_jobs(queue)
+    log.info("worker.started", name=name, concurrency=settings.worker_concurrency)
+    await queue.run_worker_async(**worker_options)

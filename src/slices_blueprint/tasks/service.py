@@ -1,0 +1,118 @@
+"""Creating tasks and enqueueing their jobs in the caller's transaction.
+
+A job is deferred on the same PostgreSQL connection and transaction that writes the resource
+and task rows, so either all of them exist or none does: nothing is lost if a process dies.
+Jobs carry one Procrastinate ``lock`` per resource, so two operations on one resource never
+run at once, and run in the order they were requested.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import procrastinate
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.ids import format_id
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.models import Task
+from slices_blueprint.tasks.schemas import TaskOut
+
+OPERATION_JOB = "sb:run_operation"
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+async def enqueue_operation(
+    session: AsyncSession,
+    queue: procrastinate.App,
+    *,
+    kind: str,
+    resource: ComputeResource,
+    created_by: str | None,
+    parent: Task | None = None,
+) -> Task:
+    """Write a task for ``kind`` on ``resource`` and defer its job in this transaction."""
+    task = Task(
+        kind=kind,
+        status="pending",
+        completed=0,
+        resource_id=resource.id,
+        experiment_id=resource.experiment_id,
+        created_by=created_by,
+        parent_id=parent.id if parent else None,
+        result={},
+    )
+    session.add(task)
+    await session.flush()
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    job_id = await queue.configure_task(
+        OPERATION_JOB, lock=str(resource.id), connection=raw.driver_connection
+    ).defer_async(task_id=str(task.id))
+    task.job_id = job_id
+    return task
+
+
+async def children(session: AsyncSession, task: Task) -> list[Task]:
+    rows = await session.scalars(select(Task).where(Task.parent_id == task.id).order_by(Task.created_at))
+    return list(rows)
+
+
+def aggregate_status(subtasks: list[Task]) -> tuple[str, int]:
+    """A batch's status and progress from its subtasks'."""
+    if not subtasks:
+        return "succeeded", 100
+    statuses = {t.status for t in subtasks}
+    completed = sum(t.completed for t in subtasks) // len(subtasks)
+    if statuses <= TERMINAL:
+        status = "failed" if statuses & {"failed"} else "succeeded"
+        return status, 100
+    if statuses == {"pending"}:
+        return "pending", completed
+    return "running", completed
+
+
+async def task_out(session: AsyncSession, task: Task, site: str) -> TaskOut:
+    """The API view of a task; a batch reports the aggregate of its subtasks."""
+    subtasks = await children(session, task) if task.kind == "batch" else []
+    status, completed = (task.status, task.completed)
+    finished_at = task.finished_at
+    if task.kind == "batch":
+        status, completed = aggregate_status(subtasks)
+        finished_at = max((t.finished_at for t in subtasks if t.finished_at), default=None) if status in TERMINAL else None
+    resource_ids = [format_id("resource", site, t.resource_id) for t in subtasks if t.resource_id]
+    if task.resource_id:
+        resource_ids = [format_id("resource", site, task.resource_id)]
+    errors = [t.error for t in subtasks if t.error]
+    return TaskOut(
+        id=format_id("task", site, task.id),
+        kind=task.kind,
+        status=status,
+        completed=completed,
+        message=task.message,
+        error=task.error or ("; ".join(errors) if errors else None),
+        resource_id=resource_ids[0] if task.resource_id else None,
+        resource_ids=resource_ids,
+        subtasks=[await task_out(session, t, site) for t in subtasks],
+        result=task.result,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        finished_at=finished_at,
+    )
+
+
+async def find_by_request(session: AsyncSession, experiment_id: str, request_id: uuid.UUID) -> Task | None:
+    return await session.scalar(
+        select(Task).where(Task.experiment_id == experiment_id, Task.request_id == request_id)
+    )
+
+
+async def open_task_for(session: AsyncSession, resource_id: uuid.UUID, kind: str) -> Task | None:
+    """The unfinished task of ``kind`` on a resource, if any (for idempotent deletes)."""
+    return await session.scalar(
+        select(Task)
+        .where(Task.resource_id == resource_id, Task.kind == kind)
+        .order_by(Task.created_at.desc())
+        .limit(1)
+    )

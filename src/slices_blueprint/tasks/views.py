@@ -1,0 +1,39 @@
+"""GET /tasks/{id}: follow any write."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.errors import Forbidden, NotFound
+from slices_blueprint.core.ids import path_id
+from slices_blueprint.identity.deps import CallerDep
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.models import Task
+from slices_blueprint.tasks.schemas import TaskOut
+from slices_blueprint.tasks.service import task_out
+
+router = APIRouter(prefix=BI_PREFIX, tags=["tasks"])
+
+
+@router.get("/tasks/{task_id}", response_model=TaskOut)
+async def get_task(task_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+    """A task's status and progress (``completed``, 0-100); a batch aggregates its subtasks."""
+    task = await session.get(Task, path_id(task_id, "task"))
+    if task is None:
+        raise NotFound("no such task")
+    if not await _may_see(session, caller, task):
+        raise Forbidden("this task belongs to another experiment")
+    return await task_out(session, task, settings.site_id)
+
+
+async def _may_see(session: SessionDep, caller: CallerDep, task: Task) -> bool:
+    if caller.experiment is not None:
+        return task.experiment_id == caller.experiment.id
+    if caller.is_admin or (caller.user and task.created_by == caller.user.id):
+        return True
+    if task.experiment_id is None:
+        return False
+    resource = await session.get(ComputeResource, task.resource_id) if task.resource_id else None
+    project = resource.project_id if resource else None
+    return project in caller.project_ids

@@ -1,0 +1,161 @@
+"""Shared fixtures: a fresh real PostgreSQL database per test session, the service over real
+HTTP (uvicorn on a loopback port), and a real OIDC issuer on loopback for token tests.
+
+The database is the machine's server (``SLICES_BLUEPRINT_TEST_PG``, default
+postgresql://postgres@127.0.0.1:5432/postgres) unless ``SLICES_BLUEPRINT_TEST_DB=embedded``
+or no server answers; then the embedded PostgreSQL the service itself uses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from slices_blueprint.app import create_app
+from slices_blueprint.core import migrations
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import start_embedded_postgres
+from slices_blueprint.core.deps import BI_PREFIX
+from slices_blueprint.core.logging import configure_logging
+
+SERVER_PG = os.environ.get("SLICES_BLUEPRINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_INTEGRATION = os.environ.get("SLICES_BLUEPRINT_REQUIRE_INTEGRATION") == "1"
+
+
+def integration_unavailable(reason: str) -> None:
+    """Skip with a visible reason, or fail when CI requires every integration test to run."""
+    if REQUIRE_INTEGRATION:
+        pytest.fail(f"integration prerequisite missing (SLICES_BLUEPRINT_REQUIRE_INTEGRATION=1): {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_pg_answers() -> bool:
+    try:
+        with psycopg.connect(SERVER_PG, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A URL with rights to create databases: the machine's server or the embedded one."""
+    if os.environ.get("SLICES_BLUEPRINT_TEST_DB") != "embedded" and _server_pg_answers():
+        return SERVER_PG
+    url = start_embedded_postgres(tmp_path_factory.mktemp("embedded-pg"))
+    return url.replace("/slices_blueprint?", "/postgres?")
+
+
+def _with_dbname(url: str, name: str) -> str:
+    head, sep, query = url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+@contextmanager
+def fresh_database(pg_admin_url: str) -> Iterator[str]:
+    """A new, migrated database, dropped afterwards."""
+    name = f"sb_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_dbname(pg_admin_url, name)
+    migrations.upgrade(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """The test session's database (shared by the session's live server)."""
+    with fresh_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sb-data")
+
+
+def make_settings(data_dir: Path, database_url: str, port: int, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "database_url": database_url,
+        "host": "127.0.0.1",
+        "port": port,
+        "dev_mode": True,
+        "providers": ["test-double", "vm", "k8s", "microvm"],
+        "site_id": "test-site1",
+        "reaper_interval_seconds": 2,
+        "reconcile_interval_seconds": 3600,
+        "trusted_issuers": [],
+        "task_max_attempts": 3,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class LiveServer:
+    """The service running on a loopback port, in this process (its own event loop)."""
+
+    url: str
+    settings: Settings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def bi(self) -> str:
+        return f"{self.url}{BI_PREFIX}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def start_server(settings: Settings, database_url: str, *, worker: bool = True) -> LiveServer:
+    app = create_app(settings, database_url, run_worker_inside=worker)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    return LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings, server=server, thread=thread)
+
+
+@pytest.fixture(scope="session")
+def live(database_url: str, data_dir: Path) -> Iterator[LiveServer]:
+    """The service with an in-process worker, dev mode on, the test-double provider enabled."""
+    configure_logging("WARNING")
+    server = start_server(make_settings(data_dir, database_url, free_port()), database_url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=30) as client:
+        yield client

@@ -1,0 +1,57 @@
+"""Test helpers: tokens from the dev issuer, catalog entries, waiting for tasks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+from slices_blueprint.core.dev_issuer import mint_dev_token
+
+
+class Api:
+    """A thin client for one live server, with dev-issuer tokens."""
+
+    def __init__(self, live: Any, http: httpx.Client) -> None:
+        self.live, self.http = live, http
+
+    def token(self, user: str = "alice", project: str = "demo", experiment: str | None = None, **kw: Any) -> str:
+        return mint_dev_token(self.live.settings, user=user, project=project, experiment=experiment, **kw)
+
+    def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, f"{self.live.bi}{path}", headers=headers, **kwargs)
+
+    def ok(self, method: str, path: str, token: str | None, status: int = 200, **kwargs: Any) -> Any:
+        response = self.call(method, path, token, **kwargs)
+        assert response.status_code == status, (response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def test_double_catalog(self, suffix: str | None = None) -> tuple[str, str]:
+        """A test-double flavor and image created by the dev admin; returns their ids."""
+        admin = self.token("admin")
+        suffix = suffix or uuid.uuid4().hex[:6]
+        flavor = self.ok("POST", "/flavors", admin, 201, json={
+            "friendly_name": f"td.small-{suffix}", "flavor_type": "test-double", "vcpus": 1, "ram_mib": 512, "disk_mb": 1024})
+        image = self.ok("POST", "/disk-images", admin, 201, json={
+            "friendly_name": f"debian-{suffix}", "flavor_type": "test-double", "location": f"td-debian-12-{suffix}",
+            "default_username": "debian", "min_ram_mib": 256})
+        return flavor["id"], image["id"]
+
+    def create(self, exp_token: str, names: list[str], flavor: str, image: str, config: dict | None = None,
+               request_id: str | None = None, **extra: Any) -> dict:
+        body = {"request_id": request_id or str(uuid.uuid4()), "resources": [
+            {"friendly_name": n, "flavor_id": flavor, "disk_image_id": image, "request_config": config or {}} for n in names
+        ], **extra}
+        return self.ok("POST", "/resources", exp_token, 202, json=body)
+
+    def wait_task(self, token: str, task_id: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.ok("GET", f"/tasks/{task_id}", token)
+            if task["status"] in ("succeeded", "failed", "cancelled"):
+                return task
+            assert time.monotonic() < deadline, f"task still {task['status']}: {task}"
+            time.sleep(0.2)

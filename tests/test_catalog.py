@@ -1,0 +1,58 @@
+"""Flavors and disk images over the BI API: reads for any token, writes for admins only."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.helpers import Api
+
+
+def test_admin_creates_and_everyone_reads(live, http) -> None:
+    api = Api(live, http)
+    flavor_id, image_id = api.test_double_catalog()
+    assert flavor_id.startswith("flavor_test-site1_") and image_id.startswith("image_test-site1_")
+    user = api.token("bob")
+    assert flavor_id in [f["id"] for f in api.ok("GET", "/flavors", user)]
+    image = api.ok("GET", f"/disk-images/{image_id}", user)
+    assert image["default_username"] == "debian" and image["flavor_type"] == "test-double"
+
+
+def test_non_admin_cannot_write(live, http) -> None:
+    api = Api(live, http)
+    body = {"friendly_name": "x", "flavor_type": "test-double", "vcpus": 1, "ram_mib": 512}
+    response = api.call("POST", "/flavors", api.token("bob"), json=body)
+    assert response.status_code == 403 and "administrators" in response.json()["detail"]
+    response = api.call("POST", "/flavors", api.token("bob", experiment="e1"), json=body)
+    assert response.status_code == 403
+
+
+def test_invalid_catalog_input_is_422_with_the_field(live, http) -> None:
+    api = Api(live, http)
+    response = api.call("POST", "/flavors", api.token("admin"), json={"friendly_name": "x", "flavor_type": "mainframe", "vcpus": 0, "ram_mib": 1})
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["status"] == 422 and "flavor_type" in problem["detail"]
+    assert {tuple(e["loc"])[-1] for e in problem["errors"]} >= {"flavor_type", "vcpus", "ram_mib"}
+
+
+def test_duplicate_provider_reference_is_409(live, http) -> None:
+    api = Api(live, http)
+    ref = uuid.uuid4().hex
+    body = {"friendly_name": "a", "flavor_type": "test-double", "vcpus": 1, "ram_mib": 512, "provider_ref": ref}
+    api.ok("POST", "/flavors", api.token("admin"), 201, json=body)
+    assert api.call("POST", "/flavors", api.token("admin"), json=body).status_code == 409
+
+
+def test_hidden_entries_vanish_for_users(live, http) -> None:
+    api = Api(live, http)
+    flavor_id, _ = api.test_double_catalog()
+    api.ok("PATCH", f"/flavors/{flavor_id}", api.token("admin"), json={"hidden": True})
+    assert flavor_id not in [f["id"] for f in api.ok("GET", "/flavors", api.token("bob"))]
+    listed = api.ok("GET", "/flavors", api.token("admin"), params={"include_hidden": True})
+    assert flavor_id in [f["id"] for f in listed]
+
+
+def test_malformed_and_unknown_ids_are_404(live, http) -> None:
+    api = Api(live, http)
+    assert api.call("GET", "/flavors/nonsense", api.token()).status_code == 404
+    assert api.call("GET", "/flavors/flavor_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzz", api.token()).status_code == 404

@@ -1,0 +1,62 @@
+"""The reaper deletes what expired; the reconciler records drift and orphans."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+
+import psycopg
+
+from slices_blueprint.core.database import Database
+from slices_blueprint.tasks.jobs import Runtime
+from slices_blueprint.tasks.periodic import reconcile
+from tests.helpers import Api
+
+
+def test_reaper_deletes_expired_resources(live, http) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "reap")
+    expires = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=4)).isoformat()
+    task = api.create(token, ["ephemeral"], flavor, image, expires_at=expires)
+    api.wait_task(token, task["id"])
+    rid = task["resource_ids"][0]
+    deadline = time.monotonic() + 60
+    while api.ok("GET", f"/resources/{rid}", token)["status"] != "deleted":
+        assert time.monotonic() < deadline, "the reaper did not delete the expired resource"
+        time.sleep(0.5)
+    actors = {(e["action"], e["actor"]) for e in api.ok("GET", f"/resources/{rid}/events", token)}
+    assert ("resource.delete", "system:reaper") in actors
+    node_files = list((live.settings.data_dir / "test-double").glob("*.json"))
+    assert not any(rid.rsplit("_", 1)[-1] in p.name for p in node_files)
+
+
+def test_reconciler_records_drift_and_orphans(live, http, database_url) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "drift")
+    task = api.create(token, ["vanishing", "steady"], flavor, image)
+    api.wait_task(token, task["id"])
+    vanishing = api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)
+    # the node disappears behind our back; and a node appears that no resource owns
+    (live.settings.data_dir / "test-double" / f"{vanishing['provider_resource_id']}.json").unlink()
+    orphan = live.settings.data_dir / "test-double" / "td-orphan.json"
+    orphan.write_text('{"resource_id": "resource_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzz", "state": "running", "creations": 1, "ipv4": "x"}')
+
+    async def run() -> dict[str, int]:
+        db = Database(database_url)
+        try:
+            return await reconcile(Runtime(settings=live.settings, db=db))
+        finally:
+            await db.dispose()
+
+    found = asyncio.run(run())
+    orphan.unlink()
+    assert found["drift"] >= 1 and found["orphans"] >= 1
+    after = api.ok("GET", f"/resources/{vanishing['id']}", token)
+    assert after["status"] == "error" and "vanished" in after["status_reason"]
+    assert api.ok("GET", f"/resources/{task['resource_ids'][1]}", token)["status"] == "running"
+    with psycopg.connect(database_url) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM events WHERE action = 'provider.orphan' AND message LIKE '%td-orphan%'").fetchone()
+    assert count >= 1

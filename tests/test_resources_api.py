@@ -1,0 +1,225 @@
+"""The resource lifecycle over real HTTP, a real PostgreSQL and the real queue/worker,
+with the TEST DOUBLE provider standing in for a cloud."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import psycopg
+import pytest
+
+from tests.helpers import Api
+
+
+@pytest.fixture(scope="module")
+def api(live, http) -> Api:
+    return Api(live, http)
+
+
+@pytest.fixture(scope="module")
+def catalog(api: Api) -> tuple[str, str]:
+    return api.test_double_catalog()
+
+
+def exp_token(api: Api, experiment: str = "exp1", **kw) -> str:
+    return api.token("alice", "demo", experiment, **kw)
+
+
+def test_create_batch_runs_and_reports_progress(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "batch")
+    task = api.create(token, ["vm-a", "vm-b", "vm-c"], flavor, image, {"delay_s": 0.5})
+    assert task["kind"] == "batch" and task["status"] in ("pending", "running") and len(task["resource_ids"]) == 3
+    done = api.wait_task(token, task["id"])
+    assert done["status"] == "succeeded" and done["completed"] == 100
+    assert [s["status"] for s in done["subtasks"]] == ["succeeded"] * 3
+    resources = api.ok("GET", "/resources", token)
+    assert sorted(r["friendly_name"] for r in resources) == ["vm-a", "vm-b", "vm-c"]
+    for resource in resources:
+        assert resource["status"] == "running"
+        assert resource["access"]["ssh_user"] == "debian"
+        assert resource["ssh_command"].startswith("ssh debian@198.51.100.")
+        assert resource["id"].startswith("resource_test-site1_")
+
+
+def test_same_request_id_answers_the_same_task_and_creates_nothing_more(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "idem")
+    request_id = str(uuid.uuid4())
+    first = api.create(token, ["only-one"], flavor, image, request_id=request_id)
+    second = api.create(token, ["only-one"], flavor, image, request_id=request_id)
+    assert first["id"] == second["id"]
+    api.wait_task(token, first["id"])
+    assert len(api.ok("GET", "/resources", token)) == 1
+    other = api.call("POST", "/resources", token, json={"request_id": request_id, "resources": [
+        {"friendly_name": "different", "flavor_id": flavor, "disk_image_id": image}]})
+    assert other.status_code == 409 and "different request" in other.json()["detail"]
+
+
+def test_experiments_are_isolated(api: Api, catalog) -> None:
+    flavor, image = catalog
+    mine, theirs = exp_token(api, "iso-a"), api.token("eve", "other", "iso-b")
+    task = api.create(mine, ["private"], flavor, image)
+    api.wait_task(mine, task["id"])
+    rid = task["resource_ids"][0]
+    assert api.ok("GET", "/resources", theirs) == []
+    assert api.call("GET", f"/resources/{rid}", theirs).status_code == 403
+    assert api.call("DELETE", f"/resources/{rid}", theirs).status_code == 403
+    assert api.call("GET", f"/tasks/{task['id']}", theirs).status_code == 403
+    # a user token reads (its projects), never writes
+    reader = api.token("alice", "demo")
+    assert rid in [r["id"] for r in api.ok("GET", "/resources", reader)]
+    assert api.call("DELETE", f"/resources/{rid}", reader).status_code == 403
+
+
+def test_delete_is_idempotent_and_ends_deleted(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "del")
+    task = api.create(token, ["doomed"], flavor, image)
+    api.wait_task(token, task["id"])
+    rid = task["resource_ids"][0]
+    first = api.ok("DELETE", f"/resources/{rid}", token, 202)
+    again = api.ok("DELETE", f"/resources/{rid}", token, 202)
+    assert first["id"] == again["id"]
+    assert api.wait_task(token, first["id"])["status"] == "succeeded"
+    assert api.ok("GET", f"/resources/{rid}", token)["status"] == "deleted"
+    assert api.ok("DELETE", f"/resources/{rid}", token, 202)["id"] == first["id"]
+    assert api.ok("GET", "/resources", token) == []
+    assert len(api.ok("GET", "/resources", token, params={"include_deleted": True})) == 1
+    # the name is free again once deleted
+    api.wait_task(token, api.create(token, ["doomed"], flavor, image)["id"])
+
+
+def test_impossible_transitions_are_409(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "trans")
+    task = api.create(token, ["slow"], flavor, image, {"delay_s": 3})
+    rid = task["resource_ids"][0]
+    response = api.call("POST", f"/resources/{rid}/resume", token)
+    assert response.status_code == 409 and response.json()["current_status"] in ("pending", "provisioning")
+    api.wait_task(token, task["id"])
+    deleting = api.ok("DELETE", f"/resources/{rid}", token, 202)
+    assert api.call("POST", f"/resources/{rid}/reset", token).status_code == 409
+    api.wait_task(token, deleting["id"])
+
+
+def test_reset_pause_resume(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "ops")
+    task = api.create(token, ["box"], flavor, image)
+    api.wait_task(token, task["id"])
+    rid = task["resource_ids"][0]
+    for action, state in (("reset", "running"), ("pause", "paused"), ("resume", "running")):
+        op = api.ok("POST", f"/resources/{rid}/{action}", token, 202)
+        assert api.wait_task(token, op["id"])["status"] == "succeeded", action
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == state
+    actions = [e["action"] for e in api.ok("GET", f"/resources/{rid}/events", token)]
+    assert actions.count("resource.reset") == 2 and "resource.pause" in actions and actions[-1] == "resource.create"
+
+
+def test_provider_failure_becomes_error_with_reason(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "fail")
+    task = api.create(token, ["broken"], flavor, image, {"fail": "quota exceeded for instances"})
+    done = api.wait_task(token, task["id"])
+    assert done["status"] == "failed" and "quota exceeded" in done["error"]
+    resource = api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)
+    assert resource["status"] == "error" and resource["status_reason"] == "quota exceeded for instances"
+
+
+def test_transient_failures_are_retried(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "flaky")
+    task = api.create(token, ["flaky"], flavor, image, {"transient_failures": 1})
+    done = api.wait_task(token, task["id"], timeout=90)
+    assert done["status"] == "succeeded"
+    assert api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)["status"] == "running"
+
+
+def test_too_many_transient_failures_give_up_with_reason(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "flakier")
+    task = api.create(token, ["hopeless"], flavor, image, {"transient_failures": 10})
+    done = api.wait_task(token, task["id"], timeout=120)
+    assert done["status"] == "failed" and "gave up after 3 attempts" in done["error"]
+
+
+def test_expiry_is_capped_by_the_experiment(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "short", experiment_days=2)
+    too_late = (dt.datetime.now(dt.UTC) + dt.timedelta(days=5)).isoformat()
+    response = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), "expires_at": too_late,
+                        "resources": [{"friendly_name": "x", "flavor_id": flavor, "disk_image_id": image}]})
+    assert response.status_code == 422 and "experiment's expiry" in response.json()["detail"]
+    task = api.create(token, ["ext"], flavor, image)
+    api.wait_task(token, task["id"])
+    rid = task["resource_ids"][0]
+    granted = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 24 * 10})
+    assert granted["capped"] is True
+    assert dt.datetime.fromisoformat(granted["expires_at"]) < dt.datetime.now(dt.UTC) + dt.timedelta(days=2, minutes=1)
+    small = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 1})
+    assert small["capped"] is False
+
+
+def test_bad_input_is_refused_and_nothing_is_written(api: Api, catalog, database_url) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "bad")
+    cases = [
+        ({"resources": [{"friendly_name": "Bad_Name", "flavor_id": flavor, "disk_image_id": image}]}, "friendly_name"),
+        ({"resources": [{"friendly_name": "a", "flavor_id": "flavor_x", "disk_image_id": image}]}, "flavor_id"),
+        ({"resources": [{"friendly_name": "a", "flavor_id": flavor, "disk_image_id": image, "ssh_authorized_keys": ["hello"]}]}, "OpenSSH"),
+        ({"resources": [{"friendly_name": "a", "flavor_id": flavor, "disk_image_id": image},
+                        {"friendly_name": "a", "flavor_id": flavor, "disk_image_id": image}]}, "repeated"),
+        ({"resources": []}, "resources"),
+    ]
+    for body, expected in cases:
+        response = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), **body})
+        assert response.status_code == 422, body
+        assert expected in response.text
+    # a valid first item with an invalid second: the whole request is refused
+    response = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), "resources": [
+        {"friendly_name": "good", "flavor_id": flavor, "disk_image_id": image},
+        {"friendly_name": "bad", "flavor_id": flavor, "disk_image_id": "image_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzz"}]})
+    assert response.status_code == 422
+    assert api.ok("GET", "/resources", token) == []
+    with psycopg.connect(database_url) as conn:
+        experiment = api.ok("GET", "/resources", token)  # noqa: F841 - the call upserts the experiment
+        rows = conn.execute("SELECT count(*) FROM tasks t JOIN experiments e ON e.id = t.experiment_id WHERE e.name = 'bad'").fetchone()
+    assert rows == (0,)
+
+
+def test_live_names_are_unique_per_experiment(api: Api, catalog) -> None:
+    flavor, image = catalog
+    token = exp_token(api, "names")
+    api.wait_task(token, api.create(token, ["same"], flavor, image)["id"])
+    response = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), "resources": [
+        {"friendly_name": "same", "flavor_id": flavor, "disk_image_id": image}]})
+    assert response.status_code == 409 and "same" in response.json()["detail"]
+
+
+def test_missing_token_is_401_problem(api: Api) -> None:
+    response = api.call("GET", "/resources", None)
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert response.json() == {"type": "about:blank", "title": "Unauthorized", "status": 401,
+                               "detail": "a bearer token is required (Authorization: Bearer <jwt>)"}
+
+
+def test_user_token_in_body_adds_ssh_key_and_creator(api: Api, catalog) -> None:
+    flavor, image = catalog
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBz1 carol@laptop"
+    token = api.token("carol", "demo", "keys")
+    user = api.token("carol", "demo", ssh_key=key)
+    task = api.create(token, ["keyed"], flavor, image, tokens=[{"jwt": user}])
+    api.wait_task(token, task["id"])
+    resource = api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)
+    assert resource["created_by"].startswith("user_dev.local_")
+    bogus = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), "tokens": [{"jwt": "x.y.z"}],
+                     "resources": [{"friendly_name": "k2", "flavor_id": flavor, "disk_image_id": image}]})
+    assert bogus.status_code == 401
+
+
+def test_openapi_is_served_under_the_bi_prefix(live, http) -> None:
+    spec = http.get(f"{live.bi}/openapi.json").json()
+    assert "/apis/bi.slices.eu/v1alpha2/resources" in spec["paths"]
+    assert "/apis/bi.slices.eu/v1alpha2/tasks/{task_id}" in spec["paths"]

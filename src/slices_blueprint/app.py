@@ -20,11 +20,12 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.errors import install_error_handlers
-from slices_blueprint.core.logging import install_request_ids
+from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.metrics import RESOURCE_STATES, install_metrics
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.queue import build_queue, run_worker
+from slices_blueprint.web.deps import install_web
 
 log = structlog.get_logger(__name__)
 
@@ -36,8 +37,9 @@ def routers() -> list:
     from slices_blueprint.credentials.views import router as credentials
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
+    from slices_blueprint.web.views import router as web
 
-    return [catalog, resources, tasks, credentials, dev]
+    return [catalog, resources, tasks, credentials, dev, web]
 
 
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
@@ -82,7 +84,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     )
     install_error_handlers(app)
     install_metrics(app)
-    install_request_ids(app)
+    app.add_middleware(RequestContextMiddleware)
+    install_web(app, settings)
     for router in routers():
         app.include_router(router)
 

@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Web UI
+    oidc_discovery_url: str | None = None  # the SLICES provider's .well-known/openid-configuration
+    oidc_client_id: str | None = None  # user id-tokens must name service_url as audience
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile email"
+    web_session_hours: int = 12
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
-
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
@@ -35,17 +33,7 @@ REGISTRY.register(RESOURCE_STATES)
 
 
 def install_metrics(app: FastAPI) -> None:
-    """Count requests per route and serve ``/metrics``."""
-
-    @app.middleware("http")
-    async def _count(request: Request, call_next):  # noqa: ANN001, ANN202
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        REQUEST_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
+    """Serve ``/metrics`` (request counters are kept by ``core.middleware``)."""
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.deps import SessionDep
 from slices_blueprint.core.errors import Forbidden, Unauthorized
@@ -54,15 +55,8 @@ def is_admin(request: Request, user_id: str) -> bool:
     return user_id in request.app.state.admin_ids
 
 
-async def get_caller(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
-    """Verify the bearer token (or the web session's) and upsert who it names."""
-    token_text = credentials.credentials if credentials else request.scope.get("session_token")
-    if not token_text:
-        raise Unauthorized("a bearer token is required (Authorization: Bearer <jwt>)")
+async def caller_from_token(request: Request, session: AsyncSession, token_text: str) -> Caller:
+    """Verify a token and upsert who it names (used by the API and the web UI)."""
     token = await verifier(request).verify(token_text)
     if token.kind == "experiment":
         experiment = await service.upsert_experiment(session, token)
@@ -76,6 +70,17 @@ async def get_caller(
         is_admin=is_admin(request, user.id),
         project_ids={str(p) for p in projects} if isinstance(projects, list) else set(),
     )
+
+
+async def get_caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The caller named by the ``Authorization: Bearer`` token."""
+    if not credentials:
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <jwt>)")
+    return await caller_from_token(request, session, credentials.credentials)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

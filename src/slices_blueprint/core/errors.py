@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger(__name__)
 
 
 class ProblemError(Exception):
@@ -70,6 +73,11 @@ def install_error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"loc": [], "msg": "invalid"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return problem(422, "Invalid input", f"{where}: {first['msg']}", errors=errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request.failed", method=request.method, path=request.url.path)
+        return problem(500, "Internal error", "the service failed unexpectedly; the error is logged with this request's id")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.errors import Forbidden
 from slices_blueprint.core.security import VerifiedToken
 from slices_blueprint.identity.models import Experiment, Project, User
+
+T = TypeVar("T", User, Project, Experiment)
 
 USER_CLAIMS = {
     "preferred_username": ("preferred_username", "username"),
@@ -39,45 +42,41 @@ def parse_expiry(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-async def _upsert(session: AsyncSession, model: type, key: str, values: dict[str, Any]) -> None:
+async def _upsert(session: AsyncSession, model: type[T], values: dict[str, Any]) -> T:
+    """Insert or update the row keyed by ``values["id"]``; writes nothing when nothing changed
+    (most requests come from people already known)."""
     known = {k: v for k, v in values.items() if v is not None}
+    row = await session.get(model, values["id"])
+    if row is not None and all(getattr(row, k) == v for k, v in known.items()):
+        return row
     stmt = insert(model).values(**values)
     if len(known) > 1:
-        stmt = stmt.on_conflict_do_update(index_elements=[key], set_={**known, "updated_at": dt.datetime.now(dt.UTC)})
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**known, "updated_at": dt.datetime.now(dt.UTC)})
     else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=[key])
+        stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
     await session.execute(stmt)
+    row = await session.get(model, values["id"], populate_existing=True)
+    assert row is not None
+    return row
 
 
 async def upsert_user(session: AsyncSession, token: VerifiedToken) -> User:
     values = {field: _claim(token.claims, names) for field, names in USER_CLAIMS.items()}
-    await _upsert(session, User, "id", {"id": token.subject, **values})
-    user = await session.get(User, token.subject, populate_existing=True)
-    assert user is not None
-    return user
+    return await _upsert(session, User, {"id": token.subject, **values})
 
 
 async def upsert_experiment(session: AsyncSession, token: VerifiedToken) -> Experiment:
     """Record the experiment (and its project) named by an experiment token."""
     claims = token.claims
     project_id = str(claims["proj"])
-    await _upsert(
-        session,
-        Project,
-        "id",
-        {"id": project_id, "name": claims.get("project_name"), "expires_at": parse_expiry(claims.get("project_expires_at"))},
-    )
-    expires = parse_expiry(claims.get("expires_at") or claims.get("experiment_expires_at"))
-    await _upsert(
-        session,
-        Experiment,
-        "id",
-        {"id": token.subject, "project_id": project_id, "name": claims.get("experiment_name"), "expires_at": expires},
-    )
-    experiment = await session.get(Experiment, token.subject, populate_existing=True)
-    assert experiment is not None
+    await _upsert(session, Project, {
+        "id": project_id, "name": claims.get("project_name"),
+        "expires_at": parse_expiry(claims.get("project_expires_at")),
+    })
+    experiment = await _upsert(session, Experiment, {
+        "id": token.subject, "project_id": project_id, "name": claims.get("experiment_name"),
+        "expires_at": parse_expiry(claims.get("expires_at") or claims.get("experiment_expires_at")),
+    })
     if experiment.project_id != project_id:
-        from slices_blueprint.core.errors import Forbidden
-
         raise Forbidden("experiment token names another project than the one on record")
     return experiment

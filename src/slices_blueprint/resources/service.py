@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
-from slices_blueprint.core.ids import body_id, format_id
+from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import Caller
@@ -120,20 +120,15 @@ async def create_resources(
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
     extra_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
-    batch = Task(kind="batch", status="pending", completed=0, experiment_id=experiment.id,
-                 created_by=user.id if user else None, request_id=body.request_id,
-                 request_hash=digest, result={})
-    session.add(batch)
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:  # the same request_id, concurrently
-        raise Conflict(f"request_id {body.request_id} is being processed already") from exc
-    for spec, (flavor, image) in zip(body.resources, resolved, strict=True):
-        resource = ComputeResource(
+    creator = user.id if user else None
+    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
+                 created_by=creator, request_id=body.request_id, request_hash=digest, result={})
+    resources = [
+        ComputeResource(
+            id=new_uuid(),
             experiment_id=experiment.id,
             project_id=experiment.project_id,
-            created_by=user.id if user else None,
+            created_by=creator,
             friendly_name=spec.friendly_name,
             flavor_id=flavor.id,
             disk_image_id=image.id,
@@ -150,20 +145,33 @@ async def create_resources(
             provider_data={},
             expires_at=expires_at,
         )
-        session.add(resource)
-        try:
-            async with session.begin_nested():
-                await session.flush()
-        except IntegrityError as exc:
-            if "uq_compute_resources_live_name" not in str(exc.orig):
-                raise
-            raise Conflict(f"a live resource named {spec.friendly_name!r} exists in this experiment") from exc
-        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=resource.created_by, parent=batch)
+        for spec, (flavor, image) in zip(body.resources, resolved, strict=True)
+    ]
+    session.add_all([batch, *resources])
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise _conflict(exc, body) from exc
+    for resource, (flavor, image) in zip(resources, resolved, strict=True):
+        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator, parent=batch)
         await record(session, actor=caller.actor, action="resource.create", outcome="requested",
                      resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
-                     project_id=experiment.project_id, name=spec.friendly_name, flavor=flavor.friendly_name,
+                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
                      image=image.friendly_name)
     return batch
+
+
+def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:
+    """The 409 for a unique-constraint clash while recording a request."""
+    detail = str(exc.orig)
+    if "uq_compute_resources_live_name" in detail:
+        match = next((s.friendly_name for s in body.resources if f"{s.friendly_name})" in detail), None)
+        name = f" named {match!r}" if match else " with one of these names"
+        return Conflict(f"a live resource{name} exists in this experiment")
+    if "uq_tasks_experiment_id" in detail:
+        return Conflict(f"request_id {body.request_id} is being processed already")
+    raise exc
 
 
 def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:

@@ -14,7 +14,7 @@ import procrastinate
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slices_blueprint.core.ids import format_id
+from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
@@ -34,6 +34,7 @@ async def enqueue_operation(
 ) -> Task:
     """Write a task for ``kind`` on ``resource`` and defer its job in this transaction."""
     task = Task(
+        id=new_uuid(),
         kind=kind,
         status="pending",
         completed=0,
@@ -44,7 +45,6 @@ async def enqueue_operation(
         result={},
     )
     session.add(task)
-    await session.flush()
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     job_id = await queue.configure_task(
@@ -55,7 +55,7 @@ async def enqueue_operation(
 
 
 async def children(session: AsyncSession, task: Task) -> list[Task]:
-    rows = await session.scalars(select(Task).where(Task.parent_id == task.id).order_by(Task.created_at))
+    rows = await session.scalars(select(Task).where(Task.parent_id == task.id).order_by(Task.created_at, Task.id))
     return list(rows)
 
 
@@ -75,7 +75,12 @@ def aggregate_status(subtasks: list[Task]) -> tuple[str, int]:
 
 async def task_out(session: AsyncSession, task: Task, site: str) -> TaskOut:
     """The API view of a task; a batch reports the aggregate of its subtasks."""
+    await session.flush()  # a task just added gets its timestamps
     subtasks = await children(session, task) if task.kind == "batch" else []
+    return _task_out(task, subtasks, site)
+
+
+def _task_out(task: Task, subtasks: list[Task], site: str) -> TaskOut:
     status, completed = (task.status, task.completed)
     finished_at = task.finished_at
     if task.kind == "batch":
@@ -94,7 +99,7 @@ async def task_out(session: AsyncSession, task: Task, site: str) -> TaskOut:
         error=task.error or ("; ".join(errors) if errors else None),
         resource_id=resource_ids[0] if task.resource_id else None,
         resource_ids=resource_ids,
-        subtasks=[await task_out(session, t, site) for t in subtasks],
+        subtasks=[_task_out(t, [], site) for t in subtasks],
         result=task.result,
         created_at=task.created_at,
         updated_at=task.updated_at,

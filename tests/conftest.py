@@ -8,8 +8,11 @@ or no server answers; then the embedded PostgreSQL the service itself uses.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -56,11 +59,16 @@ def _server_pg_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A URL with rights to create databases: the machine's server or the embedded one."""
+def pg_admin_url() -> str:
+    """A URL with rights to create databases: the machine's server or the embedded one.
+
+    The embedded server's directory is outside pytest's numbered temp dirs (which other
+    pytest runs may prune) and is removed at exit, after the server has stopped."""
     if os.environ.get("SLICES_BLUEPRINT_TEST_DB") != "embedded" and _server_pg_answers():
         return SERVER_PG
-    url = start_embedded_postgres(tmp_path_factory.mktemp("embedded-pg"))
+    directory = Path(tempfile.mkdtemp(prefix="sb-test-embedded-pg-"))
+    atexit.register(shutil.rmtree, directory, True)  # runs after the server's own exit handler
+    url = start_embedded_postgres(directory)
     return url.replace("/slices_blueprint?", "/postgres?")
 
 

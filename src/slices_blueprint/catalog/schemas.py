@@ -76,3 +76,18 @@ class CatalogEntryPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     hidden: bool
+
+
+class SyncRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    flavor_type: FlavorType
+
+
+class SyncResult(BaseModel):
+    flavor_type: str
+    cluster_id: str
+    added: list[str]
+    updated: list[str]
+    hidden: list[str]
+    unchanged: int

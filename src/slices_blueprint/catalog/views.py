@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 
 from slices_blueprint.catalog import service
 from slices_blueprint.catalog.schemas import (
@@ -11,85 +16,90 @@ from slices_blueprint.catalog.schemas import (
     DiskImageOut,
     FlavorCreate,
     FlavorOut,
+    SyncRequest,
+    SyncResult,
 )
-from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.catalog.flows import sync_from_provider
+from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.providers.registry import enabled_types
 
 router = APIRouter(prefix=BI_PREFIX, tags=["catalog"])
+admin_router = APIRouter(prefix=f"{API_PREFIX}/catalog", tags=["catalog"])
 
 
-@router.get("/flavors", response_model=list[FlavorOut])
-async def list_flavors(
-    caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False
-) -> list[FlavorOut]:
-    """Flavors this site offers (hidden ones only for admins who ask)."""
-    rows = await service.list_flavors(session, enabled_types(settings), include_hidden and caller.is_admin)
-    return [service.flavor_out(f, settings.site_id) for f in rows]
+@dataclass(frozen=True)
+class CatalogKind:
+    """One kind of catalog entry and how the generic routes handle it."""
+
+    path: str
+    id_type: str
+    label: str
+    create_schema: type[BaseModel]
+    out_schema: type[BaseModel]
+    listing: Callable[..., Awaitable[list[Any]]]
+    creating: Callable[..., Awaitable[Any]]
+    getting: Callable[..., Awaitable[Any]]
+    out: Callable[[Any, str], BaseModel]
 
 
-@router.post("/flavors", response_model=FlavorOut, status_code=201)
-async def create_flavor(
-    body: FlavorCreate, caller: CallerDep, session: SessionDep, settings: SettingsDep
-) -> FlavorOut:
+KINDS = [
+    CatalogKind("/flavors", "flavor", "flavor", FlavorCreate, FlavorOut, service.list_flavors,
+                service.create_flavor, service.get_flavor, service.flavor_out),
+    CatalogKind("/disk-images", "image", "image", DiskImageCreate, DiskImageOut, service.list_images,
+                service.create_image, service.get_image, service.image_out),
+]
+
+
+def _routes(kind: CatalogKind) -> None:
+    """List and get for any valid token; create and hide/show for admins."""
+
+    async def list_entries(caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False) -> list[Any]:
+        rows = await kind.listing(session, enabled_types(settings), include_hidden and caller.is_admin)
+        return [kind.out(row, settings.site_id) for row in rows]
+
+    async def create_entry(body: BaseModel, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
+        admin = caller.require_admin()
+        row = await kind.creating(session, body)
+        await record(session, actor=admin.id, action=f"catalog.{kind.label}_create", outcome="ok", name=row.friendly_name)
+        return kind.out(row, settings.site_id)
+
+    async def get_entry(entry_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
+        return kind.out(await kind.getting(session, path_id(entry_id, kind.id_type)), settings.site_id)
+
+    async def patch_entry(entry_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
+        admin = caller.require_admin()
+        row = await kind.getting(session, path_id(entry_id, kind.id_type))
+        row.hidden = body.hidden
+        await record(session, actor=admin.id, action=f"catalog.{kind.label}_update", outcome="ok", name=row.friendly_name, hidden=body.hidden)
+        return kind.out(row, settings.site_id)
+
+    create_entry.__annotations__["body"] = kind.create_schema  # the concrete body schema
+    out = kind.out_schema
+    router.add_api_route(kind.path, list_entries, methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
+    router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
+    router.add_api_route(f"{kind.path}/{{entry_id}}", get_entry, methods=["GET"], response_model=out, summary=f"Get a {kind.label}")
+    router.add_api_route(f"{kind.path}/{{entry_id}}", patch_entry, methods=["PATCH"], response_model=out, summary=f"Hide or show a {kind.label} (admins)")
+
+
+for _kind in KINDS:
+    _routes(_kind)
+
+
+@admin_router.post("/sync", response_model=SyncResult)
+async def sync(body: SyncRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> SyncResult:
+    """Import a provider's images and flavors (admins): new entries added, changed ones
+    updated, vanished ones hidden; answers what changed."""
     admin = caller.require_admin()
-    flavor = await service.create_flavor(session, body)
-    await record(session, actor=admin.id, action="catalog.flavor_create", outcome="ok", name=flavor.friendly_name)
-    return service.flavor_out(flavor, settings.site_id)
-
-
-@router.get("/flavors/{flavor_id}", response_model=FlavorOut)
-async def get_flavor(flavor_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> FlavorOut:
-    flavor = await service.get_flavor(session, path_id(flavor_id, "flavor"))
-    return service.flavor_out(flavor, settings.site_id)
-
-
-@router.patch("/flavors/{flavor_id}", response_model=FlavorOut)
-async def patch_flavor(
-    flavor_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep
-) -> FlavorOut:
-    """Hide or show a flavor (admins)."""
-    admin = caller.require_admin()
-    flavor = await service.get_flavor(session, path_id(flavor_id, "flavor"))
-    flavor.hidden = body.hidden
-    await record(session, actor=admin.id, action="catalog.flavor_update", outcome="ok", name=flavor.friendly_name, hidden=body.hidden)
-    return service.flavor_out(flavor, settings.site_id)
-
-
-@router.get("/disk-images", response_model=list[DiskImageOut])
-async def list_images(
-    caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False
-) -> list[DiskImageOut]:
-    rows = await service.list_images(session, enabled_types(settings), include_hidden and caller.is_admin)
-    return [service.image_out(i, settings.site_id) for i in rows]
-
-
-@router.post("/disk-images", response_model=DiskImageOut, status_code=201)
-async def create_image(
-    body: DiskImageCreate, caller: CallerDep, session: SessionDep, settings: SettingsDep
-) -> DiskImageOut:
-    admin = caller.require_admin()
-    image = await service.create_image(session, body)
-    await record(session, actor=admin.id, action="catalog.image_create", outcome="ok", name=image.friendly_name)
-    return service.image_out(image, settings.site_id)
-
-
-@router.get("/disk-images/{image_id}", response_model=DiskImageOut)
-async def get_image(image_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> DiskImageOut:
-    image = await service.get_image(session, path_id(image_id, "image"))
-    return service.image_out(image, settings.site_id)
-
-
-@router.patch("/disk-images/{image_id}", response_model=DiskImageOut)
-async def patch_image(
-    image_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep
-) -> DiskImageOut:
-    admin = caller.require_admin()
-    image = await service.get_image(session, path_id(image_id, "image"))
-    image.hidden = body.hidden
-    await record(session, actor=admin.id, action="catalog.image_update", outcome="ok", name=image.friendly_name, hidden=body.hidden)
-    return service.image_out(image, settings.site_id)
-
-
+    if body.flavor_type not in enabled_types(settings):
+        raise Invalid(f"flavor_type: {body.flavor_type!r} is not offered by this site")
+    try:
+        cluster_id, report = await sync_from_provider(session, settings, body.flavor_type, admin.id, admin.id)
+    except ProviderError as exc:
+        raise Invalid(f"catalog sync failed: {exc}") from exc
+    return SyncResult(flavor_type=body.flavor_type, cluster_id=cluster_id, added=report.added,
+                      updated=report.updated, hidden=report.hidden, unchanged=len(report.unchanged))

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     max_lifetime_days: int = 30  # cap when the experiment's expiry is unknown
     reaper_interval_seconds: int = 60
     reconcile_interval_seconds: int = 300
+    catalog_sync_interval_seconds: int = 3600  # site-wide providers' catalogs
     task_max_attempts: int = 5
 
     # Secrets at rest: Fernet keys, newest first (rotation: prepend a new key).

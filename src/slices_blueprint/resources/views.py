@@ -72,33 +72,27 @@ async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep,
     return service.resource_out(resource, settings.site_id)
 
 
-async def _action(resource_id: str, action: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
-    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
-    created_by = caller.user.id if caller.user else None
-    task = await service.request_action(session, request.app.state.queue, resource, action, caller.actor, created_by)
-    return await task_out(session, task, settings.site_id)
+ACTIONS = {
+    "delete": ("DELETE", "/resources/{resource_id}", "Delete a resource; deleting again answers the same task."),
+    "reset": ("POST", "/resources/{resource_id}/reset", "Return the resource to its image's initial state."),
+    "pause": ("POST", "/resources/{resource_id}/pause", "Pause a resource (microVMs)."),
+    "resume": ("POST", "/resources/{resource_id}/resume", "Resume a paused resource."),
+}
 
 
-@router.delete("/resources/{resource_id}", response_model=TaskOut, status_code=202)
-async def delete_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
-    """Delete a resource; deleting again answers the same task."""
-    return await _action(resource_id, "delete", request, caller, session, settings)
+def _action_route(action: str, method: str, path: str, doc: str) -> None:
+    async def endpoint(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
+        resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
+        created_by = caller.user.id if caller.user else None
+        task = await service.request_action(session, request.app.state.queue, resource, action, caller.actor, created_by)
+        return await task_out(session, task, settings.site_id)
+
+    router.add_api_route(path, endpoint, methods=[method], response_model=TaskOut, status_code=202,
+                         name=f"{action}_resource", summary=f"{action.capitalize()} resource", description=doc)
 
 
-@router.post("/resources/{resource_id}/reset", response_model=TaskOut, status_code=202)
-async def reset_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
-    """Return the resource to its image's initial state."""
-    return await _action(resource_id, "reset", request, caller, session, settings)
-
-
-@router.post("/resources/{resource_id}/pause", response_model=TaskOut, status_code=202)
-async def pause_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
-    return await _action(resource_id, "pause", request, caller, session, settings)
-
-
-@router.post("/resources/{resource_id}/resume", response_model=TaskOut, status_code=202)
-async def resume_resource(resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
-    return await _action(resource_id, "resume", request, caller, session, settings)
+for _name, (_method, _path, _doc) in ACTIONS.items():
+    _action_route(_name, _method, _path, _doc)
 
 
 @router.post("/resources/{resource_id}/extend", response_model=ExtendResult)

@@ -7,10 +7,12 @@ import procrastinate
 import structlog
 from sqlalchemy import select
 
+from slices_blueprint.catalog.flows import site_configured, sync_from_provider
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.resources import service as resources
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
@@ -107,6 +109,18 @@ async def _report_orphans(runtime: Runtime, sample: ComputeResource) -> int:
                              resource_id=rid, message=f"{sample.provider} node {node.provider_resource_id} has no live resource",
                              provider=sample.provider, provider_resource_id=node.provider_resource_id)
     return orphans
+
+
+async def sync_site_catalogs(runtime: Runtime) -> None:
+    """Import the catalogs of the operator's site-wide providers."""
+    for flavor_type in enabled_types(runtime.settings):
+        if not site_configured(runtime.settings, flavor_type):
+            continue
+        try:
+            async with runtime.db.session() as session:
+                await sync_from_provider(session, runtime.settings, flavor_type, "system:catalog-sync")
+        except ProviderError as exc:
+            log.warning("catalog.sync_failed", flavor_type=flavor_type, error=str(exc))
 
 
 async def retry_stalled_jobs(queue: procrastinate.App) -> int:

@@ -56,12 +56,17 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
     async def reconcile(timestamp: int) -> None:
         await periodic.reconcile(runtime)
 
+    @app.periodic(cron=cron_every(settings.catalog_sync_interval_seconds), periodic_id="catalog")
+    @app.task(name="sb:catalog_sync", queue=QUEUE, queueing_lock="sb:catalog_sync")
+    async def catalog_sync(timestamp: int) -> None:
+        await periodic.sync_site_catalogs(runtime)
+
     @app.periodic(cron=cron_every(STALLED_CHECK_SECONDS), periodic_id="stalled")
     @app.task(name="sb:retry_stalled", queue=QUEUE, queueing_lock="sb:retry_stalled", pass_context=True)
     async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
         await periodic.retry_stalled_jobs(context.app)
 
-    del operation, reap, reconcile, retry_stalled
+    del operation, reap, reconcile, catalog_sync, retry_stalled
     return app
 
 

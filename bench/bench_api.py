@@ -140,7 +140,7 @@ async def bench(url: str, settings: Settings, db_url: str, args: argparse.Namesp
             lat, wall = await timed_requests(client, calls, 1)
             report(f"GET /resources limit={page}", lat, wall)
             sql = sql_baseline(db_url, page, 200)
-            report(f"SQL same page (baseline)", sql, sum(sql))
+            report("SQL same page (baseline)", sql, sum(sql))
             print(f"ratio p50 API/SQL: {statistics.median(lat) / statistics.median(sql):.1f}")
 
 

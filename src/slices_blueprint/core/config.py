@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     openstack_cloud: str | None = None
     kubernetes_kubeconfig: Path | None = None  # operator's site-wide cluster
     kubernetes_context: str | None = None
+    kubernetes_ready_timeout_seconds: float = 300.0  # a pod must be Running+Ready within this
+    kubernetes_unschedulable_grace_seconds: float = 60.0  # Unschedulable -> error after this
+    kubernetes_delete_grace_seconds: int = 30  # pod termination grace period
+    kubernetes_cpu_request_fraction: float = Field(default=1.0, gt=0, le=1)  # CPU request / limit
 
     # Logs
     log_level: str = "INFO"

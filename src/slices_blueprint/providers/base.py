@@ -106,6 +106,9 @@ class ComputeDriver(abc.ABC):
 
     flavor_type: ClassVar[str]
     credential_kind: ClassVar[str | None] = None  # which uploaded credential it needs
+    takes_account_ssh_keys: ClassVar[bool] = True
+    """Whether the user's SLICES account key (from the id-token) is added to every node's
+    keys; a provider that refuses unasked-for keys (pods) sets this False."""
 
     @classmethod
     def from_settings(

@@ -86,7 +86,7 @@ def owner_metadata(spec: NodeSpec, name: str, *, resource: bool = True) -> dict[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
 
 class PortConfig(_Strict):
@@ -221,8 +221,23 @@ def _port(port: int | PortConfig) -> dict[str, Any]:
     return {"containerPort": p.port, "protocol": p.protocol} | ({"name": p.name} if p.name else {})
 
 
-def pod_manifest(spec: NodeSpec, config: PodConfig, name: str) -> dict[str, Any]:
-    """The pod for a resource: one container, Guaranteed QoS from the flavor."""
+def _cpu(millicores: int) -> str:
+    return str(millicores // 1000) if millicores % 1000 == 0 else f"{millicores}m"
+
+
+def pod_manifest(
+    spec: NodeSpec,
+    config: PodConfig,
+    name: str,
+    cpu_request_fraction: float = 1.0,
+    termination_grace: int = 30,
+) -> dict[str, Any]:
+    """The pod for a resource: one container sized by the flavor.
+
+    Limits are the flavor's vCPUs and RAM; the memory request equals its limit, the CPU
+    request is ``cpu_request_fraction`` of it (1.0: Guaranteed QoS; less overcommits CPU).
+    ``termination_grace`` applies however the pod is deleted (also with its namespace).
+    """
     volumes = [{"name": v.name} | _volume_source(v, name) for v in config.volumes]
     mounts = [
         {"name": v.name, "mountPath": v.mount_path, "readOnly": v.read_only} for v in config.volumes
@@ -236,11 +251,13 @@ def pod_manifest(spec: NodeSpec, config: PodConfig, name: str) -> dict[str, Any]
             {"name": "slices-provision", "mountPath": config.provision_mount, "readOnly": True}
         )
         env.append({"name": "SLICES_PROVISION_DIR", "value": config.provision_mount})
-    quantity = {"cpu": str(spec.vcpus), "memory": f"{spec.ram_mib}Mi"}
+    memory = f"{spec.ram_mib}Mi"
+    requested = max(1, round(spec.vcpus * 1000 * cpu_request_fraction))
+    limits = {"cpu": _cpu(spec.vcpus * 1000), "memory": memory}
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image_location,
-        "resources": {"requests": quantity, "limits": quantity},
+        "resources": {"requests": {"cpu": _cpu(requested), "memory": memory}, "limits": limits},
         "env": env,
         "ports": [_port(p) for p in config.ports],
         "volumeMounts": mounts,
@@ -256,6 +273,7 @@ def pod_manifest(spec: NodeSpec, config: PodConfig, name: str) -> dict[str, Any]
             "volumes": volumes,
             "nodeSelector": config.node_selector or None,
             "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": termination_grace,
             "automountServiceAccountToken": False,  # experimenters get no cluster API token
             "enableServiceLinks": False,
             "hostname": name,

@@ -118,7 +118,7 @@ async def create_resources(
     if expires_at > cap:
         raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
-    extra_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
+    account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None
     batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
@@ -138,7 +138,8 @@ async def create_resources(
                 "userdata": spec.userdata,
                 "network_interfaces": spec.network_names(),
                 "public_ipv4": spec.public_ipv4,
-                "ssh_authorized_keys": list(dict.fromkeys(spec.ssh_authorized_keys + extra_keys)),
+                "ssh_authorized_keys": spec.ssh_authorized_keys,
+                "account_ssh_keys": account_keys,
                 "config": spec.request_config,
             },
             access={},

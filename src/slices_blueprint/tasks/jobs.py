@@ -57,6 +57,9 @@ async def driver_for(runtime: Runtime, resource: ComputeResource) -> ComputeDriv
 
 def node_spec(settings: Settings, resource: ComputeResource, flavor: Flavor, image: DiskImage) -> NodeSpec:
     config = resource.request_config or {}
+    keys = list(config.get("ssh_authorized_keys") or [])
+    if driver_class(resource.provider).takes_account_ssh_keys:
+        keys = list(dict.fromkeys(keys + list(config.get("account_ssh_keys") or [])))
     return NodeSpec(
         resource_id=format_id("resource", settings.site_id, resource.id),
         name=resource.friendly_name,
@@ -68,7 +71,7 @@ def node_spec(settings: Settings, resource: ComputeResource, flavor: Flavor, ima
         vcpus=flavor.vcpus,
         ram_mib=flavor.ram_mib,
         disk_mb=flavor.disk_mb,
-        ssh_authorized_keys=list(config.get("ssh_authorized_keys") or []),
+        ssh_authorized_keys=keys,
         userdata=config.get("userdata"),
         network_interfaces=list(config.get("network_interfaces") or []),
         public_ipv4=bool(config.get("public_ipv4")),

@@ -66,33 +66,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
-import os
-import ssl
-import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import structlog
-import yaml
 from kubernetes import watch
 from kubernetes.client import (
     ApiClient,
     AuthorizationV1Api,
-    Configuration,
     CoreV1Api,
     V1Pod,
     VersionApi,
 )
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.config.kube_config import KubeConfigLoader
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_exponential
-from urllib3 import Retry
 from urllib3.exceptions import HTTPError
-from urllib3.util.ssl_ import create_urllib3_context
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
@@ -105,6 +95,16 @@ from slices_blueprint.providers.base import (
     Progress,
     ProviderError,
     TransientProviderError,
+)
+from slices_blueprint.providers.kubernetes_client import (
+    REQUEST_TIMEOUT,
+    VALIDATE_TIMEOUT,
+    NamespaceNotReady,
+    api_message,
+    build_api_client,
+    parse_kubeconfig,
+    pick_context,
+    provider_error,
 )
 from slices_blueprint.providers.kubernetes_pods import (
     CONTAINER,
@@ -127,154 +127,7 @@ from slices_blueprint.providers.kubernetes_pods import (
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
-VALIDATE_TIMEOUT = (3.0, 10.0)
 WATCH_SLICE = 30.0  # longest single watch request (seconds); the pod is re-read after it
-# The client may point at files; an uploaded kubeconfig may not (see the module docstring).
-_FILE_KEYS = {
-    "cluster": ("certificate-authority",),
-    "user": ("client-certificate", "client-key", "tokenFile", "exec", "auth-provider"),
-}
-_RAM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
-_BUILD_LOCK = threading.Lock()
-# What a new namespace lacks for a moment (Kubernetes <= 1.23 admission: 403 "service account
-# ... not found", 500 "No API token found for service account"). Our pods mount no token, which
-# avoids the second; both are retried.
-_SA_RACE = ("service account", "serviceaccount")
-
-
-class _NamespaceNotReady(TransientProviderError):
-    """A fresh namespace has no default service account (token) yet."""
-
-
-# ---------------------------------------------------------------- kubeconfig and client
-
-
-def parse_kubeconfig(plaintext: bytes, *, uploaded: bool) -> dict[str, Any]:
-    """The kubeconfig as a mapping; ProviderError for anything unusable (no secret echoed)."""
-    try:
-        config = yaml.safe_load(plaintext)
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
-        raise ProviderError(
-            f"the kubeconfig is not valid YAML: {exc.problem} (line {line})"
-        ) from None
-    except yaml.YAMLError:
-        raise ProviderError("the kubeconfig is not valid YAML") from None
-    if not isinstance(config, dict):
-        raise ProviderError(
-            "the kubeconfig is not a YAML mapping (apiVersion, clusters, users, contexts)"
-        )
-    if not config.get("contexts"):
-        raise ProviderError("the kubeconfig has no contexts")
-    if uploaded:
-        _refuse_file_references(config)
-    return config
-
-
-def _refuse_file_references(config: dict[str, Any]) -> None:
-    for kind, keys in _FILE_KEYS.items():
-        for entry in config.get(f"{kind}s") or []:
-            body = entry.get(kind) if isinstance(entry, dict) else None
-            if not isinstance(body, dict):
-                raise ProviderError(f"every entry of {kind}s needs a name and a {kind} mapping")
-            found = sorted(k for k in keys if k in body)
-            if found:
-                raise ProviderError(
-                    f"{kind} {entry.get('name')!r} uses {', '.join(found)}: an uploaded kubeconfig "
-                    "must carry its certificates and token inline (*-data fields, token); file "
-                    "paths and exec/auth-provider plugins are not accepted"
-                )
-
-
-def pick_context(config: dict[str, Any], selected: str | None) -> str:
-    """``selected``, else the current context, else the only one; ProviderError otherwise."""
-    names = [c.get("name") for c in config["contexts"] if isinstance(c, dict)]
-    choice = selected or config.get("current-context") or (names[0] if len(names) == 1 else None)
-    if choice is None:
-        raise ProviderError(f"choose a context; the kubeconfig has: {', '.join(map(str, names))}")
-    if choice not in names:
-        raise ProviderError(
-            f"context {choice!r} is not in the kubeconfig (it has: {', '.join(map(str, names))})"
-        )
-    return choice
-
-
-def _hold_tls_in_memory(client: ApiClient) -> None:
-    """Move the client's TLS files into an SSL context so that the files can be removed."""
-    cfg = client.configuration
-    context = create_urllib3_context(
-        cert_reqs=ssl.CERT_REQUIRED if cfg.verify_ssl else ssl.CERT_NONE
-    )
-    if cfg.verify_ssl and cfg.ssl_ca_cert:
-        context.load_verify_locations(cafile=cfg.ssl_ca_cert)
-    elif cfg.verify_ssl:
-        context.load_default_certs()
-    if cfg.cert_file:
-        context.load_cert_chain(cfg.cert_file, cfg.key_file)
-    cfg.ssl_ca_cert = cfg.cert_file = cfg.key_file = None
-    client.rest_client.pool_manager.connection_pool_kw.update(
-        ssl_context=context, ca_certs=None, cert_file=None, key_file=None
-    )
-
-
-def build_api_client(config: dict[str, Any], context: str, base_path: str = "") -> ApiClient:
-    """A private ApiClient for ``context``; no certificate or key stays on disk."""
-    cfg = Configuration()
-    # the client caches its temporary files by content, across threads: one build at a time
-    with _BUILD_LOCK, tempfile.TemporaryDirectory(prefix="slices-kube-", dir=_RAM_DIR) as tmp:
-        try:
-            loader = KubeConfigLoader(
-                config_dict=config,
-                active_context=context,
-                config_base_path=base_path,
-                temp_file_path=tmp,
-            )
-            loader.load_and_set(cfg)
-        except (ConfigException, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ProviderError(f"kubeconfig context {context!r} is unusable: {exc}") from None
-        cfg.retries = Retry(total=2, read=0, status=0, redirect=0, backoff_factor=0.2)
-        client = ApiClient(cfg)
-        try:
-            _hold_tls_in_memory(client)
-        except (ssl.SSLError, OSError) as exc:
-            raise ProviderError(
-                f"kubeconfig context {context!r} has unusable TLS material: {exc}"
-            ) from None
-    return client
-
-
-# ---------------------------------------------------------------- errors
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        body = yaml.safe_load(exc.body) if exc.body else None
-    except yaml.YAMLError:
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return f"{exc.status} {exc.reason}".strip()
-
-
-def provider_error(exc: Exception, host: str) -> ProviderError:
-    """A cluster failure as the error the task layer understands."""
-    if isinstance(exc, ApiException):
-        message = _api_message(exc)
-        if exc.status == 401:
-            return ProviderError(
-                f"the cluster at {host} rejected the credentials (401 Unauthorized)"
-            )
-        if exc.status in (403, 500) and any(s in message for s in _SA_RACE):
-            return _NamespaceNotReady(message)
-        if exc.status == 403 and "being terminated" in message:
-            return TransientProviderError(f"{message}; retrying once it is gone")
-        if exc.status == 403:
-            return ProviderError(f"not allowed by the cluster: {message}")
-        if exc.status in (0, 429) or exc.status >= 500:
-            return TransientProviderError(f"cluster error: {message}")
-        return ProviderError(f"the cluster refused: {message}")
-    return TransientProviderError(f"cannot reach the cluster at {host}: {exc}")
 
 
 # ---------------------------------------------------------------- the driver
@@ -484,7 +337,7 @@ class KubernetesDriver(ComputeDriver):
         return existing
 
     @retry(
-        retry=retry_if_exception_type(_NamespaceNotReady),
+        retry=retry_if_exception_type(NamespaceNotReady),
         stop=stop_after_delay(30),
         wait=wait_exponential(multiplier=0.1, max=2),
         before_sleep=lambda state: log.info(
@@ -710,9 +563,9 @@ class KubernetesDriver(ComputeDriver):
             if exc.status == 404:
                 raise ProviderError(f"pod {provider_resource_id} no longer exists") from None
             if exc.status == 400:  # e.g. the container has not started yet
-                raise ProviderError(f"no logs yet: {_api_message(exc)}") from None
+                raise ProviderError(f"no logs yet: {api_message(exc)}") from None
             raise NotSupported(
-                f"the cluster has no logs for pod {provider_resource_id}: {_api_message(exc)}"
+                f"the cluster has no logs for pod {provider_resource_id}: {api_message(exc)}"
             ) from None
         except (HTTPError, OSError) as exc:
             raise provider_error(exc, self.host) from None

@@ -74,6 +74,9 @@ def _lifecycle(api: Api, http: httpx.Client, kube: k8s.CoreV1Api, kubeconfig: by
     assert container.image == "busybox:1.36"
     assert container.resources.limits == {"cpu": "1", "memory": "128Mi"}
     assert {e.name: e.value for e in container.env} == {"GREETING": "hello"}
+    # the fake runtime keeps no logs: the API says so with the cluster's reason
+    logs = api.call("GET", f"/resources/{resource_id}/logs", experiment)
+    assert logs.status_code == 404 and logs.json()["detail"].startswith("no logs: the cluster has no logs for pod")
 
     deleting = api.ok("DELETE", f"/resources/{resource_id}", experiment, 202)
     assert api.wait_task(experiment, deleting["id"], timeout=120)["status"] == "succeeded"

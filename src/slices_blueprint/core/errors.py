@@ -47,6 +47,10 @@ class Invalid(ProblemError):
     status, title = 422, "Invalid input"
 
 
+class BadGateway(ProblemError):
+    status, title = 502, "Provider error"
+
+
 class ServiceUnavailable(ProblemError):
     status, title = 503, "Service unavailable"
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import PlainTextResponse
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Invalid
+from slices_blueprint.core.errors import BadGateway, Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity import service as identity
 from slices_blueprint.identity.deps import CallerDep, verifier
 from slices_blueprint.identity.models import User
+from slices_blueprint.providers.base import NotSupported, ProviderError
 from slices_blueprint.resources import service
 from slices_blueprint.resources.schemas import (
     EventOut,
@@ -22,6 +24,7 @@ from slices_blueprint.resources.schemas import (
     ResourceOut,
     ResourcesRequest,
 )
+from slices_blueprint.tasks.jobs import Runtime, driver_for
 from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
@@ -113,3 +116,23 @@ async def resource_events(resource_id: str, caller: CallerDep, session: SessionD
     """The audit trail of one resource, newest first."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
     return [EventOut.model_validate(e, from_attributes=True) for e in await for_resource(session, resource.id)]
+
+
+@router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse)
+async def resource_logs(
+    resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
+    tail: int = Query(default=200, ge=1, le=10000, description="last lines"),
+) -> str:
+    """The container log of a pod (where the cluster keeps logs), as plain text."""
+    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
+    if not resource.provider_resource_id:
+        raise Conflict(f"resource {resource.friendly_name!r} has no {resource.provider} node yet")
+    driver = await driver_for(Runtime(settings=settings, db=request.app.state.db), resource)
+    try:
+        return await driver.logs(resource.provider_resource_id, tail)
+    except NotSupported as exc:
+        raise NotFound(f"no logs: {exc}") from exc
+    except ProviderError as exc:
+        raise BadGateway(str(exc)) from exc
+    finally:
+        await driver.close()

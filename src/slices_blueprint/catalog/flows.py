@@ -15,7 +15,10 @@ SITE_CLUSTER = "site"
 
 
 def site_configured(settings: Settings, flavor_type: str) -> bool:
-    """Whether the operator configured a site-wide provider for ``flavor_type``."""
+    """Whether the operator configured a site-wide provider for ``flavor_type`` (microVM
+    hosts always belong to the site)."""
+    if flavor_type == "microvm":
+        return True
     return {"vm": settings.openstack_clouds_yaml, "k8s": settings.kubernetes_kubeconfig}.get(flavor_type) is not None
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from slices_blueprint.agent.cli import agent_app
 from slices_blueprint.cli import admin, client, dev
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
@@ -17,6 +18,7 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrat
 app.add_typer(db_app, name="db")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
+app.add_typer(agent_app, name="agent")
 client.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
@@ -44,7 +46,32 @@ def serve(
     settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker)
     url = prepare(settings)
     typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs, dev mode: {settings.effective_dev_mode})")
-    uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    local_agent = _start_local_host(settings)
+    try:
+        uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    finally:
+        if local_agent is not None:
+            local_agent.terminate()
+            local_agent.wait(10)
+
+
+def _start_local_host(settings):  # noqa: ANN001, ANN202 - Settings -> Popen | None, imported lazily
+    """In dev mode, a local microVM host (the agent as a child process) unless turned off."""
+    import secrets
+
+    from pydantic import SecretStr
+
+    from slices_blueprint.agent.local import local_host_problem, start_local_agent
+
+    if not (settings.local_microvm_host and settings.effective_dev_mode and "microvm" in settings.providers):
+        return None
+    if problem := local_host_problem():
+        typer.echo(f"no local microVM host: {problem}")
+        return None
+    if settings.host_registration_secret is None:
+        settings.host_registration_secret = SecretStr(secrets.token_urlsafe(32))
+    typer.echo(f"local microVM host: agent on 127.0.0.1:{settings.port + 1}, log in {settings.data_dir / 'agent' / 'agent.log'}")
+    return start_local_agent(settings, settings.host_registration_secret.get_secret_value())
 
 
 @app.command()

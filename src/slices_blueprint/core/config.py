@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     kubernetes_delete_grace_seconds: int = 30  # pod termination grace period
     kubernetes_cpu_request_fraction: float = Field(default=1.0, gt=0, le=1)  # CPU request / limit
 
+    # MicroVM hosts (slices-blueprint agent)
+    host_registration_secret: SecretStr | None = None  # agents register with this bearer
+    host_heartbeat_seconds: int = 15  # told to agents at registration
+    host_lost_after_seconds: int = 60  # no heartbeat for this long: the host is lost
+    local_microvm_host: bool = True  # dev mode: `serve` runs an agent as a local host
+
     # Logs
     log_level: str = "INFO"
     log_json: bool = False

@@ -7,6 +7,7 @@ machines share the queue safely.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import procrastinate
@@ -14,6 +15,7 @@ import structlog
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
+from slices_blueprint.hosts.service import mark_lost
 from slices_blueprint.providers.base import TransientProviderError
 from slices_blueprint.tasks import periodic
 from slices_blueprint.tasks.jobs import Runtime, run_operation
@@ -22,6 +24,8 @@ from slices_blueprint.tasks.service import OPERATION_JOB
 log = structlog.get_logger(__name__)
 
 QUEUE = "operations"
+STALLED_CHECK_SECONDS = 15
+CATALOG_SYNC_JOB = "sb:catalog_sync"
 
 
 def cron_every(seconds: int) -> str:
@@ -57,7 +61,7 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
         await periodic.reconcile(runtime)
 
     @app.periodic(cron=cron_every(settings.catalog_sync_interval_seconds), periodic_id="catalog")
-    @app.task(name="sb:catalog_sync", queue=QUEUE, queueing_lock="sb:catalog_sync")
+    @app.task(name=CATALOG_SYNC_JOB, queue=QUEUE, queueing_lock=CATALOG_SYNC_JOB)
     async def catalog_sync(timestamp: int) -> None:
         await periodic.sync_site_catalogs(runtime)
 
@@ -66,11 +70,22 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
     async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
         await periodic.retry_stalled_jobs(context.app)
 
-    del operation, reap, reconcile, catalog_sync, retry_stalled
+    @app.periodic(cron=cron_every(STALLED_CHECK_SECONDS), periodic_id="hosts_lost")
+    @app.task(name="sb:mark_lost_hosts", queue=QUEUE, queueing_lock="sb:mark_lost_hosts")
+    async def mark_lost_hosts(timestamp: int) -> None:
+        async with runtime.db.session() as session:
+            await mark_lost(session, settings)
+
+    del operation, reap, reconcile, catalog_sync, retry_stalled, mark_lost_hosts
     return app
 
 
-STALLED_CHECK_SECONDS = 15
+
+
+async def request_catalog_sync(queue: procrastinate.App) -> None:
+    """Import the site-wide catalogs soon (at start-up), unless a sync is queued already."""
+    with contextlib.suppress(procrastinate.exceptions.AlreadyEnqueued):
+        await queue.configure_task(CATALOG_SYNC_JOB, queueing_lock=CATALOG_SYNC_JOB).defer_async(timestamp=0)
 
 
 async def run_worker(queue: procrastinate.App, settings: Settings, *, name: str, install_signal_handlers: bool) -> None:

@@ -1,0 +1,100 @@
+"""Agent settings, read from the environment (prefix ``SLICES_AGENT_``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FileRef(BaseModel):
+    """A file to download into the image cache; ``sha256`` is checked when given."""
+
+    url: str
+    sha256: str | None = None
+
+
+class ImageSource(BaseModel):
+    """A bootable image: kernel, optional initrd, root filesystem, kernel command line."""
+
+    kernel: FileRef
+    rootfs: FileRef
+    initrd: FileRef | None = None
+    cmdline: str = "console=ttyS0 panic=-1 quiet"
+
+
+def default_agent_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/slices-blueprint/agent")
+    return Path(platformdirs.user_data_dir("slices-blueprint", appauthor=False)) / "agent"
+
+
+class AgentSettings(BaseSettings):
+    """Every setting of ``slices-blueprint agent``; README.md documents each one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SLICES_AGENT_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=default_agent_dir)
+    name: str = Field(default_factory=socket.gethostname)
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8700
+    advertise_url: str | None = None  # how the service reaches us; default http://listen:port
+    public_host: str | None = None  # address users SSH to; default: advertise_url's host
+
+    # Auth: a fixed token, or the one the service issues at registration, or a generated one
+    token: SecretStr | None = None
+    service_url: str | None = None
+    registration_secret: SecretStr | None = None
+    heartbeat_seconds: float = 15.0
+    labels: dict[str, str] = {}
+
+    # VMM
+    vmm: Literal["qemu", "firecracker"] = "qemu"
+    qemu_binary: str = "qemu-system-x86_64"
+    qemu_accel: str = "tcg"  # "kvm" where nested virtualisation works
+    firecracker_binary: str = "firecracker"  # needs an uncompressed vmlinux kernel image
+    tsc_khz: int | None = None  # for tsc_early_khz=; default: read from /proc/cpuinfo
+
+    # Networking
+    network_mode: Literal["auto", "bridge", "user"] = "auto"  # auto: bridge as root, else user
+    bridge: str = "slicesbr0"
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("172.30.0.0/24")
+    dns: str = "9.9.9.9"
+    egress_interface: str | None = None  # NAT only out of this interface when set
+    manage_ip_forward: bool = True  # set net.ipv4.ip_forward=1 in our network namespace
+    forward_bind: str = "0.0.0.0"  # user mode: where QEMU listens for the SSH forwards
+    forward_port_base: int = 22000
+    forward_port_count: int = 1000
+
+    # Capacity offered to the service
+    vcpu_overcommit: float = 4.0
+    reserved_memory_mib: int = 512
+
+    # Images: the built-in "default" plus any named here
+    images: dict[str, ImageSource] = {}
+
+    @property
+    def effective_network_mode(self) -> Literal["bridge", "user"]:
+        if self.network_mode == "auto":
+            return "bridge" if os.geteuid() == 0 else "user"
+        return self.network_mode
+
+    @property
+    def url(self) -> str:
+        return (self.advertise_url or f"http://{self.listen_host}:{self.listen_port}").rstrip("/")
+
+    @property
+    def vms_dir(self) -> Path:
+        return self.data_dir / "vms"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"

@@ -1,0 +1,55 @@
+"""A local microVM host for ``serve``: the agent as a child process on loopback, registered
+with this very service, so a newcomer's first run can create microVMs at once.
+
+It always uses QEMU user-mode networking (SSH forwarded on 127.0.0.1:22000+), so it changes
+nothing in the machine's network, root or not. The agent keeps its VMs across ``serve``
+restarts (they are re-adopted).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import structlog
+
+from slices_blueprint.core.config import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def local_host_problem() -> str | None:
+    """Why a local host cannot run here (``None`` when it can)."""
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is missing (apt-get install qemu-system-x86)"
+    return None
+
+
+def local_agent_env(settings: Settings, registration_secret: str) -> dict[str, str]:
+    """The agent's settings (``SLICES_AGENT_*``) for a local host of this service."""
+    return {
+        "SLICES_AGENT_DATA_DIR": str(settings.data_dir / "agent"),
+        "SLICES_AGENT_NAME": "local",
+        "SLICES_AGENT_LISTEN_HOST": "127.0.0.1",
+        "SLICES_AGENT_LISTEN_PORT": str(settings.port + 1),
+        "SLICES_AGENT_PUBLIC_HOST": "127.0.0.1",
+        "SLICES_AGENT_FORWARD_BIND": "127.0.0.1",
+        "SLICES_AGENT_NETWORK_MODE": "user",
+        "SLICES_AGENT_SERVICE_URL": settings.service_url,
+        "SLICES_AGENT_REGISTRATION_SECRET": registration_secret,
+    }
+
+
+def start_local_agent(settings: Settings, registration_secret: str) -> subprocess.Popen[bytes]:
+    """Start ``python -m slices_blueprint.agent`` for this service; the caller stops it."""
+    env = local_agent_env(settings, registration_secret)
+    data_dir = settings.data_dir / "agent"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "agent.log").open("ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "slices_blueprint.agent"],
+                                env={**os.environ, **env}, stdout=log_file,
+                                stderr=subprocess.STDOUT)
+    log.info("agent.local_started", pid=proc.pid, log=str(data_dir / "agent.log"))
+    return proc

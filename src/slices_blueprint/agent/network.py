@@ -1,0 +1,155 @@
+"""Host networking for bridged VMs, with netlink (pyroute2) and one nftables table.
+
+- a bridge holding the subnet's first address (the guests' gateway);
+- one TAP per running VM, enslaved to the bridge, named from the VM id (``sbt…``);
+- the table ``ip slices_<bridge>``: masquerade for the subnet's egress and one DNAT per VM
+  from ``host:ssh_port`` to ``guest:22``. The table is rewritten whole, atomically, from the
+  VM records on every change, so rules are idempotent and a deleted VM leaves none behind.
+
+Nothing here touches the uplink: egress NAT is a rule on our own table, optionally limited
+to ``egress_interface``; ``net.ipv4.ip_forward`` is set only with ``manage_ip_forward``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from slices_blueprint.agent.config import AgentSettings
+
+log = structlog.get_logger(__name__)
+
+TAP_PREFIX = "sbt"
+USER_MODE_GUEST = ("10.0.2.15/24", "10.0.2.2", "10.0.2.3")  # QEMU slirp: address, gw, dns
+
+
+def tap_name(vm_id: str) -> str:
+    return TAP_PREFIX + hashlib.sha256(vm_id.encode()).hexdigest()[:11]
+
+
+def mac_for(ipv4: str, vm_id: str) -> str:
+    """A locally administered MAC, unique per host (from the address) and per VM id."""
+    digest = hashlib.sha256(f"{vm_id}/{ipv4}".encode()).digest()
+    return "52:54:" + ":".join(f"{b:02x}" for b in digest[:4])
+
+
+@dataclass(frozen=True)
+class Forward:
+    vm_id: str
+    host_port: int
+    guest_ipv4: str  # without prefix
+
+
+class BridgeNetwork:
+    """The bridge, TAPs and NAT table for one agent."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.bridge = settings.bridge
+        self.subnet = settings.subnet
+        self.gateway = next(self.subnet.hosts())
+        self.dns = settings.dns
+        self.egress_interface = settings.egress_interface
+        self.manage_ip_forward = settings.manage_ip_forward
+        self.table = f"slices_{self.bridge}".replace("-", "_")
+
+    # addresses -----------------------------------------------------------------------------
+    def allocate(self, in_use: Iterable[str]) -> str:
+        """The lowest free guest address (with prefix); never one a record still holds."""
+        taken = {ipaddress.IPv4Interface(a).ip for a in in_use} | {self.gateway}
+        for ip in self.subnet.hosts():
+            if ip not in taken:
+                return f"{ip}/{self.subnet.prefixlen}"
+        raise LookupError(f"subnet {self.subnet} has no free address")
+
+    def guest_config(self, ipv4: str) -> tuple[str, str, str]:
+        return ipv4, str(self.gateway), self.dns
+
+    # links ---------------------------------------------------------------------------------
+    def ensure_host(self) -> None:
+        """Create the bridge with the gateway address, up; idempotent."""
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=self.bridge):
+                ipr.link("add", ifname=self.bridge, kind="bridge")
+            (index,) = ipr.link_lookup(ifname=self.bridge)
+            addresses = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index)}
+            if str(self.gateway) not in addresses:
+                ipr.addr("add", index=index, address=str(self.gateway),
+                         prefixlen=self.subnet.prefixlen)
+            ipr.link("set", index=index, state="up")
+        if self.manage_ip_forward:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        log.info("agent.bridge_ready", bridge=self.bridge, subnet=str(self.subnet))
+
+    def ensure_tap(self, vm_id: str) -> str:
+        """The VM's TAP, on the bridge and up; idempotent."""
+        name = tap_name(vm_id)
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=name):
+                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            (bridge,) = ipr.link_lookup(ifname=self.bridge)
+            (index,) = ipr.link_lookup(ifname=name)
+            ipr.link("set", index=index, master=bridge, state="up")
+        return name
+
+    def remove_tap(self, name: str) -> None:
+        with IPRoute() as ipr:
+            for index in ipr.link_lookup(ifname=name):
+                try:
+                    ipr.link("del", index=index)
+                except NetlinkError as exc:
+                    if exc.code != 19:  # ENODEV: already gone
+                        raise
+
+    def taps(self) -> list[str]:
+        with IPRoute() as ipr:
+            names = [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()]
+        return [n for n in names if n and n.startswith(TAP_PREFIX)]
+
+    def tap_counters(self, name: str) -> dict[str, int]:
+        stats = Path(f"/sys/class/net/{name}/statistics")
+        try:
+            return {k: int((stats / k).read_text()) for k in ("rx_bytes", "tx_bytes",
+                                                             "rx_packets", "tx_packets")}
+        except FileNotFoundError:
+            return {}
+
+    # NAT -----------------------------------------------------------------------------------
+    def ruleset(self, forwards: Iterable[Forward]) -> str:
+        egress = f'oifname "{self.egress_interface}" ' if self.egress_interface else ""
+        dnat = "\n".join(
+            f"    fib daddr type local tcp dport {f.host_port} dnat to {f.guest_ipv4}:22 "
+            f'comment "vm:{f.vm_id}"'
+            for f in sorted(forwards, key=lambda f: f.host_port)
+        )
+        return (
+            f"table ip {self.table}\ndelete table ip {self.table}\n"
+            f"table ip {self.table} {{\n"
+            "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
+            f"{dnat}\n  }}\n"
+            "  chain output {\n    type nat hook output priority -100; policy accept;\n"
+            f"{dnat}\n  }}\n"
+            "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
+            f"    ip saddr {self.subnet} ip daddr != {self.subnet} {egress}masquerade\n  }}\n"
+            "}\n"
+        )
+
+    async def sync_rules(self, forwards: Iterable[Forward]) -> None:
+        """Make the NAT table exactly the masquerade rule plus these forwards (atomic)."""
+        await _nft(self.ruleset(forwards))
+
+
+async def _nft(script: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "nft", "-f", "-", stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate(script.encode())
+    if proc.returncode != 0:
+        raise RuntimeError(f"nft failed: {err.decode(errors='replace').strip()}")

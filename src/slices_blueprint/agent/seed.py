@@ -1,0 +1,59 @@
+"""The per-VM seed disk: a cloud-init NoCloud data source (filesystem label ``cidata``).
+
+It holds ``meta-data`` (instance id, hostname), ``user-data`` (the caller's, or a
+``#cloud-config`` with the SSH keys), ``network-config`` (version 2, static address), so
+cloud-init images configure themselves; and ``slices/env`` + ``slices/authorized_keys``
+for images without cloud-init, such as the default busybox image whose init reads them.
+The base image is never edited.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tempfile
+from pathlib import Path
+
+from slices_blueprint.agent.default_image import SEED_LABEL
+from slices_blueprint.agent.state import VMSpec
+from slices_blueprint.agent.vmm.base import run
+
+SEED_MIB = 4
+
+
+def hostname_for(name: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    return cleaned[:63] or "microvm"
+
+
+async def write_seed(dest: Path, spec: VMSpec, ipv4: str, gateway: str, dns: str,
+                     mac: str) -> None:
+    """Write the seed disk image to ``dest``."""
+    hostname = hostname_for(spec.name)
+    keys = "".join(k.strip() + "\n" for k in spec.ssh_authorized_keys)
+    meta = {"instance-id": spec.id, "local-hostname": hostname}
+    network = {
+        "version": 2,
+        "ethernets": {"eth0": {
+            "match": {"macaddress": mac}, "set-name": "eth0", "addresses": [ipv4],
+            "routes": [{"to": "0.0.0.0/0", "via": gateway}],
+            "nameservers": {"addresses": [dns]},
+        }},
+    }
+    userdata = spec.userdata or "#cloud-config\n" + json.dumps(
+        {"ssh_authorized_keys": [k.strip() for k in spec.ssh_authorized_keys]}
+    )
+    env = {"HOSTNAME": hostname, "IPV4": ipv4, "GATEWAY": gateway, "DNS": dns}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "slices").mkdir()
+        (root / "meta-data").write_text(json.dumps(meta) + "\n")  # JSON is valid YAML
+        (root / "network-config").write_text(json.dumps(network) + "\n")
+        (root / "user-data").write_text(userdata)
+        (root / "slices/env").write_text(
+            "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
+        )
+        (root / "slices/authorized_keys").write_text(keys)
+        await run("mkfs.ext4", "-q", "-F", "-L", SEED_LABEL, "-d", str(root), str(dest),
+                  f"{SEED_MIB}M")

@@ -1,0 +1,96 @@
+"""VM records on disk: ``data_dir/vms/<id>/vm.json``, written atomically.
+
+The record is the single source of truth for what should exist on the host: address and
+port allocations, TAP names and NAT rules are all derived from the set of records, so an
+agent restart re-adopts its VMs and anything not backed by a record is an orphan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from slices_blueprint.agent.config import ImageSource
+
+VMState = Literal["creating", "running", "paused", "stopped", "error"]
+VM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
+
+
+class VMSpec(BaseModel):
+    """What a client asks for; creating twice with the same id returns the first VM."""
+
+    id: str = Field(pattern=VM_ID_PATTERN)
+    name: str = Field(default="microvm", max_length=63)
+    vcpus: int = Field(default=1, ge=1, le=64)
+    memory_mib: int = Field(default=256, ge=64, le=1024 * 1024)
+    disk_mib: int = Field(default=256, ge=16)
+    image: str | ImageSource = "default"
+    ssh_authorized_keys: list[str] = []
+    userdata: str | None = None
+    labels: dict[str, str] = {}
+
+
+class BootFiles(BaseModel):
+    kernel: Path
+    initrd: Path | None
+    cmdline: str
+
+
+class VMRecord(BaseModel):
+    """What the agent knows of one VM."""
+
+    spec: VMSpec
+    state: VMState = "creating"
+    reason: str | None = None
+    network_mode: Literal["bridge", "user"]
+    ipv4: str  # guest address with prefix, e.g. 172.30.0.2/24
+    mac: str
+    tap: str | None = None
+    ssh_port: int
+    pid: int | None = None
+    boot: BootFiles | None = None
+    created_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+class StateStore:
+    """Reads and writes VM records and owns each VM's directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def vm_dir(self, vm_id: str) -> Path:
+        return self.root / vm_id
+
+    def get(self, vm_id: str) -> VMRecord | None:
+        try:
+            return VMRecord.model_validate_json((self.vm_dir(vm_id) / "vm.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    def save(self, record: VMRecord) -> None:
+        folder = self.vm_dir(record.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "vm.json.tmp"
+        tmp.write_text(record.model_dump_json(indent=2))
+        os.replace(tmp, folder / "vm.json")
+
+    def all(self) -> list[VMRecord]:
+        records = (self.get(p.name) for p in sorted(self.root.iterdir()) if p.is_dir())
+        return [r for r in records if r is not None]
+
+    def stray_dirs(self) -> list[Path]:
+        """VM directories without a record (a create that died before saving)."""
+        return [p for p in self.root.iterdir() if p.is_dir() and not (p / "vm.json").exists()]
+
+    def remove(self, vm_id: str) -> None:
+        shutil.rmtree(self.vm_dir(vm_id), ignore_errors=True)

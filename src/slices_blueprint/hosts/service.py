@@ -1,0 +1,183 @@
+"""MicroVM hosts: registration, heartbeats, drain/remove, placement, lost-host detection.
+
+A host is ``active`` (takes new VMs), ``draining`` (keeps its VMs, takes no new ones) or
+``lost`` (missed heartbeats for ``host_lost_after_seconds``; back to ``active`` with its
+next heartbeat unless an admin drained it). Placement takes active, fresh hosts with room
+for the VM's vCPUs and memory and picks the one with the most memory left after placing
+(spreading load); it books the VM on the host at once so concurrent placements see it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import uuid
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.errors import NotFound
+from slices_blueprint.core.ids import format_id
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.secretbox import secret_box
+from slices_blueprint.hosts.models import Host
+from slices_blueprint.hosts.schemas import Capacity, Heartbeat, HostOut, HostRegistration
+
+log = structlog.get_logger(__name__)
+
+ACTIVE, DRAINING, LOST = "active", "draining", "lost"
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """The host settings (``Settings.host_*``) the hosts domain works with."""
+
+    registration_secret: str | None
+    heartbeat_seconds: int
+    lost_after_seconds: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> HostPolicy:
+        secret = settings.host_registration_secret
+        return cls(
+            registration_secret=secret.get_secret_value() if secret else None,
+            heartbeat_seconds=settings.host_heartbeat_seconds,
+            lost_after_seconds=settings.host_lost_after_seconds,
+        )
+
+
+def host_out(host: Host, site: str) -> HostOut:
+    return HostOut(
+        id=format_id("host", site, host.id), name=host.name, url=host.url, status=host.status,
+        vmm=host.vmm, network_mode=host.network_mode, vcpus=host.vcpus,
+        vcpus_used=host.vcpus_used, memory_mib=host.memory_mib,
+        memory_used_mib=host.memory_used_mib, disk_free_mib=host.disk_free_mib,
+        vms_running=host.vms_running, last_heartbeat_at=host.last_heartbeat_at,
+        labels=host.labels or {}, metrics=host.metrics or {},
+    )
+
+
+def secret_matches(presented: str, expected: str | None) -> bool:
+    return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def host_token(settings: Settings, host: Host) -> str:
+    """The decrypted bearer token the service calls this host's agent with."""
+    if host.token_ciphertext is None:
+        raise NotFound(f"host {host.name} has no token; it must register again")
+    return secret_box(settings).decrypt(host.token_ciphertext).decode()
+
+
+def _apply_capacity(host: Host, capacity: Capacity) -> None:
+    for field in Capacity.model_fields:
+        setattr(host, field, getattr(capacity, field))
+
+
+async def register(session: AsyncSession, settings: Settings, body: HostRegistration) -> Host:
+    """Create the host, or update it when one of that name registers again (new token)."""
+    host = await session.scalar(select(Host).where(Host.name == body.name).with_for_update())
+    if host is None:
+        host = Host(name=body.name, url=body.url, status=ACTIVE, labels={}, metrics={})
+        session.add(host)
+    host.url, host.vmm, host.network_mode = body.url, body.vmm, body.network_mode
+    host.labels = dict(body.labels)
+    host.token_ciphertext = secret_box(settings).encrypt(body.token.get_secret_value().encode())
+    _apply_capacity(host, body)
+    host.last_heartbeat_at = utcnow()
+    if host.status == LOST:
+        host.status = ACTIVE
+    await session.flush()
+    log.info("hosts.registered", host_id=str(host.id), name=host.name, url=host.url)
+    return host
+
+
+async def authenticate_heartbeat(
+    session: AsyncSession, settings: Settings, host_id: uuid.UUID, presented: str
+) -> Host | None:
+    host = await session.get(Host, host_id, with_for_update=True)
+    if host is None or host.token_ciphertext is None:
+        return None
+    return host if secret_matches(presented, host_token(settings, host)) else None
+
+
+def heartbeat(host: Host, body: Heartbeat) -> Host:
+    _apply_capacity(host, body)
+    host.metrics = body.metrics
+    host.last_heartbeat_at = utcnow()
+    if host.status == LOST:
+        host.status = ACTIVE
+        log.info("hosts.back", host_id=str(host.id), name=host.name)
+    return host
+
+
+async def get(session: AsyncSession, host_id: uuid.UUID) -> Host:
+    host = await session.get(Host, host_id)
+    if host is None:
+        raise NotFound("no such host")
+    return host
+
+
+async def list_hosts(session: AsyncSession) -> list[Host]:
+    return list(await session.scalars(select(Host).order_by(Host.name)))
+
+
+async def set_status(session: AsyncSession, host_id: uuid.UUID, status: str) -> Host:
+    host = await get(session, host_id)
+    host.status = status
+    log.info("hosts.status_changed", host_id=str(host_id), status=status)
+    return host
+
+
+async def remove(session: AsyncSession, host_id: uuid.UUID) -> None:
+    await session.delete(await get(session, host_id))
+    log.info("hosts.removed", host_id=str(host_id))
+
+
+async def mark_lost(session: AsyncSession, settings: Settings) -> list[str]:
+    """Mark active hosts whose last heartbeat is too old as lost; answer their names."""
+    cutoff = utcnow() - dt.timedelta(seconds=HostPolicy.of(settings).lost_after_seconds)
+    rows = await session.execute(
+        update(Host).where(Host.status == ACTIVE, Host.last_heartbeat_at < cutoff)
+        .values(status=LOST).returning(Host.name)
+    )
+    names = list(rows.scalars())
+    for name in names:
+        log.warning("hosts.lost", name=name)
+    return names
+
+
+class NoCapacity(Exception):
+    """No usable host has room; ``hosts_known`` tells whether any host is registered."""
+
+    def __init__(self, message: str, hosts_known: bool) -> None:
+        super().__init__(message)
+        self.hosts_known = hosts_known
+
+
+async def place(
+    session: AsyncSession, settings: Settings, vcpus: int, memory_mib: int
+) -> Host:
+    """Choose a host for a VM and book its vCPUs and memory there."""
+    fresh_after = utcnow() - dt.timedelta(seconds=HostPolicy.of(settings).lost_after_seconds)
+    hosts = list(await session.scalars(select(Host).with_for_update()))
+    usable = [h for h in hosts if h.status == ACTIVE and h.last_heartbeat_at
+              and h.last_heartbeat_at >= fresh_after]
+    fitting = [h for h in usable if h.vcpus - h.vcpus_used >= vcpus
+               and h.memory_mib - h.memory_used_mib >= memory_mib]
+    if not fitting:
+        raise NoCapacity(
+            f"no microVM host has room for {vcpus} vCPU / {memory_mib} MiB "
+            f"({len(usable)} usable of {len(hosts)} registered)",
+            hosts_known=bool(hosts),
+        )
+    host = max(fitting, key=lambda h: (h.memory_mib - h.memory_used_mib - memory_mib,
+                                       -h.vms_running, h.name))
+    host.vcpus_used += vcpus
+    host.memory_used_mib += memory_mib
+    host.vms_running += 1
+    log.info("hosts.placed", host_id=str(host.id), name=host.name, vcpus=vcpus,
+             memory_mib=memory_mib)
+    return host

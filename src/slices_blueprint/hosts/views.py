@@ -1,0 +1,89 @@
+"""Hosts API: agents register (site registration secret) and heartbeat (their own token);
+admins list, drain, activate and remove hosts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.errors import Unauthorized
+from slices_blueprint.core.ids import path_id
+from slices_blueprint.hosts import service
+from slices_blueprint.hosts.schemas import (
+    Heartbeat,
+    HeartbeatOut,
+    HostOut,
+    HostRegistration,
+    RegistrationOut,
+)
+from slices_blueprint.identity.deps import CallerDep, get_caller
+
+router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
+bearer = HTTPBearer(auto_error=False, description="registration secret, host token or admin token")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def _presented(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None:
+        raise Unauthorized("a bearer token is required")
+    return credentials.credentials
+
+
+@router.post("/register", response_model=RegistrationOut, status_code=201)
+async def register(
+    body: HostRegistration, request: Request, session: SessionDep, settings: SettingsDep,
+    credentials: BearerDep,
+) -> RegistrationOut:
+    """An agent registers (or re-registers) with the site's registration secret, or an
+    admin registers a host with their own token."""
+    policy = service.HostPolicy.of(settings)
+    if not service.secret_matches(_presented(credentials), policy.registration_secret):
+        caller = await get_caller(request, session, credentials)
+        caller.require_admin()
+    host = await service.register(session, settings, body)
+    return RegistrationOut(id=service.host_out(host, settings.site_id).id,
+                           heartbeat_seconds=policy.heartbeat_seconds)
+
+
+@router.post("/{host_id}/heartbeat", response_model=HeartbeatOut)
+async def heartbeat(
+    host_id: str, body: Heartbeat, session: SessionDep, settings: SettingsDep,
+    credentials: BearerDep,
+) -> HeartbeatOut:
+    """Capacity and metrics from the host's agent, authenticated by the host's token."""
+    host = await service.authenticate_heartbeat(
+        session, settings, path_id(host_id, "host"), _presented(credentials)
+    )
+    if host is None:
+        raise Unauthorized("unknown host or wrong host token; register again")
+    service.heartbeat(host, body)
+    return HeartbeatOut(status=host.status)
+
+
+@router.get("", response_model=list[HostOut])
+async def list_hosts(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> list[HostOut]:
+    caller.require_admin()
+    return [service.host_out(h, settings.site_id) for h in await service.list_hosts(session)]
+
+
+@router.post("/{host_id}/{action}", response_model=HostOut)
+async def change_status(
+    host_id: str, action: Literal["drain", "activate"], caller: CallerDep, session: SessionDep,
+    settings: SettingsDep,
+) -> HostOut:
+    """Drain (keep its VMs, place no new ones) or activate a host."""
+    caller.require_admin()
+    status = service.DRAINING if action == "drain" else service.ACTIVE
+    host = await service.set_status(session, path_id(host_id, "host"), status)
+    return service.host_out(host, settings.site_id)
+
+
+@router.delete("/{host_id}", status_code=204)
+async def remove_host(host_id: str, caller: CallerDep, session: SessionDep) -> Response:
+    """Forget a host (its VMs are not touched; drain it first to move load away)."""
+    caller.require_admin()
+    await service.remove(session, path_id(host_id, "host"))
+    return Response(status_code=204)

@@ -1,0 +1,293 @@
+"""MicroVM provider (flavor type ``microvm``): places VMs on registered hosts and drives their
+agents (``slices-blueprint agent``) over HTTP with each host's own token.
+
+``provider_resource_id`` is ``<host uuid>/<vm id>``; the VM id on the agent is our resource
+TypeID, so ``create`` is idempotent: a VM with that id on any host is adopted. Agent
+failures become :class:`TransientProviderError` (unreachable, timeouts, 5xx) or
+:class:`ProviderError` (refusals, a guest that failed to boot), each naming the host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import structlog
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database, resolve_database_url
+from slices_blueprint.core.errors import NotFound
+from slices_blueprint.hosts import service as hosts
+from slices_blueprint.hosts.models import Host
+from slices_blueprint.providers.base import (
+    Catalog,
+    CatalogFlavor,
+    CatalogImage,
+    ComputeDriver,
+    ManagedNode,
+    NodeInfo,
+    NodeSpec,
+    NodeState,
+    Progress,
+    ProviderError,
+    TransientProviderError,
+)
+
+log = structlog.get_logger(__name__)
+
+BOOT_TIMEOUT_S = 180
+FIND_TIMEOUT_S = 5  # looking for an earlier attempt's VM must not wait on a dead host
+AGENT_STATES: dict[str, NodeState] = {
+    "creating": "provisioning", "running": "running", "paused": "paused",
+    "stopped": "stopped", "error": "error",
+}
+
+
+class GuestNotReady(ProviderError):
+    """The VM runs but its guest did not report ready in time (a broken image, or overload)."""
+
+
+class AgentClient:
+    """Calls to one host's agent; errors carry the host's name."""
+
+    def __init__(self, host: Host, token: str) -> None:
+        self.host = host
+        self.client = httpx.AsyncClient(
+            base_url=host.url, headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(30.0, read=BOOT_TIMEOUT_S + 30),
+        )
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        where = f"microVM host {self.host.name} ({self.host.url})"
+        try:
+            response = await self.client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransientProviderError(f"{where} unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            return response
+        if response.status_code == 504:
+            raise GuestNotReady(f"{where}: {_detail(response)}")
+        if response.status_code == 401:
+            raise ProviderError(f"{where} rejected the service's token; the agent must register again")
+        if response.status_code >= 500:
+            raise TransientProviderError(f"{where} failed: {_detail(response)}")
+        if response.status_code >= 400:
+            raise ProviderError(f"{where} refused: {_detail(response)}")
+        return response
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text or str(response.status_code)
+
+
+def _info(host: Host, vm: dict[str, Any]) -> NodeInfo:
+    state = AGENT_STATES.get(vm["state"], "error")
+    if state == "running" and not vm.get("guest_ready"):
+        state = "provisioning"
+    return NodeInfo(
+        provider_resource_id=f"{host.id}/{vm['id']}",
+        state=state,
+        reason=vm.get("reason"),
+        access={"ipv4": vm["ipv4"].split("/")[0], "ssh_host": vm["ssh"]["host"],
+                "ssh_port": vm["ssh"]["port"], "ssh_user": vm["ssh"]["user"]},
+        provider_data={"host": host.name, "vm_id": vm["id"], "network_mode": vm["network_mode"]},
+    )
+
+
+class MicroVMDriver(ComputeDriver):
+    flavor_type = "microvm"
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, credential: bytes | None, selected: str | None
+    ) -> MicroVMDriver:
+        return cls(settings, Database(resolve_database_url(settings), pool_size=2))
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+    # hosts ---------------------------------------------------------------------------------
+    async def _client(self, host_id: uuid.UUID) -> AgentClient | None:
+        async with self.db.session() as session:
+            host = await session.get(Host, host_id)
+            if host is None:
+                return None
+            return AgentClient(host, hosts.host_token(self.settings, host))
+
+    async def _clients(self, reachable_only: bool = False) -> list[AgentClient]:
+        """A client per registered host whose token we can read (others are logged)."""
+        async with self.db.session() as session:
+            rows = await hosts.list_hosts(session)
+        clients = []
+        for host in rows:
+            if reachable_only and host.status == hosts.LOST:
+                continue
+            try:
+                clients.append(AgentClient(host, hosts.host_token(self.settings, host)))
+            except (ValueError, NotFound) as exc:
+                log.warning("microvm.host_token_unusable", host=host.name, error=str(exc))
+        return clients
+
+    def _split(self, provider_resource_id: str) -> tuple[uuid.UUID, str]:
+        try:
+            host_id, vm_id = provider_resource_id.split("/", 1)
+            return uuid.UUID(host_id), vm_id
+        except ValueError as exc:
+            raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
+
+    async def _find(self, vm_id: str) -> tuple[AgentClient, dict[str, Any]] | None:
+        """The host already running a VM with this id (a create retried after a crash)."""
+        clients = await self._clients(reachable_only=True)
+        try:
+            answers = await asyncio.gather(
+                *(c.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S) for c in clients),
+                return_exceptions=True,
+            )
+            for client, answer in zip(clients, answers, strict=True):
+                if isinstance(answer, httpx.Response) and answer.status_code == 200:
+                    clients.remove(client)
+                    return client, answer.json()
+            return None
+        finally:
+            for client in clients:
+                await client.close()
+
+    async def _place(self, spec: NodeSpec) -> AgentClient:
+        async with self.db.session() as session:
+            try:
+                host = await hosts.place(session, self.settings, spec.vcpus, spec.ram_mib)
+            except hosts.NoCapacity as exc:
+                if not exc.hosts_known:
+                    raise ProviderError(
+                        "no microVM host is registered at this site (run `slices-blueprint agent run` on a host)"
+                    ) from exc
+                raise TransientProviderError(str(exc)) from exc
+            return AgentClient(host, hosts.host_token(self.settings, host))
+
+    # verbs ---------------------------------------------------------------------------------
+    async def create(self, spec: NodeSpec, progress: Progress) -> NodeInfo:
+        found = await self._find(spec.resource_id)
+        agent = found[0] if found else await self._place(spec)
+        try:
+            await progress(10, f"placed on host {agent.host.name}")
+            body = {
+                "id": spec.resource_id, "name": spec.name, "vcpus": spec.vcpus,
+                "memory_mib": spec.ram_mib, "disk_mib": max(spec.disk_mb, 64),
+                "image": spec.image_location, "ssh_authorized_keys": spec.ssh_authorized_keys,
+                "userdata": spec.userdata,
+                "labels": {"experiment": spec.experiment_id, "project": spec.project_id},
+            }
+            vm = (await agent.call("POST", "/v1/vms", json=body)).json()
+            if vm["state"] != "error":
+                await progress(40, "booting")
+                vm = await self._wait_ready(agent, spec.resource_id)
+            if vm["state"] == "error":
+                await agent.call("DELETE", f"/v1/vms/{spec.resource_id}")
+                raise ProviderError(f"microVM failed on host {agent.host.name}: {vm['reason']}")
+            await progress(100, "guest ready")
+            log.info("microvm.created", resource_id=spec.resource_id, host=agent.host.name)
+            return _info(agent.host, vm)
+        finally:
+            await agent.close()
+
+    async def _wait_ready(self, agent: AgentClient, vm_id: str) -> dict[str, Any]:
+        """The VM once its guest is ready; a guest that never gets there is removed."""
+        try:
+            response = await agent.call("GET", f"/v1/vms/{vm_id}",
+                                        params={"wait_ready": BOOT_TIMEOUT_S})
+        except GuestNotReady as exc:
+            console = await agent.call("GET", f"/v1/vms/{vm_id}/console", params={"tail": 5})
+            await agent.call("DELETE", f"/v1/vms/{vm_id}")
+            raise ProviderError(
+                f"{exc}; the VM was removed. Last console lines:\n{console.text}"
+            ) from exc
+        return response.json()
+
+    async def _on_host(self, provider_resource_id: str, method: str, suffix: str = "",
+                       **kwargs: Any) -> tuple[Host, httpx.Response] | None:
+        host_id, vm_id = self._split(provider_resource_id)
+        agent = await self._client(host_id)
+        if agent is None:
+            return None
+        try:
+            return agent.host, await agent.call(method, f"/v1/vms/{vm_id}{suffix}", **kwargs)
+        finally:
+            await agent.close()
+
+    async def delete(self, provider_resource_id: str, progress: Progress) -> None:
+        await self._on_host(provider_resource_id, "DELETE")
+        await progress(100, "deleted")
+
+    async def status(self, provider_resource_id: str) -> NodeInfo:
+        answer = await self._on_host(provider_resource_id, "GET")
+        if answer is None or answer[1].status_code == 404:
+            return NodeInfo(provider_resource_id=provider_resource_id, state="gone")
+        return _info(answer[0], answer[1].json())
+
+    async def _action(self, provider_resource_id: str, action: str) -> NodeInfo:
+        answer = await self._on_host(provider_resource_id, "POST", f"/{action}")
+        if answer is None or answer[1].status_code == 404:
+            raise ProviderError(f"microVM {provider_resource_id} no longer exists")
+        return _info(answer[0], answer[1].json())
+
+    async def pause(self, provider_resource_id: str) -> NodeInfo:
+        return await self._action(provider_resource_id, "pause")
+
+    async def resume(self, provider_resource_id: str) -> NodeInfo:
+        return await self._action(provider_resource_id, "resume")
+
+    async def reset(self, provider_resource_id: str, spec: NodeSpec, progress: Progress) -> NodeInfo:
+        """Recreate from the image (a fresh disk), on whichever host placement picks."""
+        await self.delete(provider_resource_id, progress)
+        return await self.create(spec, progress)
+
+    async def logs(self, provider_resource_id: str, tail_lines: int = 200) -> str:
+        answer = await self._on_host(provider_resource_id, "GET", "/console",
+                                     params={"tail": tail_lines})
+        if answer is None or answer[1].status_code == 404:
+            raise ProviderError(f"microVM {provider_resource_id} no longer exists")
+        return answer[1].text
+
+    async def catalog(self) -> Catalog:
+        return Catalog(
+            flavors=[
+                CatalogFlavor("mv.small", "mv.small", 1, 256, 512, "1 vCPU, 256 MiB microVM"),
+                CatalogFlavor("mv.medium", "mv.medium", 2, 1024, 2048, "2 vCPU, 1 GiB microVM"),
+            ],
+            images=[CatalogImage(
+                "default", "microvm-default",
+                default_username="root", min_disk_mb=64, min_ram_mib=128,
+                description="Debian cloud kernel, busybox and dropbear; built on each host from Debian packages",
+            )],
+        )
+
+    async def list_managed(self) -> list[ManagedNode]:
+        nodes: list[ManagedNode] = []
+        for agent in await self._clients():
+            try:
+                response = await agent.call("GET", "/v1/vms")
+            except ProviderError as exc:
+                log.warning("microvm.list_failed", host=agent.host.name, error=str(exc))
+                continue
+            finally:
+                await agent.close()
+            for vm in response.json():
+                resource_id = vm["id"] if vm["id"].startswith("resource_") else None
+                nodes.append(ManagedNode(f"{agent.host.id}/{vm['id']}", resource_id,
+                                         AGENT_STATES.get(vm["state"], "error")))
+        return nodes
+
+
+DRIVER = MicroVMDriver

@@ -1,0 +1,171 @@
+"""End to end: the service (real PostgreSQL, BI API, worker) places a microVM on an agent that
+registered itself from its own network namespace, and drives it: create, SSH port reachable,
+pause, resume, delete, nothing left on the host. Also the agent's heartbeats and metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from slices_blueprint.agent.local import start_local_agent
+from slices_blueprint.agent.vmm.base import vmm_processes
+from tests.conftest import free_port, make_settings, start_server
+from tests.helpers import Api
+from tests.microvm.conftest import Relay, require_microvm_host
+from tests.microvm.test_agent_lifecycle import assert_nothing_left, ssh_banner
+
+pytestmark = pytest.mark.microvm
+
+SECRET = "registration-secret-for-tests-0123456789"
+
+
+@pytest.fixture
+def service(database_url: str, tmp_path: Path):
+    settings = make_settings(tmp_path / "svc", database_url, free_port(),
+                             host_registration_secret=SECRET, host_heartbeat_seconds=1)
+    server = start_server(settings, database_url)
+    yield server
+    server.stop()
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        time.sleep(0.2)
+    return result
+
+
+def microvm_catalog(api: Api, admin: str) -> tuple[str, str]:
+    """A small microvm flavor (new) and the ``default`` image (found or created)."""
+    flavor = api.ok("POST", "/flavors", admin, 201, json={
+        "friendly_name": f"mv.tiny-{uuid.uuid4().hex[:6]}", "flavor_type": "microvm", "vcpus": 1,
+        "ram_mib": 160, "disk_mb": 64})
+    images = [i for i in api.ok("GET", "/disk-images", admin)
+              if i["flavor_type"] == "microvm" and i["location"] == "default"]
+    image = images[0] if images else api.ok("POST", "/disk-images", admin, 201, json={
+        "friendly_name": "microvm-default", "flavor_type": "microvm", "location": "default",
+        "default_username": "root"})
+    return flavor["id"], image["id"]
+
+
+def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
+    api = Api(service, http)
+    admin = api.token("admin")
+    port = int(service.url.rsplit(":", 1)[1])
+    relays: list[Relay] = []
+
+    def make_registered_host():
+        host = make_host.prepare()
+        relays.append(Relay((host.gateway, port), ("127.0.0.1", port)))
+        host.start_agent(service_url=f"http://{host.gateway}:{port}",
+                         registration_secret=SECRET)
+        return host
+
+    try:
+        host = make_registered_host()
+        listed = wait_for(
+            lambda: [h for h in api.http.get(f"{service.url}/api/v1/hosts",
+                                              headers={"Authorization": f"Bearer {admin}"}).json()
+                     if h["name"] == host.ns and h["metrics"]],
+            30, "registration and a heartbeat",
+        )[0]
+        assert listed["status"] == "active" and listed["url"] == host.url
+        assert listed["metrics"]["host"]["memory_total_bytes"] > 0
+
+        flavor, image = microvm_catalog(api, admin)
+        token = api.token("alice", "demo", "mvexp")
+        task = api.create(token, ["mv1"], flavor, image,
+                          {"ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nza test@example"]})
+        done = api.wait_task(token, task["id"], timeout=180)
+        assert done["status"] == "succeeded", done
+        (resource,) = api.ok("GET", "/resources", token)
+        assert resource["status"] == "running", resource
+        access = resource["access"]
+        assert access["ssh_host"] == host.address and access["ssh_user"] == "root"
+        assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0-dropbear")
+
+        rid = resource["id"]
+        api.wait_task(token, api.ok("POST", f"/resources/{rid}/pause", token, 202)["id"])
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == "paused"
+        assert ssh_banner(host.address, access["ssh_port"], timeout=2) is None
+        api.wait_task(token, api.ok("POST", f"/resources/{rid}/resume", token, 202)["id"])
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == "running"
+        assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0")
+
+        api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], timeout=60)
+        assert_nothing_left(host, rid, access["ipv4"], access["ssh_port"])
+
+        # an agent refusal reaches the user as the resource's reason, naming the host
+        bad_image = api.ok("POST", "/disk-images", admin, 201, json={
+            "friendly_name": "microvm-missing", "flavor_type": "microvm", "location": "nope"})
+        task = api.create(token, ["mv-bad"], flavor, bad_image["id"])
+        assert api.wait_task(token, task["id"], timeout=60)["status"] == "failed"
+        (bad,) = [r for r in api.ok("GET", "/resources", token) if r["friendly_name"] == "mv-bad"]
+        assert bad["status"] == "error"
+        assert f"host {host.ns}" in bad["status_reason"]
+        assert "unknown image 'nope'" in bad["status_reason"], bad["status_reason"]
+        assert host.vmm_pids() == {} and host.taps() == []
+
+        hosts_url, auth = f"{service.url}/api/v1/hosts", {"Authorization": f"Bearer {admin}"}
+        drained = http.post(f"{hosts_url}/{listed['id']}/drain", headers=auth).json()
+        assert drained["status"] == "draining"
+        assert http.delete(f"{hosts_url}/{listed['id']}", headers=auth).status_code == 204
+        assert listed["id"] not in [h["id"] for h in http.get(hosts_url, headers=auth).json()]
+        # the still-running agent's next heartbeat is refused, so it registers again
+        back = wait_for(lambda: [h for h in http.get(hosts_url, headers=auth).json()
+                                 if h["name"] == host.ns], 30, "re-registration")
+        assert back[0]["id"] != listed["id"] and back[0]["status"] == "active"
+        host.kill_agent()
+        assert http.delete(f"{hosts_url}/{back[0]['id']}", headers=auth).status_code == 204
+    finally:
+        for relay in relays:
+            relay.close()
+
+
+def test_local_host_for_serve_gives_a_microvm_with_ssh(database_url, http, tmp_path) -> None:
+    """The newcomer's path: ``serve`` starts a local agent (user-mode networking, nothing
+    changed in the machine's network) that registers itself; one BI call gives a microVM."""
+    require_microvm_host()
+    settings = make_settings(tmp_path / "svc", database_url, free_port(),
+                             host_registration_secret=SECRET)
+    server = start_server(settings, database_url)
+    agent = start_local_agent(settings, SECRET)
+    api = Api(server, http)
+    admin = api.token("admin")
+    try:
+        wait_for(lambda: any(h["name"] == "local" and h["status"] == "active" for h in http.get(
+            f"{server.url}/api/v1/hosts", headers={"Authorization": f"Bearer {admin}"}).json()),
+            30, "the local host registering")
+        register = f"{server.url}/api/v1/hosts/register"
+        body = {"name": "by-admin", "url": "http://192.0.2.1:8700", "token": "x" * 32,
+                "vcpus": 1, "memory_mib": 64, "disk_free_mib": 1}
+        for bearer in ("wrong-secret", api.token("bob")):
+            refused = http.post(register, json=body, headers={"Authorization": f"Bearer {bearer}"})
+            assert refused.status_code in (401, 403), refused.text
+        by_admin = http.post(register, json=body, headers={"Authorization": f"Bearer {admin}"})
+        assert by_admin.status_code == 201, by_admin.text
+        beat = http.post(f"{server.url}/api/v1/hosts/{by_admin.json()['id']}/heartbeat",
+                         json={"vcpus": 1, "memory_mib": 64, "disk_free_mib": 1},
+                         headers={"Authorization": "Bearer not-the-host-token"})
+        assert beat.status_code == 401
+        http.delete(f"{server.url}/api/v1/hosts/{by_admin.json()['id']}",
+                    headers={"Authorization": f"Bearer {admin}"})
+
+        flavor, image = microvm_catalog(api, admin)
+        token = api.token("bob", "demo", "localexp")
+        task = api.create(token, ["first"], flavor, image)
+        assert api.wait_task(token, task["id"], timeout=180)["status"] == "succeeded"
+        (resource,) = api.ok("GET", "/resources", token)
+        access = resource["access"]
+        assert access["ssh_host"] == "127.0.0.1"
+        assert (ssh_banner("127.0.0.1", access["ssh_port"]) or "").startswith("SSH-2.0-dropbear")
+        api.wait_task(token, api.ok("DELETE", f"/resources/{resource['id']}", token, 202)["id"])
+        assert vmm_processes(tmp_path / "svc" / "agent" / "vms") == {}
+    finally:
+        agent.terminate()
+        agent.wait(10)
+        server.stop()

@@ -24,7 +24,7 @@ from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.metrics import RESOURCE_STATES, install_metrics
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.resources.models import ComputeResource
-from slices_blueprint.tasks.queue import build_queue, run_worker
+from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
 from slices_blueprint.web.deps import install_web
 
 log = structlog.get_logger(__name__)
@@ -32,14 +32,16 @@ log = structlog.get_logger(__name__)
 
 def routers() -> list:
     """Every domain's router, in one place."""
+    from slices_blueprint.catalog.views import admin_router as catalog_admin
     from slices_blueprint.catalog.views import router as catalog
     from slices_blueprint.core.dev_views import router as dev
     from slices_blueprint.credentials.views import router as credentials
+    from slices_blueprint.hosts.views import router as hosts
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
     from slices_blueprint.web.views import router as web
 
-    return [catalog, resources, tasks, credentials, dev, web]
+    return [catalog, catalog_admin, resources, tasks, credentials, hosts, dev, web]
 
 
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
@@ -62,6 +64,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             if with_worker:
                 name = f"serve@{socket.gethostname()}"
                 worker = asyncio.create_task(run_worker(queue, settings, name=name, install_signal_handlers=False))
+                await request_catalog_sync(queue)
             log.info("service.started", url=settings.service_url, dev_mode=settings.effective_dev_mode, worker=with_worker, site=settings.site_id)
             try:
                 yield

@@ -29,7 +29,7 @@ async def sync_from_provider(
     when the site has none; returns the cluster id used and what changed."""
     kind = driver_class(flavor_type).credential_kind
     plaintext, selected = (None, None)
-    if not site_configured(settings, flavor_type):
+    if kind is not None and not site_configured(settings, flavor_type):
         plaintext, selected = await plaintext_for(session, settings, kind, owner_id)
         if plaintext is None:
             raise ProviderError(f"no site-wide {flavor_type} provider is configured and you have no {kind} credential")

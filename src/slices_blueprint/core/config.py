@@ -104,7 +104,7 @@ class Settings(BaseSettings):
 
     # Web UI
     oidc_discovery_url: str | None = None  # the SLICES provider's .well-known/openid-configuration
-    oidc_client_id: str | None = None  # user id-tokens must name service_url as audience
+    oidc_client_id: str | None = None  # also accepted as the audience of user id-tokens
     oidc_client_secret: SecretStr | None = None
     oidc_scopes: str = "openid profile email"
     web_session_hours: int = 12

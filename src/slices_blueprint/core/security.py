@@ -90,6 +90,8 @@ class TokenVerifier:
         audiences = [self.settings.service_url]
         if kind == "experiment":
             audiences += self.settings.experiment_audiences
+        elif self.settings.oidc_client_id:  # id-tokens from the web login name our client id
+            audiences.append(self.settings.oidc_client_id)
         registry = jwt.JWTClaimsRegistry(
             leeway=self.settings.token_leeway_seconds,
             iss={"essential": True, "value": claims.get("iss")},

@@ -1,0 +1,216 @@
+"""Dashboard, create form, task progress and the resource page."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.catalog import service as catalog
+from slices_blueprint.catalog.models import DiskImage, Flavor
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.deps import SessionDep, SettingsDep
+from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
+from slices_blueprint.core.ids import format_id, path_id
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.credentials.service import plaintext_for
+from slices_blueprint.events.service import for_resource
+from slices_blueprint.identity.deps import Caller
+from slices_blueprint.providers.base import ComputeDriver, ProviderError
+from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types
+from slices_blueprint.resources import service, states
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.models import Task
+from slices_blueprint.tasks.service import TERMINAL, task_out
+from slices_blueprint.web.deps import (
+    UI,
+    CsrfChecked,
+    ExperimentDep,
+    FormRejected,
+    UserDep,
+    redirect,
+    render,
+)
+from slices_blueprint.web.forms import CreateForm, FieldErrors, fits, message_field
+
+router = APIRouter(prefix=UI)
+EXTEND_CHOICES = (1, 4, 24, 72, 168)
+Text = Annotated[str, Form()]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+    """The user's projects, the experiment in use, and their resources (live)."""
+    return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
+                  **await _table(db, settings, caller))
+
+
+@router.get("/fragments/resources", response_class=HTMLResponse)
+async def resources_table(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+    """The resource table alone: polled by the dashboard."""
+    return render(request, "fragments/resources.html", **await _table(db, settings, caller))
+
+
+async def _table(db: AsyncSession, settings: Settings, caller: Caller) -> dict:
+    rows = await service.list_resources(db, caller, include_deleted=False, status=None, limit=500, after=None)
+    return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin}
+
+
+async def _catalog(db: AsyncSession, settings: Settings, image_id: str) -> dict:
+    """Images, and the flavors that fit the chosen image (all when none is chosen)."""
+    images = await catalog.list_images(db, enabled_types(settings))
+    flavors = await catalog.list_flavors(db, enabled_types(settings))
+    chosen = next((i for i in images if format_id("image", settings.site_id, i.id) == image_id), None)
+    if chosen is not None:
+        flavors = [f for f in flavors if fits(chosen, f)]
+    return {"images": images, "flavors": flavors, "chosen_image": chosen, "site": settings.site_id}
+
+
+async def _form_context(db: AsyncSession, settings: Settings, caller: Caller, user: Caller, form: CreateForm) -> dict:
+    experiment = caller.require_experiment()
+    cap = service.experiment_cap(settings, experiment)
+    return {"form": form, "experiment": experiment, "cap": cap, "user_key": user.user and user.user.public_ssh_key,
+            "max_hours": max(1, int((cap - utcnow()).total_seconds() // 3600)),
+            **await _catalog(db, settings, form.image)}
+
+
+@router.get("/resources/new", response_class=HTMLResponse)
+async def new_resources(request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep, user: UserDep) -> HTMLResponse:
+    return render(request, "create.html", errors={}, **await _form_context(db, settings, caller, user, CreateForm()))
+
+
+@router.get("/fragments/flavors", response_class=HTMLResponse)
+async def flavor_options(request: Request, db: SessionDep, settings: SettingsDep, user: UserDep, image: str = "", flavor: str = "") -> HTMLResponse:
+    """The flavor picker for the chosen image (only flavors that fit it)."""
+    return render(request, "fragments/flavor_field.html", form=CreateForm(image=image, flavor=flavor), errors={},
+                  **await _catalog(db, settings, image))
+
+
+@router.post("/resources", dependencies=[CsrfChecked])
+async def create_resources(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep, user: UserDep,
+    image: Text = "", flavor: Text = "", name: Text = "", count: Text = "1", networks: Text = "",
+    public_ipv4: Text = "", ssh_keys: Text = "", userdata: Text = "", duration_hours: Text = "24", options: Text = "",
+    request_id: Text = "",
+) -> RedirectResponse:
+    """Create resources as the API does; a rejected form comes back with its errors."""
+    form = CreateForm(image=image, flavor=flavor, name=name.strip(), count=count.strip(), networks=networks,
+                      public_ipv4=bool(public_ipv4), ssh_keys=ssh_keys, userdata=userdata,
+                      duration_hours=duration_hours.strip(), options=options, request_id=request_id or CreateForm().request_id)
+    try:
+        body = form.to_request()
+        batch = await service.create_resources(db, settings, request.app.state.queue, caller, body, user.user)
+    except FieldErrors as exc:
+        raise FormRejected(request, "create.html", await _form_context(db, settings, caller, user, form), exc.errors) from exc
+    except (Invalid, Conflict) as exc:  # raising rolls the request's transaction back
+        where, message = ("name", exc.detail) if isinstance(exc, Conflict) else message_field(exc.detail)
+        context = await _form_context(db, settings, caller, user, form)
+        raise FormRejected(request, "create.html", context, {where: message}) from exc
+    task = format_id("task", settings.site_id, batch.id)
+    return redirect(request, f"{UI}/tasks/{task}", f"Requested {len(body.resources)} resource(s).")
+
+
+async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
+    task = await db.get(Task, path_id(task_id, "task"))
+    if task is None:
+        raise NotFound("no such task")
+    if task.experiment_id != caller.require_experiment().id:
+        raise Forbidden("this task belongs to another experiment")
+    return task
+
+
+@router.get("/tasks/{task_id}", response_class=HTMLResponse)
+async def task_page(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
+    """A task's progress (live until it ends)."""
+    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
+    return render(request, "task.html", task=task, terminal=TERMINAL)
+
+
+@router.get("/fragments/tasks/{task_id}", response_class=HTMLResponse)
+async def task_progress(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
+    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
+    return render(request, "fragments/task_progress.html", task=task, terminal=TERMINAL)
+
+
+def _offers(flavor_type: str, verb: str) -> bool:
+    """Whether the driver implements an optional verb (pause, resume, logs)."""
+    return getattr(driver_class(flavor_type), verb) is not getattr(ComputeDriver, verb)
+
+
+async def _resource_context(db: AsyncSession, settings: Settings, caller: Caller, resource_id: str) -> dict:
+    resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
+    actions = [a for a, (allowed, _) in states.ACTIONS.items() if resource.status in allowed and a != "delete"
+               and (a not in ("pause", "resume") or _offers(resource.provider, a))]
+    return {"r": service.resource_out(resource, settings.site_id), "row": resource, "actions": actions,
+            "live": resource.status not in states.FINAL, "extend_choices": EXTEND_CHOICES,
+            "flavor": await db.get(Flavor, resource.flavor_id), "image": await db.get(DiskImage, resource.disk_image_id)}
+
+
+@router.get("/resources/{resource_id}", response_class=HTMLResponse)
+async def resource_page(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+    """Addresses, the SSH command, actions, logs, task history and the audit trail."""
+    context = await _resource_context(db, settings, caller, resource_id)
+    row = context["row"]
+    tasks = list(await db.scalars(select(Task).where(Task.resource_id == row.id).order_by(Task.created_at.desc()).limit(50)))
+    return render(request, "resource.html", events=await for_resource(db, row.id), tasks=tasks,
+                  logs=_offers(row.provider, "logs") and row.provider_resource_id is not None, **context)
+
+
+@router.get("/fragments/resources/{resource_id}", response_class=HTMLResponse)
+async def resource_details(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+    """The resource's live part: status, addresses, expiry, actions (polled while it changes)."""
+    return render(request, "fragments/resource_details.html", **await _resource_context(db, settings, caller, resource_id))
+
+
+@router.get("/fragments/resources/{resource_id}/logs", response_class=HTMLResponse)
+async def resource_logs(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+    """The last lines of the container's / VM's log, where the provider's driver has them."""
+    resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
+    credential, selected = await plaintext_for(db, settings, driver_class(resource.provider).credential_kind, resource.created_by)
+    driver = build_driver(settings, resource.provider, credential, selected)
+    try:
+        text, error = await driver.logs(resource.provider_resource_id or ""), None
+    except ProviderError as exc:  # NotSupported included
+        text, error = None, str(exc)
+    finally:
+        await driver.close()
+    return render(request, "fragments/logs.html", text=text, error=error)
+
+
+async def _locked(db: AsyncSession, caller: Caller, resource_id: str) -> ComputeResource:
+    return await service.get_resource(db, caller, path_id(resource_id, "resource"), write=True)
+
+
+@router.post("/resources/{resource_id}/extend", dependencies=[CsrfChecked], response_class=HTMLResponse)
+async def extend(
+    resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep,
+    hours: Text = "24",
+) -> HTMLResponse:
+    """Move the expiry (capped at the experiment's); answers the refreshed details."""
+    if not hours.isdigit() or int(hours) not in EXTEND_CHOICES:
+        raise Invalid(f"extend by one of {', '.join(map(str, EXTEND_CHOICES))} hours")
+    resource = await _locked(db, caller, resource_id)
+    granted, capped = await service.extend(db, settings, caller, resource, utcnow() + dt.timedelta(hours=int(hours)))
+    note = f"Expires {granted:%Y-%m-%d %H:%M} UTC" + (" (capped at the experiment's expiry)." if capped else ".")
+    return render(request, "fragments/resource_details.html", note=note, **await _resource_context(db, settings, caller, resource_id))
+
+
+@router.get("/resources/{resource_id}/delete", response_class=HTMLResponse)
+async def confirm_delete(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
+    """Ask before destroying."""
+    resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
+    return render(request, "confirm_delete.html", r=service.resource_out(resource, settings.site_id))
+
+
+@router.post("/resources/{resource_id}/{action}", dependencies=[CsrfChecked])
+async def act(resource_id: str, action: str, request: Request, db: SessionDep, caller: ExperimentDep) -> RedirectResponse:
+    """Delete, reset, pause or resume (as the API's routes do)."""
+    if action not in states.ACTIONS:
+        raise NotFound(f"no action {action!r}")
+    resource = await _locked(db, caller, resource_id)
+    await service.request_action(db, request.app.state.queue, resource, action, caller.actor, None)
+    return redirect(request, f"{UI}/resources/{resource_id}", f"{action.capitalize()} of {resource.friendly_name} requested.")

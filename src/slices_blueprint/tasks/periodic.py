@@ -85,7 +85,8 @@ async def _reconcile_one(runtime: Runtime, resource: ComputeResource) -> int:
 
 
 async def _report_orphans(runtime: Runtime, sample: ComputeResource) -> int:
-    """Provider objects tagged as ours with no live resource behind them."""
+    """Provider objects tagged as ours that no live resource tracks (its row is missing or
+    deleted, or it records another node: e.g. a create that gave up after retries)."""
     try:
         driver = await driver_for(runtime, sample)
         try:
@@ -103,7 +104,8 @@ async def _report_orphans(runtime: Runtime, sample: ComputeResource) -> int:
             except InvalidId:
                 rid = None
             row = await session.get(ComputeResource, rid) if rid else None
-            if row is None or row.status == "deleted":
+            tracked = row is not None and row.status != "deleted" and row.provider_resource_id == node.provider_resource_id
+            if not tracked:
                 orphans += 1
                 await record(session, actor="system:reconciler", action="provider.orphan", outcome="drift",
                              resource_id=rid, message=f"{sample.provider} node {node.provider_resource_id} has no live resource",

@@ -12,7 +12,7 @@ import pytest
 
 from slices_blueprint.agent.local import start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
-from tests.conftest import free_port, make_settings, start_server
+from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api
 from tests.microvm.conftest import Relay, require_microvm_host
 from tests.microvm.test_agent_lifecycle import assert_nothing_left, ssh_banner
@@ -23,10 +23,18 @@ SECRET = "registration-secret-for-tests-0123456789"
 
 
 @pytest.fixture
-def service(database_url: str, tmp_path: Path):
-    settings = make_settings(tmp_path / "svc", database_url, free_port(),
+def own_database(pg_admin_url: str):
+    """A database of its own: no other test server's worker (with other keys and settings)
+    may pick up this service's jobs."""
+    with fresh_database(pg_admin_url) as url:
+        yield url
+
+
+@pytest.fixture
+def service(own_database: str, tmp_path: Path):
+    settings = make_settings(tmp_path / "svc", own_database, free_port(),
                              host_registration_secret=SECRET, host_heartbeat_seconds=1)
-    server = start_server(settings, database_url)
+    server = start_server(settings, own_database)
     yield server
     server.stop()
 
@@ -126,13 +134,13 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
             relay.close()
 
 
-def test_local_host_for_serve_gives_a_microvm_with_ssh(database_url, http, tmp_path) -> None:
+def test_local_host_for_serve_gives_a_microvm_with_ssh(own_database, http, tmp_path) -> None:
     """The newcomer's path: ``serve`` starts a local agent (user-mode networking, nothing
     changed in the machine's network) that registers itself; one BI call gives a microVM."""
     require_microvm_host()
-    settings = make_settings(tmp_path / "svc", database_url, free_port(),
+    settings = make_settings(tmp_path / "svc", own_database, free_port(),
                              host_registration_secret=SECRET)
-    server = start_server(settings, database_url)
+    server = start_server(settings, own_database)
     agent = start_local_agent(settings, SECRET)
     api = Api(server, http)
     admin = api.token("admin")

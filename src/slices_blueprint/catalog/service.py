@@ -15,8 +15,9 @@ from slices_blueprint.catalog.schemas import (
     FlavorCreate,
     FlavorOut,
 )
-from slices_blueprint.core.errors import Conflict, NotFound
+from slices_blueprint.core.errors import Conflict
 from slices_blueprint.core.ids import format_id
+from slices_blueprint.core.models import get_or_404
 
 
 def flavor_out(flavor: Flavor, site: str) -> FlavorOut:
@@ -72,14 +73,8 @@ async def create_image(session: AsyncSession, data: DiskImageCreate) -> DiskImag
 
 
 async def get_flavor(session: AsyncSession, flavor_id: uuid.UUID) -> Flavor:
-    flavor = await session.get(Flavor, flavor_id)
-    if flavor is None:
-        raise NotFound("no such flavor")
-    return flavor
+    return await get_or_404(session, Flavor, flavor_id, "flavor")
 
 
 async def get_image(session: AsyncSession, image_id: uuid.UUID) -> DiskImage:
-    image = await session.get(DiskImage, image_id)
-    if image is None:
-        raise NotFound("no such disk image")
-    return image
+    return await get_or_404(session, DiskImage, image_id, "disk image")

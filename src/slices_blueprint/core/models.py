@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from typing import TypeVar
+
 from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from slices_blueprint.core.ids import new_uuid
@@ -38,3 +41,16 @@ class Timestamps:
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), default=utcnow, onupdate=utcnow
     )
+
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:
+    """The row with primary key ``key``, or a 404 problem naming ``what``."""
+    from slices_blueprint.core.errors import NotFound
+
+    row = await session.get(model, key)
+    if row is None:
+        raise NotFound(f"no such {what}")
+    return row

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import NotFound
 from slices_blueprint.core.ids import format_id
-from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.models import get_or_404, utcnow
 from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.schemas import Capacity, Heartbeat, HostOut, HostRegistration
@@ -114,10 +114,7 @@ def heartbeat(host: Host, body: Heartbeat) -> Host:
 
 
 async def get(session: AsyncSession, host_id: uuid.UUID) -> Host:
-    host = await session.get(Host, host_id)
-    if host is None:
-        raise NotFound("no such host")
-    return host
+    return await get_or_404(session, Host, host_id, "host")
 
 
 async def list_hosts(session: AsyncSession) -> list[Host]:

@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     """Every setting of the service; README.md documents each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SLICES_BLUEPRINT_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="SLICES_BLUEPRINT_", env_nested_delimiter="__", extra="ignore",
+        populate_by_name=True,  # Settings(database_url=...) as well as DATABASE_URL
     )
 
     # Where and how we run

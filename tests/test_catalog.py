@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+from slices_blueprint.catalog.sync import SyncReport, sync_catalog
+from slices_blueprint.core.database import Database
+from slices_blueprint.providers.test_double import TestDoubleDriver
 from tests.helpers import Api
 
 
@@ -56,3 +60,31 @@ def test_malformed_and_unknown_ids_are_404(live, http) -> None:
     api = Api(live, http)
     assert api.call("GET", "/flavors/nonsense", api.token()).status_code == 404
     assert api.call("GET", "/flavors/flavor_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzz", api.token()).status_code == 404
+
+
+def test_sync_keeps_what_an_admin_hid(live, http, database_url) -> None:
+    """A catalog sync (here from the TEST DOUBLE provider's catalog) never shows again an
+    entry an admin hid; showing it is the admin's call too."""
+    api = Api(live, http)
+    cluster = f"c-{uuid.uuid4().hex[:6]}"
+
+    async def sync() -> SyncReport:
+        db = Database(database_url)
+        try:
+            async with db.session() as session:
+                driver = TestDoubleDriver.from_settings(live.settings, None, None)
+                return await sync_catalog(session, driver, "test-double", cluster)
+        finally:
+            await db.dispose()
+
+    assert "flavor:td.small" in asyncio.run(sync()).added
+    admin = api.token("admin")
+    (synced,) = [f for f in api.ok("GET", "/flavors", admin) if f["cluster_id"] == cluster]
+    api.ok("PATCH", f"/flavors/{synced['id']}", admin, json={"hidden": True})
+    again = asyncio.run(sync())
+    assert "flavor:td.small" in again.unchanged and not again.updated
+    listed = api.ok("GET", "/flavors", admin, params={"include_hidden": True})
+    assert [f["hidden"] for f in listed if f["id"] == synced["id"]] == [True]
+    api.ok("PATCH", f"/flavors/{synced['id']}", admin, json={"hidden": False})
+    asyncio.run(sync())
+    assert synced["id"] in [f["id"] for f in api.ok("GET", "/flavors", api.token("bob"))]

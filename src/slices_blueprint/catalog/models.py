@@ -25,6 +25,7 @@ class Flavor(UUIDPrimaryKey, Timestamps, Base):
     provider_ref: Mapped[str | None] = mapped_column(String(200))  # the provider's flavor id
     source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | sync
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_by_admin: Mapped[bool] = mapped_column(Boolean, default=False)  # sync keeps it hidden
     extra: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
 
 
@@ -44,3 +45,4 @@ class DiskImage(UUIDPrimaryKey, Timestamps, Base):
     tags: Mapped[list[str]] = mapped_column(ARRAY(String(100)), default=list)
     source: Mapped[str] = mapped_column(String(16), default="manual")
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_by_admin: Mapped[bool] = mapped_column(Boolean, default=False)  # sync keeps it hidden

@@ -18,6 +18,7 @@ from slices_blueprint.catalog.schemas import (
 from slices_blueprint.core.errors import Conflict
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import get_or_404
+from slices_blueprint.events.service import record
 
 
 def flavor_out(flavor: Flavor, site: str) -> FlavorOut:
@@ -78,3 +79,9 @@ async def get_flavor(session: AsyncSession, flavor_id: uuid.UUID) -> Flavor:
 
 async def get_image(session: AsyncSession, image_id: uuid.UUID) -> DiskImage:
     return await get_or_404(session, DiskImage, image_id, "disk image")
+
+
+async def set_hidden(session: AsyncSession, entry: Flavor | DiskImage, hidden: bool, actor: str, what: str) -> None:
+    """Hide or show an entry by an admin's decision, which later catalog syncs respect."""
+    entry.hidden = entry.hidden_by_admin = hidden
+    await record(session, actor=actor, action=f"catalog.{what}_update", outcome="ok", name=entry.friendly_name, hidden=hidden)

@@ -3,7 +3,7 @@
 Idempotent upsert keyed by (flavor_type, cluster_id, provider id): new entries are added,
 changed ones updated, entries the provider no longer offers are hidden (rows may still be
 referenced by resources, so nothing is deleted), and an entry that comes back is shown
-again. Rows created by hand (``source="manual"``) are never hidden. Concurrent syncs of
+again unless an admin hid it. Rows created by hand (``source="manual"``) are never hidden. Concurrent syncs of
 the same cluster are serialized with a transaction-scoped advisory lock. The caller owns
 the transaction (the session is flushed, not committed).
 """
@@ -102,7 +102,7 @@ async def _upsert(
                 )
             )
             report.added.append(label)
-        elif _apply(row, fields):
+        elif _apply(row, {**fields, "hidden": row.hidden_by_admin}):  # an admin's hide stays
             report.updated.append(label)
         else:
             report.unchanged.append(label)

@@ -74,8 +74,7 @@ def _routes(kind: CatalogKind) -> None:
     async def patch_entry(entry_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
         admin = caller.require_admin()
         row = await kind.getting(session, path_id(entry_id, kind.id_type))
-        row.hidden = body.hidden
-        await record(session, actor=admin.id, action=f"catalog.{kind.label}_update", outcome="ok", name=row.friendly_name, hidden=body.hidden)
+        await service.set_hidden(session, row, body.hidden, admin.id, kind.label)
         return kind.out(row, settings.site_id)
 
     create_entry.__annotations__["body"] = kind.create_schema  # the concrete body schema

@@ -16,7 +16,6 @@ from slices_blueprint.core.errors import Invalid, NotFound
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.credentials import service as credentials
 from slices_blueprint.events.models import Event
-from slices_blueprint.events.service import record
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.providers.base import ProviderError
@@ -84,8 +83,7 @@ async def set_visibility(what: str, entry_id: str, visibility: str, request: Req
     if what not in getters or visibility not in ("hide", "show"):
         raise NotFound("no such catalog action")
     entry = await getters[what](db, path_id(entry_id, what))
-    entry.hidden = visibility == "hide"
-    await record(db, actor=admin.id, action=f"catalog.{what}_update", outcome="ok", name=entry.friendly_name, hidden=entry.hidden)
+    await catalog.set_hidden(db, entry, visibility == "hide", admin.id, what)
     return redirect(request, f"{UI}/catalog", f"{entry.friendly_name} is now {'hidden' if entry.hidden else 'shown'}.")
 
 

@@ -6,6 +6,7 @@ and keeps the previous one. The plaintext exists only in memory, for one check o
 
 from __future__ import annotations
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +18,8 @@ from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class
+
+log = structlog.get_logger(__name__)
 
 # credential kind -> the flavor type whose driver checks and uses it
 KINDS = {"openstack": "vm", "kubernetes": "k8s"}
@@ -49,7 +52,8 @@ async def store(
     try:
         selected = await driver_class(flavor_type).validate_credential(plaintext, selected)
     except ProviderError as exc:
-        await record(session, actor=owner_id, action="credential.check", outcome="error", message=str(exc), kind=kind)
+        # the request's transaction rolls back, so this failure lives in the logs, not the audit trail
+        log.warning("credential.check_failed", owner_id=owner_id, kind=kind, reason=str(exc))
         raise Invalid(f"{kind} credential does not work: {exc}") from exc
     credential = await get_own(session, owner_id, kind) or Credential(owner_id=owner_id, kind=kind)
     credential.ciphertext = secret_box(settings).encrypt(plaintext)

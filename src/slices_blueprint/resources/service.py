@@ -228,7 +228,7 @@ async def request_action(
     Deleting a resource that is being deleted, or is deleted, answers the existing task.
     """
     if action == "delete" and resource.status in ("deleting", "deleted"):
-        existing = await tasks.open_task_for(session, resource.id, "delete")
+        existing = await tasks.latest_task_for(session, resource.id, "delete")
         if existing is not None:
             return existing
     states.start_action(resource, action)

@@ -113,8 +113,8 @@ async def find_by_request(session: AsyncSession, experiment_id: str, request_id:
     )
 
 
-async def open_task_for(session: AsyncSession, resource_id: uuid.UUID, kind: str) -> Task | None:
-    """The unfinished task of ``kind`` on a resource, if any (for idempotent deletes)."""
+async def latest_task_for(session: AsyncSession, resource_id: uuid.UUID, kind: str) -> Task | None:
+    """The newest task of ``kind`` on a resource, finished or not (for idempotent deletes)."""
     return await session.scalar(
         select(Task)
         .where(Task.resource_id == resource_id, Task.kind == kind)

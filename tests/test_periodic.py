@@ -36,11 +36,14 @@ def test_reconciler_records_drift_and_orphans(live, http, database_url) -> None:
     api = Api(live, http)
     flavor, image = api.test_double_catalog()
     token = api.token("alice", "demo", "drift")
-    task = api.create(token, ["vanishing", "steady"], flavor, image)
+    task = api.create(token, ["vanishing", "steady", "powered-off"], flavor, image)
     api.wait_task(token, task["id"])
-    vanishing = api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)
-    # the node disappears behind our back; and a node appears that no resource owns
-    (live.settings.data_dir / "test-double" / f"{vanishing['provider_resource_id']}.json").unlink()
+    vanishing, _, powered_off = (api.ok("GET", f"/resources/{rid}", token) for rid in task["resource_ids"])
+    # the node disappears behind our back; one is powered off; a node appears that no resource owns
+    nodes = live.settings.data_dir / "test-double"
+    (nodes / f"{vanishing['provider_resource_id']}.json").unlink()
+    node_file = nodes / f"{powered_off['provider_resource_id']}.json"
+    node_file.write_text(node_file.read_text().replace('"running"', '"stopped"'))
     orphan = live.settings.data_dir / "test-double" / "td-orphan.json"
     orphan.write_text('{"resource_id": "resource_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzz", "state": "running", "creations": 1, "ipv4": "x"}')
 
@@ -57,6 +60,11 @@ def test_reconciler_records_drift_and_orphans(live, http, database_url) -> None:
     after = api.ok("GET", f"/resources/{vanishing['id']}", token)
     assert after["status"] == "error" and "vanished" in after["status_reason"]
     assert api.ok("GET", f"/resources/{task['resource_ids'][1]}", token)["status"] == "running"
+    # powered off outside our control: stopped (not an error), so the user can start it
+    stopped = api.ok("GET", f"/resources/{powered_off['id']}", token)
+    assert stopped["status"] == "stopped" and "stopped" in stopped["status_reason"]
+    started = api.ok("POST", f"/resources/{powered_off['id']}/start", token, 202)
+    assert api.wait_task(token, started["id"])["status"] == "succeeded"
     with psycopg.connect(database_url) as conn:
         (count,) = conn.execute("SELECT count(*) FROM events WHERE action = 'provider.orphan' AND message LIKE '%td-orphan%'").fetchone()
     assert count >= 1

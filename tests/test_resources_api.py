@@ -104,18 +104,25 @@ def test_impossible_transitions_are_409(api: Api, catalog) -> None:
     api.wait_task(token, deleting["id"])
 
 
-def test_reset_pause_resume(api: Api, catalog) -> None:
+def test_reset_pause_resume_stop_start(api: Api, catalog) -> None:
     flavor, image = catalog
     token = exp_token(api, "ops")
     task = api.create(token, ["box"], flavor, image)
     api.wait_task(token, task["id"])
     rid = task["resource_ids"][0]
-    for action, state in (("reset", "running"), ("pause", "paused"), ("resume", "running")):
+    steps = (("reset", "running"), ("pause", "paused"), ("resume", "running"), ("stop", "stopped"),
+             ("reset", "running"), ("stop", "stopped"), ("start", "running"))
+    for action, state in steps:
         op = api.ok("POST", f"/resources/{rid}/{action}", token, 202)
+        assert op["kind"] == action
         assert api.wait_task(token, op["id"])["status"] == "succeeded", action
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == state
+        if state == "stopped":
+            refused = api.call("POST", f"/resources/{rid}/pause", token)
+            assert refused.status_code == 409 and refused.json()["current_status"] == "stopped"
     actions = [e["action"] for e in api.ok("GET", f"/resources/{rid}/events", token)]
-    assert actions.count("resource.reset") == 2 and "resource.pause" in actions and actions[-1] == "resource.create"
+    assert actions.count("resource.reset") == 4 and actions.count("resource.stop") == 4
+    assert "resource.start" in actions and actions[-1] == "resource.create"
 
 
 def test_provider_failure_becomes_error_with_reason(api: Api, catalog) -> None:

@@ -49,7 +49,8 @@ def test_login_is_required(page: Any, live: LiveServer) -> None:
 
 def test_create_watch_extend_delete(page: Any, live: LiveServer, catalog: dict[str, str]) -> None:
     """Dev login, create a resource with the form, watch it reach running on the dashboard
-    without a reload, extend it, delete it after confirming."""
+    without a reload, extend it, stop it after confirming and start it, delete it after
+    confirming."""
     dev_login(page, live, "alice", _experiment(), ssh_key=SSH_KEY)
     page.get_by_role("link", name="New", exact=True).click()
     page.wait_for_url(f"{live.url}/ui/resources/new")
@@ -89,6 +90,15 @@ def test_create_watch_extend_delete(page: Any, live: LiveServer, catalog: dict[s
     _expect_text(page.locator("#expires"), r"in 2 d 23 h|in 3 d")
     _expect_text(page.locator("#details [role=status]"), "Expires")
     shot(page, "resource")
+
+    page.get_by_role("button", name="Stop…").click()  # it loses what is in memory: asked first
+    page.wait_for_url(re.compile(r".*/stop$"))
+    assert "Its disk is kept" in page.locator("article").inner_text()
+    page.get_by_role("button", name="Yes, stop web1").click()
+    _expect_text(page.locator("#status [data-status]"), "^stopped$")
+    assert page.get_by_role("button", name="Pause").count() == 0
+    page.get_by_role("button", name="Start").click()  # nothing lost: no question
+    _expect_text(page.locator("#status [data-status]"), "^running$")
 
     page.get_by_role("button", name="Delete…").click()
     page.wait_for_url(re.compile(r".*/delete$"))

@@ -77,6 +77,11 @@ def _lifecycle(api: Api, http: httpx.Client, kube: k8s.CoreV1Api, kubeconfig: by
     # the fake runtime keeps no logs: the API says so with the cluster's reason
     logs = api.call("GET", f"/resources/{resource_id}/logs", experiment)
     assert logs.status_code == 404 and logs.json()["detail"].startswith("no logs: the cluster has no logs for pod")
+    # pods have no pause or stop: refused up front, the pod keeps running
+    for action in ("pause", "stop"):
+        refused = api.call("POST", f"/resources/{resource_id}/{action}", experiment)
+        assert refused.status_code == 409 and f"k8s resources have no {action}" in refused.json()["detail"]
+    assert api.ok("GET", f"/resources/{resource_id}", experiment)["status"] == "running"
 
     deleting = api.ok("DELETE", f"/resources/{resource_id}", experiment, 202)
     assert api.wait_task(experiment, deleting["id"], timeout=120)["status"] == "succeeded"

@@ -104,6 +104,16 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == "running"
         assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0")
 
+        # stop powers the VM off (no VMM process), start boots the kept disk again
+        api.wait_task(token, api.ok("POST", f"/resources/{rid}/stop", token, 202)["id"])
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == "stopped"
+        assert host.vmm_pids() == {} and ssh_banner(host.address, access["ssh_port"], timeout=2) is None
+        started = api.wait_task(token, api.ok("POST", f"/resources/{rid}/start", token, 202)["id"],
+                                timeout=180)
+        assert started["status"] == "succeeded", started
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == "running"
+        assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0")
+
         api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], timeout=60)
         assert_nothing_left(host, rid, access["ipv4"], access["ssh_port"])
 

@@ -56,6 +56,28 @@ async def test_create_status_reset_delete(
     await driver.delete(info.provider_resource_id, Recorder())  # already gone: success
 
 
+async def test_pause_resume_stop_start_through_nova(
+    cloud: Cloud, driver: OpenStackDriver, progress: Recorder
+) -> None:
+    spec = cloud.spec()
+    info = await driver.create(spec, progress)
+    server_id = info.provider_resource_id
+    try:
+        for verb, state, nova_status, nova_action in (
+            ("pause", "paused", "PAUSED", "pause"), ("resume", "running", "ACTIVE", "unpause"),
+            ("stop", "stopped", "SHUTOFF", "stop"), ("start", "running", "ACTIVE", "start"),
+        ):
+            answer = await getattr(driver, verb)(server_id)
+            assert answer.state == state, verb
+            server = cloud.admin.compute.get_server(server_id)
+            assert (server.status, server.task_state) == (nova_status, None), verb
+            actions = [a.action for a in cloud.admin.compute.server_actions(server_id)]
+            assert nova_action in actions, (verb, actions)
+        assert (await driver.status(server_id)).state == "running"
+    finally:
+        await driver.delete(server_id, Recorder())
+
+
 async def test_repeated_create_adopts_the_server(
     cloud: Cloud, driver: OpenStackDriver, progress: Recorder
 ) -> None:

@@ -18,7 +18,7 @@ from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, UserToken, 
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
 
 console = Console()
-FINAL_STATES = {"running", "paused", "deleted", "error"}
+FINAL_STATES = {"running", "paused", "stopped", "deleted", "error"}
 
 
 def _bi(url: str) -> str:
@@ -240,7 +240,7 @@ def register(app: typer.Typer) -> None:
         app.command(rich_help_panel="Client")(command)
     app.command("list", rich_help_panel="Client")(list_)
     app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))
-    for action in ("reset", "pause", "resume"):
+    for action in ("reset", "pause", "resume", "stop", "start"):
         app.command(action, rich_help_panel="Client")(_action(action, "POST", f"/{action}"))
     creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (clouds.yaml, kubeconfig).")
     creds.command("upload")(credentials_upload)

@@ -163,6 +163,14 @@ class ComputeDriver(abc.ABC):
     async def resume(self, provider_resource_id: str) -> NodeInfo:
         raise NotSupported(f"{self.flavor_type} resources cannot be resumed")
 
+    async def stop(self, provider_resource_id: str) -> NodeInfo:
+        """Power the node off, keeping its disk; :meth:`start` boots it again."""
+        raise NotSupported(f"{self.flavor_type} resources cannot be stopped")
+
+    async def start(self, provider_resource_id: str) -> NodeInfo:
+        """Boot a stopped node and wait until it runs."""
+        raise NotSupported(f"{self.flavor_type} resources cannot be started")
+
     async def logs(self, provider_resource_id: str, tail_lines: int = 200) -> str:
         raise NotSupported(f"{self.flavor_type} resources have no logs to show")
 

@@ -202,16 +202,19 @@ class MicroVMDriver(ComputeDriver):
         finally:
             await agent.close()
 
-    async def _wait_ready(self, agent: AgentClient, vm_id: str) -> dict[str, Any]:
-        """The VM once its guest is ready; a guest that never gets there is removed."""
+    async def _wait_ready(self, agent: AgentClient, vm_id: str,
+                          remove_on_failure: bool = True) -> dict[str, Any]:
+        """The VM once its guest is ready; a new guest that never gets there is removed."""
         try:
             response = await agent.call("GET", f"/v1/vms/{vm_id}",
                                         params={"wait_ready": BOOT_TIMEOUT_S})
         except GuestNotReady as exc:
             console = await agent.call("GET", f"/v1/vms/{vm_id}/console", params={"tail": 5})
-            await agent.call("DELETE", f"/v1/vms/{vm_id}")
+            if remove_on_failure:
+                await agent.call("DELETE", f"/v1/vms/{vm_id}")
+            outcome = "the VM was removed" if remove_on_failure else "the VM keeps running"
             raise ProviderError(
-                f"{exc}; the VM was removed. Last console lines:\n{console.text}"
+                f"{exc}; {outcome}. Last console lines:\n{console.text}"
             ) from exc
         return response.json()
 
@@ -247,6 +250,21 @@ class MicroVMDriver(ComputeDriver):
 
     async def resume(self, provider_resource_id: str) -> NodeInfo:
         return await self._action(provider_resource_id, "resume")
+
+    async def stop(self, provider_resource_id: str) -> NodeInfo:
+        return await self._action(provider_resource_id, "stop")
+
+    async def start(self, provider_resource_id: str) -> NodeInfo:
+        """Boot the VM from its kept disk and wait until the guest is ready again."""
+        await self._action(provider_resource_id, "start")
+        host_id, vm_id = self._split(provider_resource_id)
+        agent = await self._client(host_id)
+        if agent is None:
+            raise ProviderError(f"microVM {provider_resource_id} no longer exists")
+        try:
+            return _info(agent.host, await self._wait_ready(agent, vm_id, remove_on_failure=False))
+        finally:
+            await agent.close()
 
     async def reset(self, provider_resource_id: str, spec: NodeSpec, progress: Progress) -> NodeInfo:
         """Recreate from the image (a fresh disk), on whichever host placement picks."""

@@ -377,7 +377,7 @@ class OpenStackDriver(ComputeDriver):
     async def create(self, spec: NodeSpec, progress: Progress) -> NodeInfo:
         server = await self._adopt_or_boot(spec, progress)
         try:
-            server = await self._wait_active(server.id, progress, 30, self.boot_timeout_s)
+            server = await self._wait_status(server.id, progress, 30, self.boot_timeout_s)
             floating = await self._ensure_floating_ip(server.id, spec) if spec.public_ipv4 else []
         except TransientProviderError:
             raise  # the server stays tagged; the retry adopts it
@@ -488,15 +488,17 @@ class OpenStackDriver(ComputeDriver):
             )
         return self._shared.tags_supported
 
-    async def _wait_active(
-        self, server_id: str, progress: Progress, start_pct: int, timeout_s: float
+    async def _wait_status(
+        self, server_id: str, progress: Progress, start_pct: int, timeout_s: float,
+        want: str = "ACTIVE",
     ) -> Server:
-        """Poll until ACTIVE, reporting each new build step; ERROR or timeout -> ProviderError."""
+        """Poll until the server's status is ``want``, reporting each new step; ERROR or
+        timeout -> ProviderError."""
         deadline = time.monotonic() + timeout_s
         delay, pct, step = 0.5, start_pct, None
         while True:
             server = await self._call("reading the server", self.conn.compute.get_server, server_id)
-            if server.status == "ACTIVE":
+            if server.status == want and server.task_state is None:
                 return server
             if server.status == "ERROR":
                 raise ProviderError(f"the server failed: {_fault(server)}")
@@ -505,7 +507,7 @@ class OpenStackDriver(ComputeDriver):
                 await progress(pct, _describe(server))
             if time.monotonic() + delay > deadline:
                 raise ProviderError(
-                    f"the server did not become ACTIVE within {timeout_s:g} s "
+                    f"the server did not become {want} within {timeout_s:g} s "
                     f"(still {_describe(server)})"
                 )
             await asyncio.sleep(delay)
@@ -670,9 +672,29 @@ class OpenStackDriver(ComputeDriver):
             server_id=provider_resource_id,
         )
         await progress(20, "rebuild requested")
-        server = await self._wait_active(provider_resource_id, progress, 20, self.boot_timeout_s)
+        server = await self._wait_status(provider_resource_id, progress, 20, self.boot_timeout_s)
         await progress(100, "server rebuilt")
         return await self.status(server.id)
+
+    async def _power(self, server_id: str, verb: str, call: str, want: str) -> NodeInfo:
+        """Ask nova for a power change (``call`` on the compute proxy) and wait for ``want``."""
+        await self._call(f"asking nova to {verb} the server", getattr(self.conn.compute, call),
+                         server_id)
+        log.info(f"openstack.server_{verb}", server_id=server_id)
+        server = await self._wait_status(server_id, _no_progress, 0, self.boot_timeout_s, want)
+        return await self.status(server.id)
+
+    async def pause(self, provider_resource_id: str) -> NodeInfo:
+        return await self._power(provider_resource_id, "pause", "pause_server", "PAUSED")
+
+    async def resume(self, provider_resource_id: str) -> NodeInfo:
+        return await self._power(provider_resource_id, "resume", "unpause_server", "ACTIVE")
+
+    async def stop(self, provider_resource_id: str) -> NodeInfo:
+        return await self._power(provider_resource_id, "stop", "stop_server", "SHUTOFF")
+
+    async def start(self, provider_resource_id: str) -> NodeInfo:
+        return await self._power(provider_resource_id, "start", "start_server", "ACTIVE")
 
     async def catalog(self) -> Catalog:
         flavors = await self._call("reading the flavors", _listed(self.conn.compute.flavors))

@@ -26,6 +26,11 @@ def driver_class(flavor_type: str) -> type[ComputeDriver]:
     return module.DRIVER
 
 
+def offers(flavor_type: str, verb: str) -> bool:
+    """Whether the flavor type's driver implements an optional verb (pause, stop, logs...)."""
+    return getattr(driver_class(flavor_type), verb) is not getattr(ComputeDriver, verb)
+
+
 def build_driver(
     settings: Settings, flavor_type: str, credential: bytes | None = None, selected: str | None = None
 ) -> ComputeDriver:

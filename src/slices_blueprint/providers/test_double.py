@@ -132,6 +132,12 @@ class TestDoubleDriver(ComputeDriver):
     async def resume(self, provider_resource_id: str) -> NodeInfo:
         return self._set_state(provider_resource_id, "running")
 
+    async def stop(self, provider_resource_id: str) -> NodeInfo:
+        return self._set_state(provider_resource_id, "stopped")
+
+    async def start(self, provider_resource_id: str) -> NodeInfo:
+        return self._set_state(provider_resource_id, "running")
+
     def _set_state(self, node_id: str, state: str) -> NodeInfo:
         node = self._read(node_id)
         if node is None:

@@ -19,7 +19,7 @@ from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.identity.models import Experiment, User
-from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.providers.registry import enabled_types, offers
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import ResourceOut, ResourceSpec, ResourcesRequest
@@ -223,14 +223,20 @@ async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.
 async def request_action(
     session: AsyncSession, queue: procrastinate.App, resource: ComputeResource, action: str, actor: str, created_by: str | None
 ) -> Task:
-    """Start ``action`` (delete, reset, pause, resume) on a locked resource; answer its task.
+    """Start ``action`` (delete, reset, pause, resume, stop, start) on a locked resource;
+    answer its task.
 
-    Deleting a resource that is being deleted, or is deleted, answers the existing task.
+    Deleting a resource that is being deleted, or is deleted, answers the existing task. An
+    action the resource's provider does not offer (pausing a pod) is refused with 409 and
+    leaves the resource as it was.
     """
     if action == "delete" and resource.status in ("deleting", "deleted"):
         existing = await tasks.latest_task_for(session, resource.id, "delete")
         if existing is not None:
             return existing
+    if action in states.POWER_ACTIONS and not offers(resource.provider, action):
+        raise Conflict(f"cannot {action} {resource.friendly_name!r}: "
+                       f"{resource.provider} resources have no {action}", current_status=resource.status)
     states.start_action(resource, action)
     task = await tasks.enqueue_operation(session, queue, kind=action, resource=resource, created_by=created_by)
     await record(session, actor=actor, action=f"resource.{action}", outcome="requested", resource_id=resource.id,

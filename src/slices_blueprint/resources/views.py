@@ -80,6 +80,8 @@ ACTIONS = {
     "reset": ("POST", "/resources/{resource_id}/reset", "Return the resource to its image's initial state."),
     "pause": ("POST", "/resources/{resource_id}/pause", "Pause a resource (microVMs)."),
     "resume": ("POST", "/resources/{resource_id}/resume", "Resume a paused resource."),
+    "stop": ("POST", "/resources/{resource_id}/stop", "Power a resource off, keeping its disk (VMs, microVMs)."),
+    "start": ("POST", "/resources/{resource_id}/start", "Boot a stopped resource again."),
 }
 
 

@@ -1,5 +1,5 @@
-"""The job that carries out one operation (create, delete, reset, pause, resume) on one
-resource, through the resource's provider driver.
+"""The job that carries out one operation (create, delete, reset, pause, resume, stop, start)
+on one resource, through the resource's provider driver.
 
 Three short transactions: start (check the task is still to do, move the resource to its
 in-flight state), the provider call (no transaction held; progress written as it comes),
@@ -142,9 +142,9 @@ async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource
             raise ProviderError(f"resource has no {resource.provider} node to {task.kind}")
         if task.kind == "reset":
             return await driver.reset(pid, spec, progress)
-        if task.kind == "pause":
-            return await driver.pause(pid)
-        return await driver.resume(pid)
+        if task.kind in states.POWER_ACTIONS:
+            return await getattr(driver, task.kind)(pid)
+        raise ProviderError(f"unknown operation {task.kind!r}")
     finally:
         await driver.close()
 

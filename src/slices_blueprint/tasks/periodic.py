@@ -68,7 +68,7 @@ async def _reconcile_one(runtime: Runtime, resource: ComputeResource) -> int:
     except ProviderError as exc:
         log.warning("reconciler.status_failed", resource_id=str(resource.id), error=str(exc))
         return 0
-    observed = {"gone": "error", "stopped": "error", "provisioning": resource.status}.get(info.state, info.state)
+    observed = {"gone": "error", "provisioning": resource.status}.get(info.state, info.state)
     if observed == resource.status:
         return 0
     reason = "the node vanished from the provider" if info.state == "gone" else info.reason

@@ -20,8 +20,8 @@ from slices_blueprint.core.models import utcnow
 from slices_blueprint.credentials.service import plaintext_for
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import Caller
-from slices_blueprint.providers.base import ComputeDriver, ProviderError
-from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types
+from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types, offers
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -136,17 +136,12 @@ async def task_progress(task_id: str, request: Request, db: SessionDep, settings
     return render(request, "fragments/task_progress.html", task=task, terminal=TERMINAL)
 
 
-def _offers(flavor_type: str, verb: str) -> bool:
-    """Whether the driver implements an optional verb (pause, resume, logs)."""
-    return getattr(driver_class(flavor_type), verb) is not getattr(ComputeDriver, verb)
-
-
 async def _resource_context(db: AsyncSession, settings: Settings, caller: Caller, resource_id: str) -> dict:
     resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
     actions = [a for a, (allowed, _) in states.ACTIONS.items() if resource.status in allowed and a != "delete"
-               and (a not in ("pause", "resume") or _offers(resource.provider, a))]
+               and (a not in states.POWER_ACTIONS or offers(resource.provider, a))]
     return {"r": service.resource_out(resource, settings.site_id), "row": resource, "actions": actions,
-            "live": resource.status not in states.FINAL, "extend_choices": EXTEND_CHOICES,
+            "live": resource.status not in states.FINAL, "extend_choices": EXTEND_CHOICES, "confirm": CONSEQUENCES,
             "flavor": await db.get(Flavor, resource.flavor_id), "image": await db.get(DiskImage, resource.disk_image_id)}
 
 
@@ -157,7 +152,7 @@ async def resource_page(resource_id: str, request: Request, db: SessionDep, sett
     row = context["row"]
     tasks = list(await db.scalars(select(Task).where(Task.resource_id == row.id).order_by(Task.created_at.desc()).limit(50)))
     return render(request, "resource.html", events=await for_resource(db, row.id), tasks=tasks,
-                  logs=_offers(row.provider, "logs") and row.provider_resource_id is not None, **context)
+                  logs=offers(row.provider, "logs") and row.provider_resource_id is not None, **context)
 
 
 @router.get("/fragments/resources/{resource_id}", response_class=HTMLResponse)
@@ -199,16 +194,30 @@ async def extend(
     return render(request, "fragments/resource_details.html", note=note, **await _resource_context(db, settings, caller, resource_id))
 
 
-@router.get("/resources/{resource_id}/delete", response_class=HTMLResponse)
-async def confirm_delete(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
-    """Ask before destroying."""
+CONSEQUENCES = {
+    "delete": "The resource and everything on its disk will be destroyed. This cannot be undone.",
+    "reset": "The resource is rebuilt from its image: everything written to its disk since it was "
+             "created is lost.",
+    "stop": "The resource is powered off: running programs end and what is only in memory is lost. "
+            "Its disk is kept; Start boots it again.",
+}
+"""The actions that lose data, so the UI asks first, and what each one loses."""
+
+
+@router.get("/resources/{resource_id}/{action}", response_class=HTMLResponse)
+async def confirm_action(resource_id: str, action: str, request: Request, db: SessionDep, settings: SettingsDep,
+                         caller: ExperimentDep) -> HTMLResponse:
+    """Ask before an action that loses data (delete, reset, stop)."""
+    if action not in CONSEQUENCES:
+        raise NotFound(f"no action {action!r} to confirm")
     resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
-    return render(request, "confirm_delete.html", r=service.resource_out(resource, settings.site_id))
+    return render(request, "confirm_action.html", r=service.resource_out(resource, settings.site_id),
+                  action=action, consequence=CONSEQUENCES[action])
 
 
 @router.post("/resources/{resource_id}/{action}", dependencies=[CsrfChecked])
 async def act(resource_id: str, action: str, request: Request, db: SessionDep, caller: ExperimentDep) -> RedirectResponse:
-    """Delete, reset, pause or resume (as the API's routes do)."""
+    """Delete, reset, pause, resume, stop or start (as the API's routes do)."""
     if action not in states.ACTIONS:
         raise NotFound(f"no action {action!r}")
     resource = await _locked(db, caller, resource_id)

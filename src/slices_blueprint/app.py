@@ -39,9 +39,10 @@ def routers() -> list:
     from slices_blueprint.hosts.views import router as hosts
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
+    from slices_blueprint.telemetry.views import router as telemetry
     from slices_blueprint.web.views import router as web
 
-    return [catalog, catalog_admin, resources, tasks, credentials, hosts, dev, web]
+    return [catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, dev, web]
 
 
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:

@@ -82,6 +82,8 @@ def _lifecycle(api: Api, http: httpx.Client, kube: k8s.CoreV1Api, kubeconfig: by
         refused = api.call("POST", f"/resources/{resource_id}/{action}", experiment)
         assert refused.status_code == 409 and f"k8s resources have no {action}" in refused.json()["detail"]
     assert api.ok("GET", f"/resources/{resource_id}", experiment)["status"] == "running"
+    metrics = api.call("GET", f"/resources/{resource_id}/metrics", experiment)
+    assert metrics.status_code == 404 and "k8s resources do not report any" in metrics.json()["detail"]
 
     deleting = api.ok("DELETE", f"/resources/{resource_id}", experiment, 202)
     assert api.wait_task(experiment, deleting["id"], timeout=120)["status"] == "succeeded"

@@ -97,6 +97,7 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0-dropbear")
 
         rid = resource["id"]
+        assert_metrics_history(api, http, service.url, admin, token, rid)
         api.wait_task(token, api.ok("POST", f"/resources/{rid}/pause", token, 202)["id"])
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == "paused"
         assert ssh_banner(host.address, access["ssh_port"], timeout=2) is None
@@ -142,6 +143,31 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
     finally:
         for relay in relays:
             relay.close()
+
+
+def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: str, rid: str) -> None:
+    """The agent's heartbeats (every second here) become the VM's metrics history; a host
+    cannot report on a VM placed elsewhere."""
+    def two_points():
+        points = api.ok("GET", f"/resources/{rid}/metrics", token, params={"minutes": 5})["points"]
+        return points if len(points) >= 2 else None
+
+    latest = wait_for(two_points, 30, "two metric points")[-1]
+    assert latest["cpu_percent"] >= 0 and latest["memory_mib"] > 20, latest
+    assert latest["net_rx_bytes_per_s"] is not None and latest["disk_read_bytes_per_s"] is not None
+    auth = {"Authorization": f"Bearer {admin}"}
+    impostor = http.post(f"{service_url}/api/v1/hosts/register", headers=auth, json={
+        "name": "impostor", "url": "http://192.0.2.9:8700", "token": "i" * 32,
+        "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
+    claim = {"vcpus": 0, "memory_mib": 0, "disk_free_mib": 0, "metrics": {"vms": {
+        rid: {"state": "running", "cpu_seconds": 1.0, "rss_bytes": 4242 * 2**20}}}}
+    for _ in range(2):
+        beat = http.post(f"{service_url}/api/v1/hosts/{impostor}/heartbeat", json=claim,
+                         headers={"Authorization": "Bearer " + "i" * 32})
+        assert beat.status_code == 200, beat.text
+    points = api.ok("GET", f"/resources/{rid}/metrics", token, params={"minutes": 5})["points"]
+    assert all(p["memory_mib"] != 4242.0 for p in points)
+    assert http.delete(f"{service_url}/api/v1/hosts/{impostor}", headers=auth).status_code == 204
 
 
 def test_local_host_for_serve_gives_a_microvm_with_ssh(own_database, http, tmp_path) -> None:

@@ -8,6 +8,7 @@ from slices_blueprint.hosts.models import Host
 from slices_blueprint.identity.models import Experiment, Project, User
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
+from slices_blueprint.telemetry.models import VMMetricSample
 
 __all__ = [
     "Base",
@@ -21,4 +22,5 @@ __all__ = [
     "Project",
     "Task",
     "User",
+    "VMMetricSample",
 ]

@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     host_heartbeat_seconds: int = 15  # told to agents at registration
     host_lost_after_seconds: int = 60  # no heartbeat for this long: the host is lost
     local_microvm_host: bool = True  # dev mode: `serve` runs an agent as a local host
+    metrics_retention_hours: int = Field(default=48, ge=1)  # per-VM metrics history kept
 
     # Logs
     log_level: str = "INFO"

@@ -20,6 +20,7 @@ from slices_blueprint.hosts.schemas import (
     RegistrationOut,
 )
 from slices_blueprint.identity.deps import CallerDep, get_caller
+from slices_blueprint.telemetry import service as telemetry
 
 router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
 bearer = HTTPBearer(auto_error=False, description="registration secret, host token or admin token")
@@ -60,6 +61,7 @@ async def heartbeat(
     if host is None:
         raise Unauthorized("unknown host or wrong host token; register again")
     service.heartbeat(host, body)
+    await telemetry.record_heartbeat(session, host, body.metrics.get("vms") or {})
     return HeartbeatOut(status=host.status)
 
 

@@ -109,6 +109,8 @@ class ComputeDriver(abc.ABC):
     takes_account_ssh_keys: ClassVar[bool] = True
     """Whether the user's SLICES account key (from the id-token) is added to every node's
     keys; a provider that refuses unasked-for keys (pods) sets this False."""
+    reports_metrics: ClassVar[bool] = False
+    """Whether its nodes' metrics reach the service (microVM agents push them)."""
 
     @classmethod
     def from_settings(

@@ -104,6 +104,7 @@ def _info(host: Host, vm: dict[str, Any]) -> NodeInfo:
 
 class MicroVMDriver(ComputeDriver):
     flavor_type = "microvm"
+    reports_metrics = True
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings

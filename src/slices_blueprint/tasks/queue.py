@@ -20,6 +20,7 @@ from slices_blueprint.providers.base import TransientProviderError
 from slices_blueprint.tasks import periodic
 from slices_blueprint.tasks.jobs import Runtime, run_operation
 from slices_blueprint.tasks.service import OPERATION_JOB
+from slices_blueprint.telemetry import service as telemetry
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,13 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
         async with runtime.db.session() as session:
             await mark_lost(session, settings)
 
-    del operation, reap, reconcile, catalog_sync, retry_stalled, mark_lost_hosts
+    @app.periodic(cron=cron_every(3600), periodic_id="metrics_prune")
+    @app.task(name="sb:prune_metrics", queue=QUEUE, queueing_lock="sb:prune_metrics")
+    async def prune_metrics(timestamp: int) -> None:
+        async with runtime.db.session() as session:
+            await telemetry.prune(session, settings.metrics_retention_hours)
+
+    del operation, reap, reconcile, catalog_sync, retry_stalled, mark_lost_hosts, prune_metrics
     return app
 
 

@@ -26,6 +26,8 @@ from slices_blueprint.resources import service, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.service import TERMINAL, task_out
+from slices_blueprint.telemetry import service as telemetry
+from slices_blueprint.web.charts import HEIGHT, WIDTH, chart_start, metric_charts
 from slices_blueprint.web.deps import (
     UI,
     CsrfChecked,
@@ -152,7 +154,8 @@ async def resource_page(resource_id: str, request: Request, db: SessionDep, sett
     row = context["row"]
     tasks = list(await db.scalars(select(Task).where(Task.resource_id == row.id).order_by(Task.created_at.desc()).limit(50)))
     return render(request, "resource.html", events=await for_resource(db, row.id), tasks=tasks,
-                  logs=offers(row.provider, "logs") and row.provider_resource_id is not None, **context)
+                  logs=offers(row.provider, "logs") and row.provider_resource_id is not None,
+                  metrics=driver_class(row.provider).reports_metrics, **context)
 
 
 @router.get("/fragments/resources/{resource_id}", response_class=HTMLResponse)
@@ -174,6 +177,19 @@ async def resource_logs(resource_id: str, request: Request, db: SessionDep, sett
     finally:
         await driver.close()
     return render(request, "fragments/logs.html", text=text, error=error)
+
+
+@router.get("/fragments/resources/{resource_id}/metrics", response_class=HTMLResponse)
+async def resource_metrics(resource_id: str, request: Request, db: SessionDep, caller: UserDep,
+                           minutes: int = 30) -> HTMLResponse:
+    """CPU, memory, network and disk charts of a microVM (polled by the resource page)."""
+    resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
+    minutes = max(1, min(minutes, 24 * 60))
+    _, points = await telemetry.resource_points(db, resource, minutes)
+    now = utcnow()
+    start = chart_start(points, minutes, now)
+    return render(request, "fragments/metrics.html", charts=metric_charts(points, start, now),
+                  start=start, width=WIDTH, height=HEIGHT)
 
 
 async def _locked(db: AsyncSession, caller: Caller, resource_id: str) -> ComputeResource:

@@ -1,0 +1,1 @@
+"""Per-VM metrics history: samples pushed by host agents, turned into rates for charts."""

@@ -9,12 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.hosts import service
-from slices_blueprint.hosts.models import Host
+from slices_blueprint.hosts.models import Host, HostBooking
 from slices_blueprint.hosts.schemas import Heartbeat, HostRegistration
 from slices_blueprint.providers.base import NodeSpec, ProviderError, TransientProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
@@ -51,17 +51,49 @@ async def test_placement_spreads_load_and_respects_capacity(db, settings) -> Non
         silent = await service.register(session, settings, registration("silent", 64, 65536))
         silent.last_heartbeat_at = utcnow() - dt.timedelta(minutes=5)
     placed = []
-    for _ in range(4):
+    for n in range(4):
         async with db.session() as session:
-            placed.append((await service.place(session, settings, 1, 512)).name)
+            placed.append((await service.place(session, settings, f"vm-{n}", 1, 512)).name)
     # most memory left after placing wins; ties go to the host running fewer VMs
     assert placed == ["big", "big", "small", "big"]
     async with db.session() as session:
-        for _ in range(2):  # the last 512 MiB on each
-            await service.place(session, settings, 1, 512)
+        for n in range(4, 6):  # the last 512 MiB on each
+            await service.place(session, settings, f"vm-{n}", 1, 512)
         with pytest.raises(service.NoCapacity) as refused:
-            await service.place(session, settings, 1, 512)
+            await service.place(session, settings, "vm-6", 1, 512)
     assert refused.value.hosts_known and "2 usable of 4 registered" in str(refused.value)
+
+
+async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(db, settings) -> None:
+    async def place(vm_id: str) -> str:
+        async with db.session() as session:
+            return (await service.place(session, settings, vm_id, 1, 512)).name
+
+    async def beat(vms: dict, vcpus_used: int) -> None:
+        async with db.session() as session:
+            host = await service.authenticate_heartbeat(session, settings, solo.id, "t" * 32)
+            await service.heartbeat(session, host, Heartbeat(
+                vcpus=2, memory_mib=1024, disk_free_mib=1, vcpus_used=vcpus_used,
+                memory_used_mib=512 * vcpus_used, vms_running=vcpus_used, metrics={"vms": vms}))
+
+    async with db.session() as session:
+        solo = await service.register(session, settings, registration("solo", 2, 1024))
+    assert [await place("vm-a"), await place("vm-b")] == ["solo", "solo"]
+    with pytest.raises(service.NoCapacity):
+        await place("vm-c")
+    await beat({}, 0)  # a heartbeat from before the creates: the bookings still hold
+    with pytest.raises(service.NoCapacity):
+        await place("vm-c")
+    await beat({"vm-a": {"state": "running"}}, 1)  # vm-a now counted by the host itself
+    with pytest.raises(service.NoCapacity):
+        await place("vm-c")
+    async with db.session() as session:
+        await service.release(session, "vm-b")  # vm-b's create failed
+    assert await place("vm-c") == "solo"
+    assert await place("vm-c") == "solo"  # a retried create replaces its own booking
+    async with db.session() as session:  # a booking nobody confirmed expires
+        await session.execute(update(HostBooking).values(booked_at=utcnow() - service.BOOKING_TTL))
+    assert await place("vm-d") == "solo"
 
 
 async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back(
@@ -76,8 +108,8 @@ async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back
         host = await service.authenticate_heartbeat(session, settings, host.id, "t" * 32)
         assert host is not None and host.status == service.LOST
         assert await service.authenticate_heartbeat(session, settings, host.id, "wrong") is None
-        service.heartbeat(host, Heartbeat(vcpus=2, memory_mib=1024, disk_free_mib=1,
-                                          metrics={"host": {}}))
+        await service.heartbeat(session, host, Heartbeat(vcpus=2, memory_mib=1024, disk_free_mib=1,
+                                                         metrics={"host": {}}))
         assert host.status == service.ACTIVE
     async with db.session() as session:
         assert await service.mark_lost(session, settings) == []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String
+from sqlalchemy import DateTime, ForeignKey, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey
+from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey, utcnow
 
 
 class Host(UUIDPrimaryKey, Timestamps, Base):
@@ -23,10 +24,23 @@ class Host(UUIDPrimaryKey, Timestamps, Base):
     memory_mib: Mapped[int] = mapped_column(Integer, default=0)
     disk_free_mib: Mapped[int] = mapped_column(Integer, default=0)
     vms_running: Mapped[int] = mapped_column(Integer, default=0)
-    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)  # reported, plus our placements
+    vcpus_used: Mapped[int] = mapped_column(Integer, default=0)  # as the agent reported
     memory_used_mib: Mapped[int] = mapped_column(Integer, default=0)
     vmm: Mapped[str] = mapped_column(String(32), default="qemu")
     network_mode: Mapped[str] = mapped_column(String(16), default="bridge")  # bridge|user
     last_heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     labels: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class HostBooking(Base):
+    """Capacity a placement took on a host for a VM being created, held until the host's
+    heartbeat lists that VM (its reported use then counts it) or the booking expires."""
+
+    __tablename__ = "host_bookings"
+
+    vm_id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the agent's VM id
+    host_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mib: Mapped[int] = mapped_column(Integer)
+    booked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,7 +4,9 @@ A host is ``active`` (takes new VMs), ``draining`` (keeps its VMs, takes no new 
 ``lost`` (missed heartbeats for ``host_lost_after_seconds``; back to ``active`` with its
 next heartbeat unless an admin drained it). Placement takes active, fresh hosts with room
 for the VM's vCPUs and memory and picks the one with the most memory left after placing
-(spreading load); it books the VM on the host at once so concurrent placements see it.
+(spreading load). It books the VM's capacity on the host (a ``HostBooking``) under the hosts'
+row locks, so concurrent placements see it; a booking lasts until the host's heartbeat lists
+the VM (the agent's reported use then counts it), the create fails, or it expires.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import uuid
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
@@ -23,12 +26,13 @@ from slices_blueprint.core.errors import NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import get_or_404, utcnow
 from slices_blueprint.core.secretbox import secret_box
-from slices_blueprint.hosts.models import Host
+from slices_blueprint.hosts.models import Host, HostBooking
 from slices_blueprint.hosts.schemas import Capacity, Heartbeat, HostOut, HostRegistration
 
 log = structlog.get_logger(__name__)
 
 ACTIVE, DRAINING, LOST = "active", "draining", "lost"
+BOOKING_TTL = dt.timedelta(minutes=10)  # longer than any create (boot timeout 180 s, retries)
 
 
 @dataclass(frozen=True)
@@ -103,9 +107,15 @@ async def authenticate_heartbeat(
     return host if secret_matches(presented, host_token(settings, host)) else None
 
 
-def heartbeat(host: Host, body: Heartbeat) -> Host:
+async def heartbeat(session: AsyncSession, host: Host, body: Heartbeat) -> Host:
+    """Store the reported capacity and metrics; drop the bookings the report now covers."""
     _apply_capacity(host, body)
     host.metrics = body.metrics
+    reported = list((body.metrics.get("vms") or {}).keys())
+    await session.execute(delete(HostBooking).where(
+        HostBooking.host_id == host.id,
+        or_(HostBooking.vm_id.in_(reported), HostBooking.booked_at < utcnow() - BOOKING_TTL),
+    ))
     host.last_heartbeat_at = utcnow()
     if host.status == LOST:
         host.status = ACTIVE
@@ -154,27 +164,48 @@ class NoCapacity(Exception):
         self.hosts_known = hosts_known
 
 
+async def _booked(session: AsyncSession) -> dict[uuid.UUID, tuple[int, int, int]]:
+    """Per host: vCPUs, MiB and VMs booked by placements its heartbeats do not show yet."""
+    rows = await session.execute(
+        select(HostBooking.host_id, func.sum(HostBooking.vcpus), func.sum(HostBooking.memory_mib),
+               func.count())
+        .where(HostBooking.booked_at >= utcnow() - BOOKING_TTL)
+        .group_by(HostBooking.host_id)
+    )
+    return {host_id: (int(vcpus), int(memory), int(count)) for host_id, vcpus, memory, count in rows}
+
+
 async def place(
-    session: AsyncSession, settings: Settings, vcpus: int, memory_mib: int
+    session: AsyncSession, settings: Settings, vm_id: str, vcpus: int, memory_mib: int
 ) -> Host:
-    """Choose a host for a VM and book its vCPUs and memory there."""
+    """Choose a host for VM ``vm_id`` and book its vCPUs and memory there."""
     fresh_after = utcnow() - dt.timedelta(seconds=HostPolicy.of(settings).lost_after_seconds)
-    hosts = list(await session.scalars(select(Host).with_for_update()))
+    hosts = list(await session.scalars(select(Host).order_by(Host.id).with_for_update()))
+    await release(session, vm_id)  # a retried create places afresh
+    booked = await _booked(session)
+
+    def free(h: Host) -> tuple[int, int, int]:
+        b_vcpus, b_memory, b_vms = booked.get(h.id, (0, 0, 0))
+        return (h.vcpus - h.vcpus_used - b_vcpus, h.memory_mib - h.memory_used_mib - b_memory,
+                h.vms_running + b_vms)
+
     usable = [h for h in hosts if h.status == ACTIVE and h.last_heartbeat_at
               and h.last_heartbeat_at >= fresh_after]
-    fitting = [h for h in usable if h.vcpus - h.vcpus_used >= vcpus
-               and h.memory_mib - h.memory_used_mib >= memory_mib]
+    fitting = [h for h in usable if free(h)[0] >= vcpus and free(h)[1] >= memory_mib]
     if not fitting:
         raise NoCapacity(
             f"no microVM host has room for {vcpus} vCPU / {memory_mib} MiB "
             f"({len(usable)} usable of {len(hosts)} registered)",
             hosts_known=bool(hosts),
         )
-    host = max(fitting, key=lambda h: (h.memory_mib - h.memory_used_mib - memory_mib,
-                                       -h.vms_running, h.name))
-    host.vcpus_used += vcpus
-    host.memory_used_mib += memory_mib
-    host.vms_running += 1
-    log.info("hosts.placed", host_id=str(host.id), name=host.name, vcpus=vcpus,
+    host = max(fitting, key=lambda h: (free(h)[1] - memory_mib, -free(h)[2], h.name))
+    await session.execute(insert(HostBooking).values(
+        vm_id=vm_id, host_id=host.id, vcpus=vcpus, memory_mib=memory_mib, booked_at=utcnow()))
+    log.info("hosts.placed", host_id=str(host.id), name=host.name, vm_id=vm_id, vcpus=vcpus,
              memory_mib=memory_mib)
     return host
+
+
+async def release(session: AsyncSession, vm_id: str) -> None:
+    """Drop the booking of a VM whose create failed or that was deleted."""
+    await session.execute(delete(HostBooking).where(HostBooking.vm_id == vm_id))

@@ -60,7 +60,7 @@ async def heartbeat(
     )
     if host is None:
         raise Unauthorized("unknown host or wrong host token; register again")
-    service.heartbeat(host, body)
+    await service.heartbeat(session, host, body)
     await telemetry.record_heartbeat(session, host, body.metrics.get("vms") or {})
     return HeartbeatOut(status=host.status)
 

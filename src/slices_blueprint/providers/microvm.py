@@ -168,7 +168,8 @@ class MicroVMDriver(ComputeDriver):
     async def _place(self, spec: NodeSpec) -> AgentClient:
         async with self.db.session() as session:
             try:
-                host = await hosts.place(session, self.settings, spec.vcpus, spec.ram_mib)
+                host = await hosts.place(session, self.settings, spec.resource_id, spec.vcpus,
+                                         spec.ram_mib)
             except hosts.NoCapacity as exc:
                 if not exc.hosts_known:
                     raise ProviderError(
@@ -200,8 +201,15 @@ class MicroVMDriver(ComputeDriver):
             await progress(100, "guest ready")
             log.info("microvm.created", resource_id=spec.resource_id, host=agent.host.name)
             return _info(agent.host, vm)
+        except ProviderError:
+            await self._release(spec.resource_id)
+            raise
         finally:
             await agent.close()
+
+    async def _release(self, vm_id: str) -> None:
+        async with self.db.session() as session:
+            await hosts.release(session, vm_id)
 
     async def _wait_ready(self, agent: AgentClient, vm_id: str,
                           remove_on_failure: bool = True) -> dict[str, Any]:
@@ -232,6 +240,7 @@ class MicroVMDriver(ComputeDriver):
 
     async def delete(self, provider_resource_id: str, progress: Progress) -> None:
         await self._on_host(provider_resource_id, "DELETE")
+        await self._release(self._split(provider_resource_id)[1])
         await progress(100, "deleted")
 
     async def status(self, provider_resource_id: str) -> NodeInfo:

@@ -91,21 +91,28 @@ async def oidc_callback(request: Request, db: SessionDep, settings: SettingsDep,
     if not pending or not oidc.enabled(settings):
         raise Forbidden("no login is under way in this browser; start again")
     async with httpx.AsyncClient(timeout=10) as http:
-        id_token = await oidc.finish(http, settings, _callback_url(request), dict(request.query_params), pending)
-    caller = await caller_from_token(request, db, id_token)
+        tokens = await oidc.finish(http, settings, _callback_url(request), dict(request.query_params), pending)
+    caller = await caller_from_token(request, db, tokens.id_token)
     oidc.check_nonce(caller.token.claims, pending)
     if caller.kind != "user":
         raise Forbidden("the identity provider answered an experiment token, not a user id-token")
     name = caller.user.preferred_username if caller.user and caller.user.preferred_username else caller.actor
-    session.start(user_token=id_token, name=name, admin=caller.is_admin)
+    session.start(user_token=tokens.id_token, name=name, admin=caller.is_admin)
+    if tokens.refresh_token:  # renews the id-token until the session's end (web_session_hours)
+        session["refresh_token"] = tokens.refresh_token
     ensure_fits(settings, session)
     log.info("web.login", method="oidc", user=caller.actor)
     return redirect(request, pending["next"], f"Logged in as {session['name']}.")
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
-async def logout(request: Request, session: SessionUi) -> RedirectResponse:
+async def logout(request: Request, settings: SettingsDep, session: SessionUi) -> RedirectResponse:
+    """Forget the session, and have the provider revoke its refresh token."""
+    refresh_token = session.get("refresh_token")
     session.clear()
+    if refresh_token and oidc.enabled(settings):
+        async with httpx.AsyncClient(timeout=5) as http:
+            await oidc.revoke(http, settings, refresh_token)
     return redirect(request, f"{UI}/login", "Logged out.")
 
 

@@ -1,13 +1,16 @@
-"""What every page needs: templates, the session's callers (verified like API tokens), and
-errors rendered as pages (after the request's transaction rolled back)."""
+"""What every page needs: templates, the session's callers (verified like API tokens, the
+user's id-token refreshed with the refresh token when it is about to expire), and errors
+rendered as pages (after the request's transaction rolled back)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
+import structlog
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -15,12 +18,26 @@ from fastapi.templating import Jinja2Templates
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep
-from slices_blueprint.core.errors import Forbidden, ProblemError, Unauthorized
+from slices_blueprint.core.errors import (
+    Forbidden,
+    Invalid,
+    ProblemError,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.deps import Caller, caller_from_token
-from slices_blueprint.web.session import WebSession, WebSessionMiddleware, check_csrf, web_session
+from slices_blueprint.web import oidc
+from slices_blueprint.web.session import (
+    WebSession,
+    WebSessionMiddleware,
+    check_csrf,
+    ensure_fits,
+    web_session,
+)
 
+log = structlog.get_logger(__name__)
 HERE = Path(__file__).parent
 UI = "/ui"
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -80,14 +97,55 @@ def redirect(request: Request, url: str, flash: str | None = None) -> RedirectRe
 
 
 async def user_caller(request: Request, db: SessionDep) -> Caller:
-    """The logged-in user (their id-token, verified now)."""
-    token = web_session(request).get("user_token")
+    """The logged-in user (their id-token, verified now; refreshed first when it is about to expire)."""
+    session = web_session(request)
+    token = session.get("user_token")
     if not token:
         raise Unauthorized("please log in")
-    caller = await caller_from_token(request, db, token)
+    claims = oidc.stored_claims(token)
+    renewed = await _refresh(request, session, claims) if oidc.refresh_due(claims, time.time()) else None
+    caller = await caller_from_token(request, db, renewed.id_token if renewed else token)
     if caller.user is None:
         raise Unauthorized("the session holds no user id-token; log in again")
+    if renewed:
+        _store_refreshed(request, session, renewed, caller, claims)
     return caller
+
+
+async def _refresh(request: Request, session: WebSession, claims: dict[str, Any]) -> oidc.Tokens | None:
+    """New tokens for the session's id-token, about to expire; None: go on with it while it is valid."""
+    settings = request.app.state.settings
+    expired = float(claims["exp"]) <= time.time()
+    if "refresh_token" not in session or not oidc.enabled(settings):
+        if expired:
+            raise Unauthorized("your login has expired; please log in again")
+        return None
+    try:
+        return await request.app.state.oidc_refresher.refresh(session["refresh_token"])
+    except ServiceUnavailable as exc:
+        log.warning("web.session_refresh_unavailable", error=exc.detail, expired=expired)
+        if expired:
+            raise Unauthorized("your login could not be renewed: the identity provider cannot be reached; "
+                               "please log in again later") from exc
+        return None
+    except Unauthorized as exc:
+        log.info("web.session_refresh_refused", error=exc.detail)
+        raise Unauthorized(f"your login could not be renewed ({exc.detail}); please log in again") from exc
+
+
+def _store_refreshed(request: Request, session: WebSession, tokens: oidc.Tokens, caller: Caller, old: dict[str, Any]) -> None:
+    """Keep refreshed tokens: the new id-token (verified like at login) must name the same user
+    (OpenID Connect Core, section 12.2); a provider that rotates refresh tokens sent a new one."""
+    if (caller.token.issuer, caller.token.subject) != (str(old["iss"]).rstrip("/"), str(old["sub"])):
+        raise Unauthorized("the refreshed id-token names another user; please log in again")
+    session["user_token"] = tokens.id_token
+    if tokens.refresh_token:
+        session["refresh_token"] = tokens.refresh_token
+    try:
+        ensure_fits(request.app.state.settings, session)
+    except Invalid as exc:
+        raise Unauthorized(f"your login could not be renewed ({exc.detail}); please log in again") from exc
+    log.info("web.session_refreshed", user=caller.actor)
 
 
 async def experiment_caller(request: Request, db: SessionDep) -> Caller:
@@ -108,10 +166,11 @@ async def _problem_page(request: Request, exc: ProblemError) -> Response:
     htmx = request.headers.get("HX-Request") == "true"
     if isinstance(exc, Unauthorized):
         session = web_session(request)
-        session.pop("user_token")
-        session.pop("experiment_token")
+        for key in ("user_token", "refresh_token", "experiment_token"):
+            session.pop(key)
         session["flash"] = exc.detail  # shown on the login page (never taken from the URL)
-        target = f"{UI}/login?next={quote(request.url.path)}"
+        back = urlsplit(request.headers.get("HX-Current-URL", "")).path if htmx else ""  # the page, not its fragment
+        target = f"{UI}/login?next={quote(back or request.url.path)}"
         return Response(headers={"HX-Redirect": target}) if htmx else RedirectResponse(target, status_code=303)
     if isinstance(exc, FormRejected):
         return exc.response
@@ -124,8 +183,9 @@ async def _problem_page(request: Request, exc: ProblemError) -> Response:
 
 
 def install_web(app: FastAPI, settings: Settings) -> None:
-    """The UI's session middleware, static files, and HTML error pages for ``/ui`` paths."""
+    """The UI's session middleware, token refresher, static files, and HTML error pages for ``/ui`` paths."""
     app.add_middleware(WebSessionMiddleware, settings=settings, prefix=UI)
+    app.state.oidc_refresher = oidc.Refresher(settings)
     app.mount(f"{UI}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     api_handler = app.exception_handlers[ProblemError]
 

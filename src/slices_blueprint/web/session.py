@@ -1,9 +1,11 @@
 """The web session: an encrypted cookie (Fernet, the secret box's keys) and CSRF tokens.
 
-The cookie holds the user's id-token, the experiment JWT used for writes, the CSRF token
-and, during an OIDC login, the state/nonce/PKCE verifier. It is HttpOnly, SameSite=Lax, and
-Secure when the public URL is https. Every POST must carry the session's CSRF token, as the
-``csrf_token`` form field or (htmx) the ``X-CSRF-Token`` header.
+The cookie holds the user's id-token (and the provider's refresh token, if any), the
+experiment JWT used for writes, the CSRF token and, during an OIDC login, the
+state/nonce/PKCE verifier. It ends ``web_session_hours`` after the login, refreshed or not.
+It is HttpOnly, SameSite=Lax, and Secure when the public URL is https. Every POST must
+carry the session's CSRF token, as the ``csrf_token`` form field or (htmx) the
+``X-CSRF-Token`` header.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ class WebSessionMiddleware:
         flags = f"Path={self.prefix}; HttpOnly; SameSite=Lax" + ("; Secure" if self.secure else "")
         if not session:
             return f"{COOKIE}=; {flags}; Max-Age=0"
-        session.setdefault("until", time.time() + self.max_age)  # enforced here, not only by the browser
-        return f"{COOKIE}={encode(self.settings, session)}; {flags}; Max-Age={self.max_age}"
+        until = session.setdefault("until", time.time() + self.max_age)  # enforced here, not only by the browser
+        max_age = max(0, int(until - time.time()))  # a cookie rewritten later (a refresh) keeps the login's end
+        return f"{COOKIE}={encode(self.settings, session)}; {flags}; Max-Age={max_age}"
 
 
 def encode(settings: Settings, session: WebSession) -> str:

@@ -24,6 +24,7 @@ from slices_blueprint.agent.schemas import HostView, VMView
 from slices_blueprint.agent.state import VMSpec
 from slices_blueprint.agent.vmm.base import VMM, VMMError
 from slices_blueprint.agent.vmm.firecracker import FirecrackerVMM
+from slices_blueprint.agent.vmm.jailer import Jailer
 from slices_blueprint.agent.vmm.qemu import QemuMicroVM
 
 log = structlog.get_logger(__name__)
@@ -34,7 +35,12 @@ WaitReady = Annotated[float, Query(ge=0, le=600, description="seconds to wait fo
 
 def build_vmm(settings: AgentSettings) -> VMM:
     if settings.vmm == "firecracker":
-        return FirecrackerVMM(settings.firecracker_binary)
+        jailer = None
+        if settings.jailer_binary:
+            assert settings.jailer_uid is not None and settings.jailer_gid is not None
+            jailer = Jailer(settings.jailer_binary, settings.jailer_uid, settings.jailer_gid,
+                            settings.jailer_cgroup_version, settings.jailer_netns)
+        return FirecrackerVMM(settings.firecracker_binary, jailer)
     return QemuMicroVM(settings.qemu_binary, settings.qemu_accel, settings.tsc_khz)
 
 

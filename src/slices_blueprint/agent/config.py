@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,6 +62,12 @@ class AgentSettings(BaseSettings):
     qemu_accel: str = "tcg"  # "kvm" where nested virtualisation works
     firecracker_binary: str = "firecracker"  # needs an uncompressed vmlinux kernel image
     tsc_khz: int | None = None  # for tsc_early_khz=; default: read from /proc/cpuinfo
+    # Firecracker's jailer (chroot per VM in <vm dir>/jail, runs Firecracker as uid:gid)
+    jailer_binary: str | None = None  # None: Firecracker runs unjailed, as the agent's user
+    jailer_uid: int | None = None  # required with the jailer: a dedicated unprivileged user
+    jailer_gid: int | None = None
+    jailer_cgroup_version: int = Field(default=2, ge=1, le=2)
+    jailer_netns: Path | None = None  # a netns handle to join; it must hold the bridge + TAPs
 
     # Networking
     network_mode: Literal["auto", "bridge", "user"] = "auto"  # auto: bridge as root, else user
@@ -80,6 +86,12 @@ class AgentSettings(BaseSettings):
 
     # Images: the built-in "default" plus any named here
     images: dict[str, ImageSource] = {}
+
+    @model_validator(mode="after")
+    def _jailer_user_given(self) -> AgentSettings:
+        if self.jailer_binary and (self.jailer_uid is None or self.jailer_gid is None):
+            raise ValueError("jailer_binary needs jailer_uid and jailer_gid")
+        return self
 
     @property
     def effective_network_mode(self) -> Literal["bridge", "user"]:

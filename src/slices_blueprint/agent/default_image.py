@@ -2,7 +2,9 @@
 
 Parts, all taken from installed Debian packages (see ``.ci/apt-microvm.txt``):
 
-- ``vmlinuz``: the cloud kernel (``linux-image-cloud-amd64``);
+- ``vmlinuz``: the cloud kernel (``linux-image-cloud-amd64``), a bzImage, which QEMU boots;
+- ``vmlinux``: the same kernel uncompressed, an ELF executable, which Firecracker needs
+  (and QEMU boots too, through its PVH entry point): :func:`extract_vmlinux`;
 - ``initrd.img``: stage 1, busybox-static plus the virtio modules the cloud kernel builds as
   modules; it mounts the disk labelled ``slices-root`` and switches to it;
 - ``rootfs.ext4``: stage 2, busybox-static (as ``init``), dropbear (with the shared libraries
@@ -20,19 +22,25 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
+import time
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import lz4.block
 import structlog
 
 log = structlog.get_logger(__name__)
 
-BUILD_VERSION = "3"
+BUILD_VERSION = "4"
 READY_MARKER = "slices-guest-ready"
 ROOT_LABEL = "slices-root"
 SEED_LABEL = "cidata"
@@ -40,6 +48,8 @@ ROOTFS_MIB = 48
 GUEST_MODULES = ("virtio_mmio", "virtio_blk", "virtio_net")
 BUSYBOX = Path("/bin/busybox")
 DROPBEAR = Path("/usr/sbin/dropbear")
+ELF_EXEC, ELF_X86_64 = 2, 0x3E  # e_type ET_EXEC, e_machine EM_X86_64
+LZ4_LEGACY_MAGIC, LZ4_LEGACY_BLOCK = b"\x02\x21\x4c\x18", 8 << 20
 
 STAGE1_INIT = f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -100,9 +110,63 @@ INITTAB = """::sysinit:/etc/init.d/rcS
 """
 
 
+class KernelImageError(RuntimeError):
+    """A kernel image is not a bzImage this module can unpack to an x86-64 vmlinux."""
+
+
+def _lz4_legacy(data: bytes) -> bytes:
+    """Decompress LZ4's legacy frame (``lz4 -l``, the kernel's LZ4 format): after the magic,
+    blocks each preceded by their compressed size, each at most 8 MiB uncompressed; four
+    bytes left over are the size the kernel build appends, not a block."""
+    blocks, pos = [], len(LZ4_LEGACY_MAGIC)
+    while pos + 4 < len(data):
+        (size,) = struct.unpack_from("<I", data, pos)
+        blocks.append(lz4.block.decompress(data[pos + 4:pos + 4 + size],
+                                           uncompressed_size=LZ4_LEGACY_BLOCK))
+        pos += 4 + size
+    return b"".join(blocks)
+
+
+DECOMPRESSORS: dict[bytes, Callable[[bytes], bytes]] = {  # payload magic -> decompressor
+    b"\x1f\x8b": lambda data: zlib.decompressobj(wbits=31).decompress(data),
+    b"\xfd7zXZ\x00": lambda data: lzma.LZMADecompressor(lzma.FORMAT_XZ).decompress(data),
+    LZ4_LEGACY_MAGIC: _lz4_legacy,
+}
+
+
+def extract_vmlinux(bzimage: bytes) -> bytes:
+    """The uncompressed kernel (an x86-64 ELF executable) inside an x86 bzImage.
+
+    The setup header (boot protocol 2.08+) locates the compressed payload; its magic bytes
+    pick the decompressor; the kernel build appends the uncompressed size as the payload's
+    last four bytes, which checks the result.
+    """
+    if bzimage[0x202:0x206] != b"HdrS" or struct.unpack_from("<H", bzimage, 0x206)[0] < 0x208:
+        raise KernelImageError("not a bzImage with boot protocol 2.08 or later")
+    setup_sectors = bzimage[0x1F1] or 4  # 0 means 4 (boot protocol)
+    payload_at = (setup_sectors + 1) * 512 + struct.unpack_from("<I", bzimage, 0x248)[0]
+    payload = bzimage[payload_at:payload_at + struct.unpack_from("<I", bzimage, 0x24C)[0]]
+    (size,) = struct.unpack("<I", payload[-4:])
+    decompress = next((f for magic, f in DECOMPRESSORS.items() if payload.startswith(magic)),
+                      None)
+    if decompress is None:
+        raise KernelImageError(f"unsupported kernel compression (magic {payload[:4].hex()})")
+    try:
+        vmlinux = decompress(payload)
+    except (zlib.error, lzma.LZMAError, lz4.block.LZ4BlockError) as exc:
+        raise KernelImageError(f"corrupt kernel payload: {exc}") from exc
+    if len(vmlinux) & 0xFFFFFFFF != size:
+        raise KernelImageError(f"decompressed {len(vmlinux)} bytes, the build recorded {size}")
+    if vmlinux[:6] != b"\x7fELF\x02\x01" or struct.unpack_from("<HH", vmlinux, 16) != (
+            ELF_EXEC, ELF_X86_64):
+        raise KernelImageError("the payload is not an x86-64 ELF executable")
+    return vmlinux
+
+
 @dataclass(frozen=True)
 class DefaultImage:
     kernel: Path
+    vmlinux: Path
     initrd: Path
     rootfs: Path
     cmdline: str = "console=ttyS0 panic=-1 quiet"
@@ -231,7 +295,8 @@ def build_default_image(dest: Path) -> DefaultImage:
         if not tool.exists():
             raise FileNotFoundError(f"{tool} missing: apt-get install busybox-static dropbear-bin")
     final = dest / _cache_key(kernel)
-    image = DefaultImage(final / "vmlinuz", final / "initrd.img", final / "rootfs.ext4")
+    image = DefaultImage(final / "vmlinuz", final / "vmlinux", final / "initrd.img",
+                         final / "rootfs.ext4")
     if (final / "manifest.json").exists():
         return image
     dest.mkdir(parents=True, exist_ok=True)
@@ -240,6 +305,11 @@ def build_default_image(dest: Path) -> DefaultImage:
         staged = work / "out"
         staged.mkdir()
         shutil.copy2(kernel, staged / "vmlinuz")
+        started = time.perf_counter()
+        (staged / "vmlinux").write_bytes(extract_vmlinux(kernel.read_bytes()))
+        log.info("agent.vmlinux_extracted", kernel=release,
+                 seconds=round(time.perf_counter() - started, 3),
+                 bytes=(staged / "vmlinux").stat().st_size)
         _build_initrd(release, staged / "initrd.img", work)
         _build_rootfs(staged / "rootfs.ext4", work)
         manifest = {"kernel_release": release, "build_version": BUILD_VERSION}

@@ -36,9 +36,14 @@ class ImageError(VMMError):
 
 
 class ImageCache:
-    def __init__(self, root: Path, named: dict[str, ImageSource]) -> None:
+    """``vmlinux``: the VMM boots an uncompressed ELF kernel (Firecracker), so the default
+    image resolves to its ``vmlinux``; named images must then give one themselves."""
+
+    def __init__(self, root: Path, named: dict[str, ImageSource], *,
+                 vmlinux: bool = False) -> None:
         self.root = root
         self.named = named
+        self.vmlinux = vmlinux
         self.root.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, asyncio.Lock] = {}
 
@@ -49,8 +54,8 @@ class ImageCache:
         """The boot files and base root filesystem for ``image`` (a name or a source)."""
         if image == DEFAULT_IMAGE:
             built = await asyncio.to_thread(build_default_image, self.root / "default")
-            return BootFiles(kernel=built.kernel, initrd=built.initrd,
-                             cmdline=built.cmdline), built.rootfs
+            return BootFiles(kernel=built.vmlinux if self.vmlinux else built.kernel,
+                             initrd=built.initrd, cmdline=built.cmdline), built.rootfs
         if isinstance(image, str):
             if image not in self.named:
                 raise ImageError(f"unknown image {image!r} (known: {', '.join(self.names())})")

@@ -53,7 +53,8 @@ class VMManager:
         self.settings = settings
         self.vmm = vmm
         self.store = StateStore(settings.vms_dir)
-        self.images = ImageCache(settings.cache_dir, settings.images)
+        self.images = ImageCache(settings.cache_dir, settings.images,
+                                 vmlinux=settings.vmm == "firecracker")
         self.mode = settings.effective_network_mode
         self.network = BridgeNetwork(settings) if self.mode == "bridge" else None
         self._alloc_lock = asyncio.Lock()
@@ -259,8 +260,9 @@ class VMManager:
         await self._sync_rules()
 
     async def _teardown(self, record: VMRecord) -> None:
-        """Kill the VMM process and remove the TAP (the disk and record stay)."""
+        """Kill the VMM process, remove what it used and the TAP (the disk and record stay)."""
         await kill_process(record.pid, self.store.vm_dir(record.id))
+        await self.vmm.cleanup(self.store.vm_dir(record.id))
         remove_control_sockets(self.store.vm_dir(record.id))
         if self.network:
             await asyncio.to_thread(self.network.remove_tap, tap_name(record.id))

@@ -77,6 +77,9 @@ class VMM(abc.ABC):
     @abc.abstractmethod
     async def resume(self, vm_dir: Path) -> None: ...
 
+    async def cleanup(self, vm_dir: Path) -> None:
+        """Remove what ``launch`` made beside the process (a jail); called once it is dead."""
+
     async def block_stats(self, vm_dir: Path) -> dict[str, dict[str, int]]:
         """Per-drive ``{rd_bytes, wr_bytes, rd_operations, wr_operations}``."""
         return {}

@@ -4,13 +4,17 @@ Order of calls: PUT /machine-config, /boot-source, /drives/rootfs, /drives/seed,
 /network-interfaces/eth0, then PUT /actions ``InstanceStart``; pause and resume are
 PATCH /vm ``Paused``/``Resumed``. The guest's serial console is Firecracker's stdout,
 kept in ``console.log``; ``--log-path`` puts the VM directory on its command line, which is
-how the agent recognises its processes. Firecracker boots an uncompressed ``vmlinux`` (not a bzImage) and
-has no user-mode networking, so it needs bridge mode. The jailer is not used yet.
+how the agent recognises its processes. Firecracker boots an uncompressed ``vmlinux`` (not a
+bzImage) and has no user-mode networking, so it needs bridge mode. With a jailer configured
+(``jailer.py``) it runs chrooted as an unprivileged user; the VM's control-socket path is
+then a symlink to the API socket inside the chroot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,12 @@ from slices_blueprint.agent.vmm.base import (
     control_socket,
     kill_process,
 )
+from slices_blueprint.agent.vmm.jailer import Jailer
 from slices_blueprint.agent.waiting import wait_until
 
 log = structlog.get_logger(__name__)
+
+ID_MAX = 64  # Firecracker's limit on --id
 
 
 class FirecrackerAPI:
@@ -49,8 +56,7 @@ class FirecrackerAPI:
             raise VMMError(f"Firecracker {method} {path}: {response.status_code} {fault}")
 
     async def configure(self, plan: LaunchPlan) -> None:
-        if not isinstance(plan.net, TapNet):
-            raise VMMError("Firecracker needs bridge networking (a TAP per VM)")
+        assert isinstance(plan.net, TapNet)
         await self.call("PUT", "/machine-config",
                         {"vcpu_count": plan.vcpus, "mem_size_mib": plan.memory_mib, "smt": False})
         boot: dict[str, Any] = {"kernel_image_path": str(plan.kernel), "boot_args": plan.cmdline}
@@ -77,39 +83,73 @@ class FirecrackerAPI:
         await self.client.aclose()
 
 
+def instance_id(vm_dir: Path) -> str:
+    """A valid Firecracker/jailer ``--id`` (letters, digits, hyphens; at most 64), unique
+    per VM directory: the VM id's legal characters plus a hash of the directory."""
+    digest = hashlib.sha256(str(vm_dir).encode()).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9-]", "-", vm_dir.name)[:ID_MAX - len(digest) - 1]
+    return f"{readable}-{digest}"
+
+
 class FirecrackerVMM(VMM):
     name = "firecracker"
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, jailer: Jailer | None = None) -> None:
         self.binary = binary
+        self.jailer = jailer
 
     async def launch(self, plan: LaunchPlan) -> int:
+        if not isinstance(plan.net, TapNet):
+            raise VMMError("Firecracker needs bridge networking (a TAP per VM)")
         sock = control_socket(plan.vm_dir, "api")
         sock.unlink(missing_ok=True)
-        fc_log = plan.vm_dir / "firecracker.log"
-        fc_log.touch()
+        argv, api_plan = await self._command(plan, sock)
         with plan.console_log.open("ab") as console:
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    self.binary, "--api-sock", str(sock), "--id", plan.vm_id[:60],
-                    "--log-path", str(fc_log),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=console, stderr=console,
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console, stderr=console,
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise VMMError(f"cannot run {self.binary}: {exc}") from exc
+                raise VMMError(f"cannot run {argv[0]}: {exc}") from exc
         api = FirecrackerAPI(sock)
         try:
-            await wait_until(sock.exists, 5.0, "Firecracker API socket")
-            await api.configure(plan)
+            await wait_until(lambda: sock.exists() or proc.returncode is not None, 5.0,
+                             "Firecracker API socket")
+            if proc.returncode is not None:
+                output = plan.console_log.read_text(errors="replace").strip().splitlines()
+                raise VMMError(f"{Path(argv[0]).name} exited with {proc.returncode}: "
+                               f"{output[-1] if output else 'no output'}")
+            await api.configure(api_plan)
             await api.start()
         except (VMMError, TimeoutError) as exc:
             await kill_process(proc.pid, plan.vm_dir)
             raise VMMError(str(exc)) from exc
         finally:
             await api.close()
-        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=proc.pid)
+        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=proc.pid,
+                 jailed=self.jailer is not None)
         return proc.pid
+
+    async def _command(self, plan: LaunchPlan, sock: Path) -> tuple[list[str], LaunchPlan]:
+        """The argv to run, and the plan with the paths as Firecracker sees them."""
+        fc_log = plan.vm_dir / "firecracker.log"
+        fc_log.touch()
+        fc_id = instance_id(plan.vm_dir)
+        if not self.jailer:
+            return [self.binary, "--api-sock", str(sock), "--id", fc_id,
+                    "--log-path", str(fc_log)], plan
+        try:
+            argv, jailed, api_sock = await asyncio.to_thread(
+                self.jailer.jail, plan, fc_id, self.binary, fc_log)
+        except OSError as exc:
+            raise VMMError(f"cannot prepare the jail: {exc}") from exc
+        sock.symlink_to(api_sock)  # a short path (Unix socket paths: at most 108 bytes)
+        return argv, jailed
+
+    async def cleanup(self, vm_dir: Path) -> None:
+        if self.jailer:
+            await asyncio.to_thread(self.jailer.remove, vm_dir)
 
     async def _set_state(self, vm_dir: Path, state: str) -> None:
         api = FirecrackerAPI(control_socket(vm_dir, "api"))

@@ -32,6 +32,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import start_embedded_postgres
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.logging import configure_logging
+from slices_blueprint.providers.endpoints import EndpointPolicy
 
 SERVER_PG = os.environ.get("SLICES_BLUEPRINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_INTEGRATION = os.environ.get("SLICES_BLUEPRINT_REQUIRE_INTEGRATION") == "1"
@@ -104,8 +105,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sb-data")
 
 
+LOOPBACK_ALLOWED = ["127.0.0.0/8"]
+"""The test OpenStack and Kubernetes listen on loopback, which uploaded credentials may only
+reach when the site allows it (``uploaded_endpoints_allowed``)."""
+LOOPBACK_POLICY = EndpointPolicy(LOOPBACK_ALLOWED)
+
+
 def make_settings(data_dir: Path, database_url: str, port: int, **overrides: object) -> Settings:
     values: dict[str, object] = {
+        "uploaded_endpoints_allowed": LOOPBACK_ALLOWED,
         "data_dir": data_dir,
         "database_url": database_url,
         "host": "127.0.0.1",

@@ -30,8 +30,10 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
+from slices_blueprint.providers.endpoints import EndpointNotAllowed, EndpointPolicy
 from slices_blueprint.providers.kubernetes import KubernetesDriver
 from slices_blueprint.providers.kubernetes_pods import (
+from tests.conftest import LOOPBACK_ALLOWED, LOOPBACK_POLICY
     MANAGED_SELECTOR,
     label_value,
     namespace_name,
@@ -83,8 +85,15 @@ def _set_server(config: dict[str, Any]) -> None:
 
 
 async def test_validate_accepts_the_cluster_kubeconfig(kubeconfig_bytes: bytes) -> None:
-    assert await KubernetesDriver.validate_credential(kubeconfig_bytes, None) == "k8s-aio"
-    assert await KubernetesDriver.validate_credential(kubeconfig_bytes, "k8s-aio") == "k8s-aio"
+    assert await KubernetesDriver.validate_credential(kubeconfig_bytes, None, LOOPBACK_POLICY) == "k8s-aio"
+    assert await KubernetesDriver.validate_credential(kubeconfig_bytes, "k8s-aio", LOOPBACK_POLICY) == "k8s-aio"
+
+
+async def test_a_cluster_on_a_non_public_address_needs_the_sites_permission(kubeconfig_bytes: bytes) -> None:
+    with pytest.raises(EndpointNotAllowed, match=r"the kubeconfig's server https://127.0.0.1:6443 reaches 127.0.0.1"):
+        await KubernetesDriver.validate_credential(kubeconfig_bytes, None, EndpointPolicy())
+    with pytest.raises(EndpointNotAllowed, match="uploaded_endpoints_allowed"):
+        KubernetesDriver.from_settings(Settings(), kubeconfig_bytes, "k8s-aio")
 
 
 @pytest.mark.parametrize(
@@ -113,7 +122,7 @@ async def test_validate_refuses_with_a_reason(
     plaintext = _mutated(kubeconfig_bytes, change) if change else kubeconfig_bytes
     started = time.monotonic()
     with pytest.raises(ProviderError, match=needle):
-        await KubernetesDriver.validate_credential(plaintext, selected)
+        await KubernetesDriver.validate_credential(plaintext, selected, LOOPBACK_POLICY)
     assert time.monotonic() - started < 15
 
 
@@ -141,7 +150,7 @@ async def test_validate_names_missing_permissions(
     token = await asyncio.to_thread(_service_account_token, kube, namespace)
     plaintext = _mutated(kubeconfig_bytes, _set_user(token=token))
     with pytest.raises(ProviderError, match="may not create namespaces and create pods"):
-        await KubernetesDriver.validate_credential(plaintext, None)
+        await KubernetesDriver.validate_credential(plaintext, None, LOOPBACK_POLICY)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +158,7 @@ async def test_validate_names_missing_permissions(
 )
 async def test_validate_refuses_non_kubeconfigs(plaintext: bytes, needle: str) -> None:
     with pytest.raises(ProviderError, match=needle):
-        await KubernetesDriver.validate_credential(plaintext, None)
+        await KubernetesDriver.validate_credential(plaintext, None, LOOPBACK_POLICY)
 
 
 def _scratch_files() -> set[str]:
@@ -164,7 +173,7 @@ async def test_uploaded_kubeconfig_leaves_no_key_material_on_disk(
     written: dict[str, str] = {}
     monkeypatch.setattr(kube_config, "_temp_files", written)
     before = _scratch_files()
-    driver = KubernetesDriver.from_settings(Settings(), kubeconfig_bytes, "k8s-aio")
+    driver = KubernetesDriver.from_settings(Settings(uploaded_endpoints_allowed=LOOPBACK_ALLOWED), kubeconfig_bytes, "k8s-aio")
     try:
         cfg = driver.api_client.configuration
         assert (cfg.cert_file, cfg.key_file, cfg.ssl_ca_cert) == (None, None, None)

@@ -19,7 +19,7 @@ from openstack.connection import Connection
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.providers.openstack import META_RESOURCE, OpenStackDriver
-from tests.conftest import fresh_database
+from tests.conftest import LOOPBACK_ALLOWED, fresh_database
 from tests.openstack.support import (
     AIO_CLOUD,
     AIO_CLOUDS_YAML,
@@ -163,7 +163,7 @@ def cloud() -> Iterator[Cloud]:
 @pytest.fixture
 async def driver(cloud: Cloud) -> AsyncIterator[OpenStackDriver]:
     """Our driver as the AIO admin, built as the task layer does from an uploaded clouds.yaml."""
-    drv = OpenStackDriver.from_settings(Settings(), cloud.clouds_yaml, AIO_CLOUD)
+    drv = OpenStackDriver.from_settings(Settings(uploaded_endpoints_allowed=LOOPBACK_ALLOWED), cloud.clouds_yaml, AIO_CLOUD)
     yield drv
     await drv.close()
 
@@ -171,7 +171,7 @@ async def driver(cloud: Cloud) -> AsyncIterator[OpenStackDriver]:
 @pytest.fixture
 async def project_driver(cloud: Cloud) -> AsyncIterator[OpenStackDriver]:
     """Our driver as the throwaway project's member (no admin rights), its only cloud."""
-    drv = OpenStackDriver.from_settings(Settings(), cloud.project_clouds_yaml, None)
+    drv = OpenStackDriver.from_settings(Settings(uploaded_endpoints_allowed=LOOPBACK_ALLOWED), cloud.project_clouds_yaml, None)
     yield drv
     await drv.close()
 

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     providers: list[str] = ["vm", "k8s", "microvm"]
     openstack_clouds_yaml: Path | None = None  # operator's site-wide cloud
     openstack_cloud: str | None = None
+    # Networks (CIDR) and host name patterns (fnmatch) that users' uploaded clouds.yaml and
+    # kubeconfig files may reach besides public addresses (private, loopback and link-local
+    # addresses are refused otherwise: an SSRF guard). Site-wide credentials are not limited.
+    uploaded_endpoints_allowed: list[str] = []
     kubernetes_kubeconfig: Path | None = None  # operator's site-wide cluster
     kubernetes_context: str | None = None
     kubernetes_ready_timeout_seconds: float = 300.0  # a pod must be Running+Ready within this

@@ -17,6 +17,7 @@ from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.providers.endpoints import EndpointPolicy
 from slices_blueprint.providers.registry import driver_class
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,8 @@ async def store(
     if len(plaintext) > MAX_CREDENTIAL_BYTES:
         raise Invalid(f"the uploaded file is larger than {MAX_CREDENTIAL_BYTES // 1024} KiB")
     try:
-        selected = await driver_class(flavor_type).validate_credential(plaintext, selected)
+        selected = await driver_class(flavor_type).validate_credential(
+            plaintext, selected, EndpointPolicy.of(settings))
     except ProviderError as exc:
         # the request's transaction rolls back, so this failure lives in the logs, not the audit trail
         log.warning("credential.check_failed", owner_id=owner_id, kind=kind, reason=str(exc))

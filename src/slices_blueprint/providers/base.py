@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from slices_blueprint.core.config import Settings
+    from slices_blueprint.providers.endpoints import EndpointPolicy
 
 NodeState = Literal["provisioning", "running", "paused", "stopped", "error", "gone"]
 
@@ -118,13 +119,18 @@ class ComputeDriver(abc.ABC):
     ) -> ComputeDriver:
         """Build the driver from settings and the caller's decrypted credential (if any).
 
-        ``selected`` names the cloud entry / kube context chosen at upload.
+        ``selected`` names the cloud entry / kube context chosen at upload. A driver built
+        from an uploaded credential calls only the endpoints ``uploaded_endpoints_allowed``
+        and public addresses allow (see :mod:`slices_blueprint.providers.endpoints`).
         """
         return cls()
 
     @classmethod
-    async def validate_credential(cls, plaintext: bytes, selected: str | None) -> str | None:
-        """Check an uploaded credential works (parse, authenticate, read the catalog).
+    async def validate_credential(
+        cls, plaintext: bytes, selected: str | None, policy: EndpointPolicy
+    ) -> str | None:
+        """Check an uploaded credential works (parse, authenticate, read the catalog), calling
+        only endpoints ``policy`` allows.
 
         Raise :class:`ProviderError` with a message a person understands when it does not;
         return the entry actually selected (e.g. the only cloud in a clouds.yaml).

@@ -96,6 +96,7 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
+from slices_blueprint.providers.endpoints import EndpointPolicy
 from slices_blueprint.providers.kubernetes_client import (
     REQUEST_TIMEOUT,
     VALIDATE_TIMEOUT,
@@ -172,6 +173,11 @@ class KubernetesDriver(ComputeDriver):
         if credential is not None:
             config = parse_kubeconfig(credential, uploaded=True)
             client = build_api_client(config, pick_context(config, selected))
+            try:
+                EndpointPolicy.of(settings).check_url(client.configuration.host, "the kubeconfig's server")
+            except ProviderError:
+                client.close()
+                raise
         elif settings.kubernetes_kubeconfig:
             path = settings.kubernetes_kubeconfig
             config = parse_kubeconfig(path.read_bytes(), uploaded=False)
@@ -190,13 +196,16 @@ class KubernetesDriver(ComputeDriver):
         )
 
     @classmethod
-    async def validate_credential(cls, plaintext: bytes, selected: str | None) -> str | None:
+    async def validate_credential(
+        cls, plaintext: bytes, selected: str | None, policy: EndpointPolicy
+    ) -> str | None:
         """Parse, reach the server, authenticate, and check we may create namespaces and pods."""
         config = parse_kubeconfig(plaintext, uploaded=True)
         context = pick_context(config, selected)
         client = await asyncio.to_thread(build_api_client, config, context)
         driver = cls(client)
         try:
+            await asyncio.to_thread(policy.check_url, client.configuration.host, "the kubeconfig's server")
             version = await driver._call(
                 VersionApi(client).get_code, _request_timeout=VALIDATE_TIMEOUT
             )

@@ -83,6 +83,7 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
+from slices_blueprint.providers.endpoints import EndpointPolicy, guard_requests_session
 
 log = structlog.get_logger(__name__)
 
@@ -268,9 +269,16 @@ _shared: OrderedDict[str, _SharedConnection] = OrderedDict()
 _shared_lock = threading.Lock()
 
 
-def _connect(cloud_name: str, cloud: dict[str, Any], api_timeout_s: float) -> Connection:
+def _connect(
+    cloud_name: str, cloud: dict[str, Any], api_timeout_s: float, policy: EndpointPolicy | None
+) -> Connection:
+    """A connection (it signs in on first use); with ``policy``, every request it makes to
+    keystone or to the catalog's endpoints is checked first."""
+    auth_url = cloud["auth"].get("auth_url")
+    if policy is not None and auth_url:
+        policy.check_url(str(auth_url), "the auth_url")
     try:
-        return openstack.connect(
+        conn = openstack.connect(
             load_yaml_config=False,
             load_envvars=False,
             app_name="slices-blueprint",
@@ -278,21 +286,26 @@ def _connect(cloud_name: str, cloud: dict[str, Any], api_timeout_s: float) -> Co
         )
     except (ks_exc.ClientException, os_exc.SDKException) as exc:
         raise ProviderError(f"cloud {cloud_name!r} in clouds.yaml is not usable: {exc}") from None
+    if policy is not None:
+        guard_requests_session(conn.session.session, policy)
+    return conn
 
 
 def _shared_connection(
-    cloud_name: str, cloud: dict[str, Any], api_timeout_s: float
+    cloud_name: str, cloud: dict[str, Any], api_timeout_s: float, policy: EndpointPolicy | None
 ) -> _SharedConnection:
     """One connection per distinct cloud settings, kept for later tasks (least recently used
     dropped beyond :data:`MAX_SHARED_CONNECTIONS`): drivers are built per task, and signing
     in plus endpoint discovery cost more than most calls. keystoneauth renews the token."""
+    guard = policy.key if policy is not None else None
     key = hashlib.sha256(
-        json.dumps([cloud, api_timeout_s], sort_keys=True, default=str).encode()
+        json.dumps([cloud, api_timeout_s, guard], sort_keys=True, default=str).encode()
     ).hexdigest()
     with _shared_lock:
         entry = _shared.get(key)
         if entry is None:
-            entry = _shared[key] = _SharedConnection(_connect(cloud_name, cloud, api_timeout_s))
+            entry = _shared[key] = _SharedConnection(
+                _connect(cloud_name, cloud, api_timeout_s, policy))
             while len(_shared) > MAX_SHARED_CONNECTIONS:
                 _shared.popitem(last=False)  # closed once no driver uses it any more
         _shared.move_to_end(key)
@@ -318,15 +331,17 @@ class OpenStackDriver(ComputeDriver):
         boot_timeout_s: float = 600.0,
         delete_timeout_s: float = 300.0,
         share_connection: bool = True,
+        policy: EndpointPolicy | None = None,
     ) -> None:
+        """``policy`` limits the endpoints called (uploaded credentials); None: no limit."""
         self.cloud_name = cloud_name
         self.boot_timeout_s = boot_timeout_s
         self.delete_timeout_s = delete_timeout_s
         self._owns_connection = not share_connection
         self._shared = (
-            _shared_connection(cloud_name, cloud, api_timeout_s)
+            _shared_connection(cloud_name, cloud, api_timeout_s, policy)
             if share_connection
-            else _SharedConnection(_connect(cloud_name, cloud, api_timeout_s))
+            else _SharedConnection(_connect(cloud_name, cloud, api_timeout_s, policy))
         )
 
     @property
@@ -338,7 +353,7 @@ class OpenStackDriver(ComputeDriver):
         cls, settings: Settings, credential: bytes | None, selected: str | None
     ) -> OpenStackDriver:
         if credential is not None:
-            return cls(*parse_clouds_yaml(credential, selected))
+            return cls(*parse_clouds_yaml(credential, selected), policy=EndpointPolicy.of(settings))
         if settings.openstack_clouds_yaml is None:
             raise ProviderError(
                 "no OpenStack cloud: upload your clouds.yaml, or ask the operator for a "
@@ -348,9 +363,13 @@ class OpenStackDriver(ComputeDriver):
         return cls(*parse_clouds_yaml(site_yaml, settings.openstack_cloud))
 
     @classmethod
-    async def validate_credential(cls, plaintext: bytes, selected: str | None) -> str | None:
+    async def validate_credential(
+        cls, plaintext: bytes, selected: str | None, policy: EndpointPolicy
+    ) -> str | None:
         name, cloud = parse_clouds_yaml(plaintext, selected)
-        driver = cls(name, cloud, api_timeout_s=cls.validate_timeout_s, share_connection=False)
+        driver = await asyncio.to_thread(
+            cls, name, cloud, api_timeout_s=cls.validate_timeout_s, share_connection=False,
+            policy=policy)
         where = cloud["auth"].get("auth_url", "the auth_url")
         try:
             await driver._call(f"signing in at {where}", driver.conn.authorize)

@@ -22,7 +22,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
     assert diff == []
 
 
-def _ours(obj, name, type_, reflected, compare_to) -> bool:  # noqa: ANN001
+def _ours(obj, name, type_, reflected, compare_to) -> bool:
     return not (name or "").startswith("procrastinate")
 
 

@@ -1,3 +1,5 @@
-from slices_blueprint.cli.main import app
+"""``python -m slices_blueprint``: the ``slices-blueprint`` command."""
 
-app()
+from slices_blueprint.cli.main import main
+
+main()

@@ -20,8 +20,8 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.errors import install_error_handlers
-from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.metrics import RESOURCE_STATES, install_metrics
+from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
@@ -115,7 +115,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         try:
             async with app.state.db.session() as session:
                 await session.execute(text("SELECT 1 FROM procrastinate_jobs LIMIT 1"))
-        except Exception as exc:  # any failure means not ready
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"status": "unavailable", "detail": exc.__class__.__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 

@@ -33,7 +33,6 @@ from slices_blueprint.providers.base import (
 from slices_blueprint.providers.endpoints import EndpointNotAllowed, EndpointPolicy
 from slices_blueprint.providers.kubernetes import KubernetesDriver
 from slices_blueprint.providers.kubernetes_pods import (
-from tests.conftest import LOOPBACK_ALLOWED, LOOPBACK_POLICY
     MANAGED_SELECTOR,
     label_value,
     namespace_name,
@@ -43,6 +42,7 @@ from tests.conftest import LOOPBACK_ALLOWED, LOOPBACK_POLICY
     pod_name,
     resource_selector,
 )
+from tests.conftest import LOOPBACK_ALLOWED, LOOPBACK_POLICY
 
 from .support import wait_namespace_gone, wait_pod
 

@@ -39,7 +39,8 @@ class AgentSettings(BaseSettings):
     """Every setting of ``slices-blueprint agent``; README.md documents each one."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SLICES_AGENT_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="SLICES_AGENT_", env_nested_delimiter="__", extra="ignore",
+        hide_input_in_errors=True,  # a rejected value may be a secret: never echo it
     )
 
     data_dir: Path = Field(default_factory=default_agent_dir)

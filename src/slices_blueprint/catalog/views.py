@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from slices_blueprint.catalog import service
+from slices_blueprint.catalog.flows import sync_from_provider
 from slices_blueprint.catalog.schemas import (
     CatalogEntryPatch,
     DiskImageCreate,
@@ -19,13 +20,12 @@ from slices_blueprint.catalog.schemas import (
     SyncRequest,
     SyncResult,
 )
-from slices_blueprint.catalog.flows import sync_from_provider
-from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep
+from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import enabled_types
 
 router = APIRouter(prefix=BI_PREFIX, tags=["catalog"])

@@ -22,7 +22,7 @@ def catalog_sync(
     """Import the site-wide provider's images and flavors now; prints what changed."""
     from slices_blueprint.catalog.flows import sync_from_provider
 
-    async def work(session, settings):  # noqa: ANN001, ANN202
+    async def work(session, settings):
         return await sync_from_provider(session, settings, flavor_type, "system:cli")
 
     cluster_id, report = _run(work, data_dir)

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
-from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, UserToken, request_json, resolve_token
+from slices_blueprint.cli.http import (
+    JsonOutput,
+    ServiceUrl,
+    Token,
+    UserToken,
+    request_json,
+    resolve_token,
+)
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
 
 console = Console()
@@ -105,7 +112,7 @@ def _by_name(url: str, token: str, kind: str, ref: str) -> str:
     return rows[0]["id"]
 
 
-def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks, public_ipv4, from_file) -> dict[str, Any]:  # noqa: ANN001
+def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks, public_ipv4, from_file) -> dict[str, Any]:
     if from_file:
         loaded = json.loads(from_file.read_text())
         return {"resources": loaded} if isinstance(loaded, list) else loaded
@@ -187,7 +194,7 @@ def extend(
     _print(row, as_json, ["id", "expires_at", "capped"])
 
 
-def _action(action: str, method: str, suffix: str):  # noqa: ANN202
+def _action(action: str, method: str, suffix: str):
     def command(resource: str, url: ServiceUrl, token: Token = None,
                 wait_: Annotated[bool, typer.Option("--wait/--no-wait")] = True, as_json: JsonOutput = False) -> None:
         tok = resolve_token(token)

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from slices_blueprint.agent.cli import agent_app
-from slices_blueprint.cli import admin, client, dev
+from slices_blueprint.cli import admin, client, dev, settings_errors
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -24,7 +24,7 @@ client.register(app)
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
 
 
-def _settings(**overrides: object):  # noqa: ANN202 - returns Settings, imported lazily
+def _settings(**overrides: object):
     from slices_blueprint.core.config import Settings
 
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -55,7 +55,7 @@ def serve(
             local_agent.wait(10)
 
 
-def _start_local_host(settings):  # noqa: ANN001, ANN202 - Settings -> Popen | None, imported lazily
+def _start_local_host(settings):
     """In dev mode, a local microVM host (the agent as a child process) unless turned off."""
     import secrets
 
@@ -118,5 +118,10 @@ def db_current(data_dir: DataDir = None) -> None:
     migrations.current(resolve_database_url(_settings(data_dir=data_dir)))
 
 
+def main() -> None:
+    """The ``slices-blueprint`` command."""
+    settings_errors.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -16,7 +16,7 @@ log = structlog.get_logger(__name__)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    sys.exit(128 + signum)
+    sys.exit(0)  # a requested stop is a clean exit (systemd counts 143 as a failure)
 
 
 def prepare(settings: Settings) -> str:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -45,6 +46,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SLICES_BLUEPRINT_", env_nested_delimiter="__", extra="ignore",
         populate_by_name=True,  # Settings(database_url=...) as well as DATABASE_URL
+        hide_input_in_errors=True,  # a rejected value may be a secret: never echo it
     )
 
     # Where and how we run
@@ -129,6 +131,21 @@ class Settings(BaseSettings):
         if config_file:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
         return tuple(sources)
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _check_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """Refuse a key that is not a Fernet key at start-up, not at the first upload."""
+        for number, key in enumerate(keys, 1):
+            try:
+                Fernet(key.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    f"key {number} is not a Fernet key (32 url-safe base64-encoded bytes; make "
+                    "one with: python -c \"from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())\")"
+                ) from None
+        return keys
 
     @model_validator(mode="after")
     def _check_dev_mode(self) -> Settings:

@@ -21,7 +21,7 @@ class ResourceStateCollector:
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str], int] = {}
 
-    def collect(self):  # noqa: ANN201 - prometheus protocol
+    def collect(self):
         family = GaugeMetricFamily("sb_resources", "Compute resources by status", labels=["status", "provider"])
         for (status, provider), count in sorted(self.counts.items()):
             family.add_metric([status, provider], count)

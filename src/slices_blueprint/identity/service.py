@@ -36,7 +36,7 @@ def parse_expiry(value: Any) -> dt.datetime | None:
     try:
         if isinstance(value, int | float):
             return dt.datetime.fromtimestamp(value, dt.UTC)
-        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(str(value))
     except (ValueError, OverflowError, OSError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

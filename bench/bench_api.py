@@ -29,9 +29,9 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slices_blueprint.core import migrations  # noqa: E402
-from slices_blueprint.core.config import Settings  # noqa: E402
-from slices_blueprint.core.dev_issuer import mint_dev_token  # noqa: E402
+from slices_blueprint.core import migrations
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.dev_issuer import mint_dev_token
 
 BI = "/apis/bi.slices.eu/v1alpha2"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -51,7 +51,7 @@ async def timed_requests(
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
 
-    async def one(call) -> None:  # noqa: ANN001
+    async def one(call) -> None:
         async with gate:
             start = time.perf_counter()
             response = await call()
@@ -109,7 +109,7 @@ async def bench(url: str, settings: Settings, db_url: str, args: argparse.Namesp
             "GET /healthz (baseline)", *await timed_requests(client, health, args.concurrency)
         )
 
-        def post(i: int):  # noqa: ANN202
+        def post(i: int):
             body = {
                 "request_id": str(uuid.uuid4()),
                 "resources": [

@@ -243,7 +243,8 @@ class VMManager:
         vm_dir = self.store.vm_dir(record.id)
         assert record.boot is not None
         if self.network:
-            record.tap = await asyncio.to_thread(self.network.ensure_tap, record.id)
+            record.tap = await asyncio.to_thread(self.network.ensure_tap, record.id,
+                                                 self.vmm.tap_owner)
             net: TapNet | UserNet = TapNet(tap=record.tap, mac=record.mac)
         else:
             net = UserNet(mac=record.mac, bind=self.settings.forward_bind,

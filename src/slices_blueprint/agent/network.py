@@ -88,12 +88,14 @@ class BridgeNetwork:
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         log.info("agent.bridge_ready", bridge=self.bridge, subnet=str(self.subnet))
 
-    def ensure_tap(self, vm_id: str) -> str:
-        """The VM's TAP, on the bridge and up; idempotent."""
+    def ensure_tap(self, vm_id: str, owner: tuple[int, int] | None = None) -> str:
+        """The VM's TAP, on the bridge and up; idempotent. ``owner`` (uid, gid) may attach to
+        it without privileges (a jailed VMM)."""
         name = tap_name(vm_id)
         with IPRoute() as ipr:
             if not ipr.link_lookup(ifname=name):
-                ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+                owned = {"uid": owner[0], "gid": owner[1]} if owner else {}
+                ipr.link("add", ifname=name, kind="tuntap", mode="tap", **owned)
             (bridge,) = ipr.link_lookup(ifname=self.bridge)
             (index,) = ipr.link_lookup(ifname=name)
             ipr.link("set", index=index, master=bridge, state="up")

@@ -67,6 +67,11 @@ class VMM(abc.ABC):
 
     name: ClassVar[str]
 
+    @property
+    def tap_owner(self) -> tuple[int, int] | None:
+        """The uid:gid a VM's TAP must belong to (an unprivileged VMM); None: root's."""
+        return None
+
     @abc.abstractmethod
     async def launch(self, plan: LaunchPlan) -> int:
         """Start the VM and answer the VMM's pid once the guest is booting."""

@@ -98,6 +98,10 @@ class FirecrackerVMM(VMM):
         self.binary = binary
         self.jailer = jailer
 
+    @property
+    def tap_owner(self) -> tuple[int, int] | None:
+        return (self.jailer.uid, self.jailer.gid) if self.jailer else None
+
     async def launch(self, plan: LaunchPlan) -> int:
         if not isinstance(plan.net, TapNet):
             raise VMMError("Firecracker needs bridge networking (a TAP per VM)")

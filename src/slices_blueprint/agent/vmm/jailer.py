@@ -17,22 +17,21 @@ Around it the agent:
 - hard-links ``firecracker.log`` inside the chroot at its host path, so ``--log-path``
   names the VM directory on Firecracker's command line, as without the jailer: that is
   how the agent recognises its VMM processes (``base.process_alive``);
-- gives the VM's TAP to uid:gid (TUNSETOWNER), since Firecracker opens it unprivileged.
+- has the VM's TAP created for uid:gid (``FirecrackerVMM.tap_owner``), since Firecracker
+  opens it unprivileged.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import shutil
-import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import structlog
 
-from slices_blueprint.agent.vmm.base import LaunchPlan, TapNet
+from slices_blueprint.agent.vmm.base import LaunchPlan
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +40,6 @@ API_SOCKET = "/run/firecracker.socket"  # Firecracker's default, inside the chro
 JAILED_NAMES = {"kernel": "vmlinux", "initrd": "initrd.img", "rootfs": "rootfs.img",
                 "seed": "seed.img"}  # LaunchPlan field -> file name in the chroot
 VM_OWN = ("rootfs", "seed")  # chowned to uid:gid; the boot files are shared with other VMs
-
-# <linux/if_tun.h>
-TUNSETIFF, TUNSETOWNER, TUNSETGROUP = 0x400454CA, 0x400454CC, 0x400454CE
-IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
 
 
 def _link(source: Path, dest: Path) -> str:
@@ -59,14 +54,6 @@ def _link(source: Path, dest: Path) -> str:
         shutil.copy2(source, dest)
         return "copy"
     return "link"
-
-
-def give_tap(name: str, uid: int, gid: int) -> None:
-    """Let ``uid``/``gid`` attach to the persistent TAP ``name`` without CAP_NET_ADMIN."""
-    with open("/dev/net/tun", "r+b", buffering=0) as tun:
-        fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI))
-        fcntl.ioctl(tun, TUNSETOWNER, uid)
-        fcntl.ioctl(tun, TUNSETGROUP, gid)
 
 
 @dataclass(frozen=True)
@@ -99,8 +86,6 @@ class Jailer:
                 inside[field] = Path("/", name)
                 how[name] = self._put(source, root / name, own=field in VM_OWN)
         how[fc_log.name] = self._put(fc_log, root / fc_log.relative_to("/"), own=True)
-        assert isinstance(plan.net, TapNet)
-        give_tap(plan.net.tap, self.uid, self.gid)
         log.info("agent.jail_built", vm_id=plan.vm_id, jail_id=instance_id, chroot=str(root),
                  files=how)
         argv = [self.binary, "--id", instance_id, "--exec-file", str(exec_file),

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from slices_blueprint.core.dev_issuer import mint_dev_token
+
+
+def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Wait until ``url`` answers 200 while ``process`` lives; fail with its log otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()[-3000:]}"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s: {log.read_text()[-3000:]}"
+        time.sleep(0.2)
 
 
 class Api:

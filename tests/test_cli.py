@@ -50,6 +50,11 @@ def test_full_client_flow(cli, live, http) -> None:
     extended = json.loads(cli("extend", "c1", "--hours", "5", "--json", token=token).stdout)
     assert extended["capped"] is False
     assert json.loads(cli("reset", "c1", "--json", token=token).stdout)["status"] == "succeeded"
+    assert json.loads(cli("stop", "c1", "--json", token=token).stdout)["status"] == "succeeded"
+    assert json.loads(cli("wait", "c1", "--json", token=token).stdout)["status"] == "stopped"
+    assert json.loads(cli("start", "c1", "--json", token=token).stdout)["status"] == "succeeded"
+    no_metrics = cli("metrics", "c1", token=token, check=False)
+    assert no_metrics.returncode == 1 and "test-double resources do not report any" in no_metrics.stderr
     assert json.loads(cli("delete", "c2", "--json", token=token).stdout)["status"] == "succeeded"
     assert [r["friendly_name"] for r in json.loads(cli("list", "--json", token=token).stdout)] == ["c1"]
 

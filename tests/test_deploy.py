@@ -17,13 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from tests.conftest import free_port, fresh_database, integration_unavailable
+from tests.helpers import wait_answering
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 UNITS = ("slices-blueprint.service", "slices-blueprint-worker@.service", "slices-blueprint-agent.service")
@@ -100,15 +100,8 @@ def test_service_and_worker_units_run_and_do_jobs(unit_env: dict[str, str], tmp_
     processes = [subprocess.Popen(argv, env={**env, **extra}, stdout=logs[name], stderr=subprocess.STDOUT)
                  for name, argv, extra in (("serve", serve, serve_env), ("worker", worker, worker_env))]
     try:
+        wait_answering(f"http://127.0.0.1:{port}/readyz", processes[0], tmp_path / "serve.log", 60)
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-2000:]
-            time.sleep(0.3)
         # the service queues a catalog sync at start; only the worker unit runs jobs
         with psycopg.connect(unit_env["DATABASE_URL"], autocommit=True) as conn:
             while not conn.execute("SELECT count(*) FROM events WHERE action = 'catalog.sync'"

@@ -14,6 +14,7 @@ import psutil
 
 from slices_blueprint.core.deps import BI_PREFIX
 from tests.conftest import free_port
+from tests.helpers import wait_answering
 
 
 def test_serve_on_embedded_defaults(tmp_path) -> None:
@@ -25,16 +26,7 @@ def test_serve_on_embedded_defaults(tmp_path) -> None:
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-            time.sleep(0.5)
+        wait_answering(f"{base}/readyz", proc, tmp_path / "serve.log", 90)
         assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
         assert httpx.get(f"{base}/docs").status_code == 200
         admin = httpx.post(f"{base}/dev/tokens", json={"user": "admin"}).json()["token"]

@@ -65,7 +65,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             if with_worker:
                 name = f"serve@{socket.gethostname()}"
                 worker = asyncio.create_task(run_worker(queue, settings, name=name, install_signal_handlers=False))
-                await request_catalog_sync(queue)
+            await request_catalog_sync(queue)  # whichever worker comes first imports the catalogs
             log.info("service.started", url=settings.service_url, dev_mode=settings.effective_dev_mode, worker=with_worker, site=settings.site_id)
             try:
                 yield

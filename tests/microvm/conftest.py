@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 from slices_blueprint.agent.default_image import cloud_kernel
 from slices_blueprint.agent.vmm.base import remove_control_sockets, vmm_processes
 from tests.conftest import integration_unavailable
+from tests.helpers import wait_answering
 
 _counter = itertools.count(1)
 
@@ -102,16 +102,7 @@ class TestHost:
             ["ip", "netns", "exec", self.ns, sys.executable, "-m", "slices_blueprint.agent"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            assert self.proc.poll() is None, f"agent exited: see {log.name}"
-            assert time.monotonic() < deadline, "agent did not answer /healthz"
-            time.sleep(0.1)
+        wait_answering(f"{self.url}/healthz", self.proc, Path(log.name), 30)
 
     def kill_agent(self) -> None:
         """SIGKILL the agent (its VMs keep running, as after a crash)."""

@@ -4,6 +4,9 @@ pause, resume, delete, nothing left on the host. Also the agent's heartbeats and
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -155,6 +158,11 @@ def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: 
     latest = wait_for(two_points, 30, "two metric points")[-1]
     assert latest["cpu_percent"] >= 0 and latest["memory_mib"] > 20, latest
     assert latest["net_rx_bytes_per_s"] is not None and latest["disk_read_bytes_per_s"] is not None
+    env = {**os.environ, "SLICES_BLUEPRINT_URL": service_url, "SLICES_BLUEPRINT_TOKEN": token,
+           "COLUMNS": "200"}
+    table = subprocess.run([sys.executable, "-m", "slices_blueprint", "metrics", rid], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert table.returncode == 0 and "cpu %" in table.stdout and "memory MiB" in table.stdout, table
     auth = {"Authorization": f"Bearer {admin}"}
     impostor = http.post(f"{service_url}/api/v1/hosts/register", headers=auth, json={
         "name": "impostor", "url": "http://192.0.2.9:8700", "token": "i" * 32,

@@ -159,6 +159,31 @@ def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutpu
         console.print(f"[bold]{key}[/bold]: {value}")
 
 
+def metrics(
+    resource: str, url: ServiceUrl, token: Token = None,
+    minutes: Annotated[int, typer.Option(help="How far back.")] = 10,
+    as_json: JsonOutput = False,
+) -> None:
+    """A microVM's CPU, memory, network and disk over the last minutes (by id or name)."""
+    tok = resolve_token(token)
+    rid = _resolve_resource(url, tok, resource)
+    answer = request_json("GET", f"{_bi(url)}/resources/{rid}/metrics?minutes={minutes}", tok)
+    if as_json:
+        _print(answer, True, [])
+        return
+    kib = 1024
+    rows = [{
+        "at": f"{point['at'][11:19]}", "cpu %": point["cpu_percent"], "memory MiB": point["memory_mib"],
+        **{label: None if point[key] is None else round(point[key] / kib, 1) for label, key in (
+            ("net in KiB/s", "net_rx_bytes_per_s"), ("net out KiB/s", "net_tx_bytes_per_s"),
+            ("disk read KiB/s", "disk_read_bytes_per_s"), ("disk write KiB/s", "disk_write_bytes_per_s"))},
+    } for point in answer["points"]]
+    if not rows:
+        typer.echo(f"no metrics in the last {minutes} minutes (the host sends them while the VM runs)")
+        return
+    _print(rows, False, list(rows[0]), title=f"{resource}: {answer['vcpus']} vCPU, last {minutes} min")
+
+
 def wait(
     resource: str, url: ServiceUrl, token: Token = None,
     state: Annotated[str, typer.Option(help="State to wait for (default: any settled state).")] = "",
@@ -243,7 +268,7 @@ def credentials_delete(kind: str, url: ServiceUrl, user_token: UserToken = None)
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the root CLI."""
-    for command in (flavors, images, create, show, wait, extend, task):
+    for command in (flavors, images, create, show, wait, extend, metrics, task):
         app.command(rich_help_panel="Client")(command)
     app.command("list", rich_help_panel="Client")(list_)
     app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))

@@ -57,6 +57,13 @@ def test_microvm_metrics_charts(page: Any, pg_admin_url: str, tmp_path: Path,
             assert page.evaluate("window.__noReload") == "resource"
             page.locator("#metrics-heading").scroll_into_view_if_needed()
             shot(page, "metrics")
+
+            # operators see what runs where: the hosts page lists the VM under its host
+            dev_login(page, server, "admin", experiment)
+            page.goto(f"{server.url}/ui/hosts")
+            page.locator("td details summary").first.click()  # the host's VM count opens its list
+            page.get_by_role("link", name="vm-charts").click()
+            page.wait_for_url(f"{server.url}/ui/resources/{rid}")
             api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], timeout=60)
         finally:
             agent.terminate()

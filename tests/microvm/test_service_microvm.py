@@ -84,7 +84,7 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
                      if h["name"] == host.ns and h["metrics"]],
             30, "registration and a heartbeat",
         )[0]
-        assert listed["status"] == "active" and listed["url"] == host.url
+        assert listed["status"] == "active" and listed["url"] == host.url and listed["resources"] == []
         assert listed["metrics"]["host"]["memory_total_bytes"] > 0
 
         flavor, image = microvm_catalog(api, admin)
@@ -100,6 +100,8 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         assert (ssh_banner(host.address, access["ssh_port"]) or "").startswith("SSH-2.0-dropbear")
 
         rid = resource["id"]
+        on_host = http.get(f"{service.url}/api/v1/hosts", headers={"Authorization": f"Bearer {admin}"}).json()
+        assert [h["resources"] for h in on_host if h["name"] == host.ns] == [[rid]]  # what runs where
         assert_metrics_history(api, http, service.url, admin, token, rid)
         api.wait_task(token, api.ok("POST", f"/resources/{rid}/pause", token, 202)["id"])
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == "paused"

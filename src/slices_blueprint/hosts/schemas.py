@@ -57,3 +57,4 @@ class HostOut(BaseModel):
     last_heartbeat_at: dt.datetime | None
     labels: dict[str, Any]
     metrics: dict[str, Any]
+    resources: list[str] = Field(default=[], description="the live resources placed on the host")

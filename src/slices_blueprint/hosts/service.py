@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 
 import structlog
@@ -28,6 +29,7 @@ from slices_blueprint.core.models import get_or_404, utcnow
 from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.hosts.models import Host, HostBooking
 from slices_blueprint.hosts.schemas import Capacity, Heartbeat, HostOut, HostRegistration
+from slices_blueprint.resources.models import ComputeResource
 
 log = structlog.get_logger(__name__)
 
@@ -53,7 +55,28 @@ class HostPolicy:
         )
 
 
-def host_out(host: Host, site: str) -> HostOut:
+MICROVM = "microvm"  # the flavor type whose resources run on these hosts
+
+
+async def resources_on_hosts(session: AsyncSession) -> dict[uuid.UUID, list[ComputeResource]]:
+    """The live microVM resources placed on each host, by host id (what runs where)."""
+    rows = await session.scalars(
+        select(ComputeResource)
+        .where(ComputeResource.provider == MICROVM, ComputeResource.status != "deleted",
+               ComputeResource.provider_resource_id.is_not(None))
+        .order_by(ComputeResource.friendly_name)
+    )
+    placed: dict[uuid.UUID, list[ComputeResource]] = defaultdict(list)
+    for resource in rows:
+        host_id = (resource.provider_resource_id or "").split("/", 1)[0]
+        try:
+            placed[uuid.UUID(host_id)].append(resource)
+        except ValueError:
+            log.warning("hosts.unplaced_resource", resource_id=str(resource.id))
+    return placed
+
+
+def host_out(host: Host, site: str, resources: list[ComputeResource] | None = None) -> HostOut:
     return HostOut(
         id=format_id("host", site, host.id), name=host.name, url=host.url, status=host.status,
         vmm=host.vmm, network_mode=host.network_mode, vcpus=host.vcpus,
@@ -61,6 +84,7 @@ def host_out(host: Host, site: str) -> HostOut:
         memory_used_mib=host.memory_used_mib, disk_free_mib=host.disk_free_mib,
         vms_running=host.vms_running, last_heartbeat_at=host.last_heartbeat_at,
         labels=host.labels or {}, metrics=host.metrics or {},
+        resources=[format_id("resource", site, r.id) for r in resources or []],
     )
 
 

@@ -68,7 +68,8 @@ async def heartbeat(
 @router.get("", response_model=list[HostOut])
 async def list_hosts(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> list[HostOut]:
     caller.require_admin()
-    return [service.host_out(h, settings.site_id) for h in await service.list_hosts(session)]
+    placed = await service.resources_on_hosts(session)
+    return [service.host_out(h, settings.site_id, placed.get(h.id, [])) for h in await service.list_hosts(session)]
 
 
 @router.post("/{host_id}/{action}", response_model=HostOut)

@@ -20,6 +20,7 @@ from slices_blueprint.hosts import service as hosts
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.resources.service import resource_out
 from slices_blueprint.web.deps import UI, CsrfChecked, FormRejected, UserDep, redirect, render
 
 router = APIRouter(prefix=UI)
@@ -105,7 +106,9 @@ async def sync(request: Request, db: SessionDep, settings: SettingsDep, caller: 
 async def hosts_page(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """MicroVM hosts: capacity, heartbeats, VMs (admins)."""
     caller.require_admin()
-    rows = [hosts.host_out(h, settings.site_id) for h in await hosts.list_hosts(db)]
+    placed = await hosts.resources_on_hosts(db)
+    rows = [(hosts.host_out(h, settings.site_id), [resource_out(r, settings.site_id) for r in placed.get(h.id, [])])
+            for h in await hosts.list_hosts(db)]
     return render(request, "hosts.html", hosts=rows)
 
 

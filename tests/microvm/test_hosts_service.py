@@ -115,6 +115,26 @@ async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back
         assert await service.mark_lost(session, settings) == []
 
 
+async def test_a_lost_hosts_vms_report_the_loss_and_busy_hosts_are_not_forgotten(
+    db, settings, database_url: str
+) -> None:
+    async with db.session() as session:
+        host = await service.register(session, settings, registration("gone-quiet", 2, 1024))
+        host.last_heartbeat_at = utcnow() - dt.timedelta(seconds=31)
+    async with db.session() as session:
+        assert await service.mark_lost(session, settings) == ["gone-quiet"]
+    driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
+    try:
+        info = await driver.status(f"{host.id}/resource_x_1")  # no call to the unreachable agent
+    finally:
+        await driver.close()
+    assert info.state == "error" and "microVM host gone-quiet is lost: no heartbeat since" in info.reason
+    async with db.session() as session:
+        await service.remove(session, host.id, "x")  # nothing placed on it: forgotten
+    async with db.session() as session:
+        assert await session.get(Host, host.id) is None
+
+
 async def test_driver_errors_name_the_problem(db, settings, database_url: str) -> None:
     driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
     spec = NodeSpec(resource_id="resource_x_1", name="n", experiment_id="e", project_id="p",

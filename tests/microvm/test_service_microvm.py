@@ -102,6 +102,8 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         rid = resource["id"]
         on_host = http.get(f"{service.url}/api/v1/hosts", headers={"Authorization": f"Bearer {admin}"}).json()
         assert [h["resources"] for h in on_host if h["name"] == host.ns] == [[rid]]  # what runs where
+        busy = http.delete(f"{service.url}/api/v1/hosts/{listed['id']}", headers={"Authorization": f"Bearer {admin}"})
+        assert busy.status_code == 409 and f"mv1 ({rid})" in busy.json()["detail"]  # not forgotten while busy
         assert_metrics_history(api, http, service.url, admin, token, rid)
         api.wait_task(token, api.ok("POST", f"/resources/{rid}/pause", token, 202)["id"])
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == "paused"

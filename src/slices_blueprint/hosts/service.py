@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.errors import NotFound
+from slices_blueprint.core.errors import Conflict, NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import get_or_404, utcnow
 from slices_blueprint.core.secretbox import secret_box
@@ -162,9 +162,18 @@ async def set_status(session: AsyncSession, host_id: uuid.UUID, status: str) -> 
     return host
 
 
-async def remove(session: AsyncSession, host_id: uuid.UUID) -> None:
-    await session.delete(await get(session, host_id))
-    log.info("hosts.removed", host_id=str(host_id))
+async def remove(session: AsyncSession, host_id: uuid.UUID, site: str, force: bool = False) -> None:
+    """Forget a host. One that still runs live resources is refused (their VMs would go on
+    running, untracked, until someone noticed) unless ``force``: they are then the
+    reconciler's to mark as vanished."""
+    host = await get(session, host_id)
+    placed = (await resources_on_hosts(session)).get(host_id, [])
+    if placed and not force:
+        names = ", ".join(f"{r.friendly_name} ({format_id('resource', site, r.id)})" for r in placed)
+        raise Conflict(f"host {host.name} still runs {len(placed)} live resource(s): {names}; "
+                       "delete them first, or remove the host with force=true")
+    await session.delete(host)
+    log.info("hosts.removed", host_id=str(host_id), name=host.name, forced_over=len(placed))
 
 
 async def mark_lost(session: AsyncSession, settings: Settings) -> list[str]:

@@ -85,8 +85,11 @@ async def change_status(
 
 
 @router.delete("/{host_id}", status_code=204)
-async def remove_host(host_id: str, caller: CallerDep, session: SessionDep) -> Response:
-    """Forget a host (its VMs are not touched; drain it first to move load away)."""
+async def remove_host(
+    host_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep, force: bool = False,
+) -> Response:
+    """Forget a host (its VMs are not touched). A host with live resources is refused (409)
+    unless ``force=true``: drain it and delete them first."""
     caller.require_admin()
-    await service.remove(session, path_id(host_id, "host"))
+    await service.remove(session, path_id(host_id, "host"), settings.site_id, force=force)
     return Response(status_code=204)

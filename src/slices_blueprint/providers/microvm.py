@@ -244,6 +244,14 @@ class MicroVMDriver(ComputeDriver):
         await progress(100, "deleted")
 
     async def status(self, provider_resource_id: str) -> NodeInfo:
+        """The VM's state from its agent; on a lost host an error naming the host (the
+        reconciler shows it on the resource, and puts it back when the host returns)."""
+        async with self.db.session() as session:
+            host = await session.get(Host, self._split(provider_resource_id)[0])
+        if host is not None and host.status == hosts.LOST:
+            since = f"{host.last_heartbeat_at:%Y-%m-%d %H:%M} UTC" if host.last_heartbeat_at else "ever"
+            return NodeInfo(provider_resource_id=provider_resource_id, state="error",
+                            reason=f"microVM host {host.name} is lost: no heartbeat since {since}")
         answer = await self._on_host(provider_resource_id, "GET")
         if answer is None or answer[1].status_code == 404:
             return NodeInfo(provider_resource_id=provider_resource_id, state="gone")

@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+NODE_MODULES = Path(os.environ.get("SLICES_BLUEPRINT_NPM_PREFIX", "/opt/slices-blueprint-npm")) / "node_modules"
+"""Where ``.ci/run`` installs the npm packages of ``.ci/npm-browser.txt``."""
 LAPTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 

@@ -26,7 +26,7 @@ from slices_blueprint.core.errors import ServiceUnavailable, Unauthorized
 from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.web import oidc
 from slices_blueprint.web.session import COOKIE, MAX_COOKIE_BYTES
-from tests.browser.conftest import shot
+from tests.browser.conftest import NODE_MODULES, shot
 from tests.conftest import (
     LiveServer,
     free_port,
@@ -36,7 +36,6 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.browser
-NODE_MODULES = Path(os.environ.get("SLICES_BLUEPRINT_NPM_PREFIX", "/opt/slices-blueprint-npm")) / "node_modules"
 PROVIDER_SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 TOKEN_TTL = 6  # seconds the provider's id-tokens live: the tests wait for them to expire
 

@@ -68,3 +68,48 @@ def test_reconciler_records_drift_and_orphans(live, http, database_url) -> None:
     with psycopg.connect(database_url) as conn:
         (count,) = conn.execute("SELECT count(*) FROM events WHERE action = 'provider.orphan' AND message LIKE '%td-orphan%'").fetchone()
     assert count >= 1
+
+
+def test_reconciler_deletes_what_a_gone_resource_left_behind(live, http, database_url) -> None:
+    """Quota must not leak: a node whose resource was deleted is removed once the grace has
+    passed; a node of an unknown resource is only reported; another site's is left alone."""
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "orphans")
+    task = api.create(token, ["leaky", "keeper"], flavor, image)
+    api.wait_task(token, task["id"])
+    leaky = api.ok("GET", f"/resources/{task['resource_ids'][0]}", token)
+    nodes = live.settings.data_dir / "test-double"
+    leftover = (nodes / f"{leaky['provider_resource_id']}.json").read_text()
+    api.wait_task(token, api.ok("DELETE", f"/resources/{leaky['id']}", token, 202)["id"])
+    (nodes / f"{leaky['provider_resource_id']}.json").write_text(leftover)  # the delete "missed" it
+    unknown = nodes / "td-unknown.json"
+    unknown.write_text('{"resource_id": "resource_test-site1_01kzzzzzzzzzzzzzzzzzzzzzzy", "state": "running", "creations": 1, "ipv4": "x"}')
+    foreign = nodes / "td-foreign.json"
+    foreign.write_text('{"resource_id": "resource_other-site9_01kzzzzzzzzzzzzzzzzzzzzzzy", "state": "running", "creations": 1, "ipv4": "x"}')
+
+    async def run(grace: int) -> dict[str, int]:
+        db = Database(database_url)
+        try:
+            return await reconcile(Runtime(settings=live.settings.model_copy(update={"orphan_grace_minutes": grace}), db=db))
+        finally:
+            await db.dispose()
+
+    try:
+        first = asyncio.run(run(grace=30))  # seen for the first time: reported, kept for now
+        assert (nodes / f"{leaky['provider_resource_id']}.json").exists()
+        second = asyncio.run(run(grace=0))
+        assert first["orphans_deleted"] == 0 and second["orphans_deleted"] == 1
+        assert not (nodes / f"{leaky['provider_resource_id']}.json").exists()
+        assert unknown.exists() and foreign.exists()
+        assert api.ok("GET", f"/resources/{task['resource_ids'][1]}", token)["status"] == "running"
+        events = api.ok("GET", f"/resources/{leaky['id']}/events", token)
+        assert [e["action"] for e in events if e["action"].startswith("provider.")] == [
+            "provider.orphan_deleted", "provider.orphan"]  # recorded once, then deleted
+        with psycopg.connect(database_url) as conn:
+            (foreign_events,) = conn.execute(
+                "SELECT count(*) FROM events WHERE detail->>'provider_resource_id' = 'td-foreign'").fetchone()
+        assert foreign_events == 0
+    finally:
+        unknown.unlink(missing_ok=True)
+        foreign.unlink(missing_ok=True)

@@ -4,6 +4,7 @@ pause, resume, delete, nothing left on the host. Also the agent's heartbeats and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,6 +16,9 @@ import pytest
 
 from slices_blueprint.agent.local import start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
+from slices_blueprint.core.database import Database
+from slices_blueprint.tasks.jobs import Runtime
+from slices_blueprint.tasks.periodic import reconcile
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api
 from tests.microvm.conftest import Relay, require_microvm_host
@@ -124,6 +128,7 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
 
         api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], timeout=60)
         assert_nothing_left(host, rid, access["ipv4"], access["ssh_port"])
+        assert_leftover_vm_is_reaped(service, host, rid)
 
         # an agent refusal reaches the user as the resource's reason, naming the host
         bad_image = api.ok("POST", "/disk-images", admin, 201, json={
@@ -150,6 +155,28 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
     finally:
         for relay in relays:
             relay.close()
+
+
+def assert_leftover_vm_is_reaped(service, host, rid: str) -> None:
+    """A VM a deleted resource left on its host (here made behind the service's back) is
+    deleted by the reconciler: the host's quota does not leak."""
+    with host.client() as agent:
+        made = agent.post("/v1/vms", json={"id": rid, "name": "leftover", "vcpus": 1, "memory_mib": 128,
+                                           "disk_mib": 64, "image": "default"})
+        assert made.status_code == 201, made.text
+
+    async def reconcile_now() -> dict[str, int]:
+        db = Database(service.settings.database_url)
+        try:
+            settings = service.settings.model_copy(update={"orphan_grace_minutes": 0})
+            return await reconcile(Runtime(settings=settings, db=db))
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(reconcile_now())["orphans_deleted"] == 1
+    with host.client() as agent:
+        assert agent.get(f"/v1/vms/{rid}").status_code == 404
+    assert host.vmm_pids() == {}
 
 
 def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: str, rid: str) -> None:

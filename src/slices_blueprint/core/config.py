@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     max_lifetime_days: int = 30  # cap when the experiment's expiry is unknown
     reaper_interval_seconds: int = 60
     reconcile_interval_seconds: int = 300
+    delete_orphans: bool = True  # delete provider objects a gone resource left behind
+    orphan_grace_minutes: int = Field(default=30, ge=0)  # ... once orphaned this long
     catalog_sync_interval_seconds: int = 3600  # site-wide providers' catalogs
     task_max_attempts: int = 5
 

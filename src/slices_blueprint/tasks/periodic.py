@@ -3,15 +3,19 @@ retry jobs whose worker died."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+
 import procrastinate
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from slices_blueprint.catalog.flows import site_configured, sync_from_provider
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
-from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.providers.base import ComputeDriver, ManagedNode, ProviderError
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.resources import service as resources
 from slices_blueprint.resources import states
@@ -21,6 +25,7 @@ from slices_blueprint.tasks.jobs import Runtime, driver_for
 log = structlog.get_logger(__name__)
 
 STALLED_AFTER_SECONDS = 30  # a worker that missed heartbeats this long is presumed dead
+ORPHAN_LOOKBACK = dt.timedelta(days=1)  # accounts of resources deleted this recently are searched too
 
 
 async def reap_expired(runtime: Runtime, queue: procrastinate.App) -> int:
@@ -40,20 +45,30 @@ async def reap_expired(runtime: Runtime, queue: procrastinate.App) -> int:
 
 
 async def reconcile(runtime: Runtime) -> dict[str, int]:
-    """Compare each settled resource with its provider and record drift; report orphans."""
-    found = {"checked": 0, "drift": 0, "orphans": 0}
+    """Compare each settled resource with its provider and record drift; find orphans (and
+    delete those a gone resource left behind)."""
+    found = {"checked": 0, "drift": 0, "orphans": 0, "orphans_deleted": 0}
+    recently = utcnow() - ORPHAN_LOOKBACK
     async with runtime.db.session() as session:
         rows = list(await session.scalars(
-            select(ComputeResource).where(ComputeResource.status.in_(["running", "paused", "error"]),
+            select(ComputeResource).where(ComputeResource.status.in_(["running", "paused", "stopped", "error"]),
                                           ComputeResource.provider_resource_id.is_not(None))
+        ))
+        # whose provider accounts to search for orphans: also those of recently deleted resources
+        gone = list(await session.scalars(
+            select(ComputeResource).where(ComputeResource.status == "deleted", ComputeResource.deleted_at > recently)
         ))
     owners: dict[tuple[str, str | None], ComputeResource] = {}
     for resource in rows:
         owners.setdefault((resource.provider, resource.created_by), resource)
         found["checked"] += 1
         found["drift"] += await _reconcile_one(runtime, resource)
+    for resource in gone:
+        owners.setdefault((resource.provider, resource.created_by), resource)
     for resource in owners.values():
-        found["orphans"] += await _report_orphans(runtime, resource)
+        orphans, deleted = await _handle_orphans(runtime, resource)
+        found["orphans"] += orphans
+        found["orphans_deleted"] += deleted
     log.info("reconciler.done", **found)
     return found
 
@@ -84,33 +99,86 @@ async def _reconcile_one(runtime: Runtime, resource: ComputeResource) -> int:
     return 1
 
 
-async def _report_orphans(runtime: Runtime, sample: ComputeResource) -> int:
-    """Provider objects tagged as ours that no live resource tracks (its row is missing or
-    deleted, or it records another node: e.g. a create that gave up after retries)."""
+async def _quietly(percent: int, message: str) -> None:
+    """Progress of work no task follows (orphan deletion)."""
+
+
+async def _handle_orphans(runtime: Runtime, sample: ComputeResource) -> tuple[int, int]:
+    """Find provider objects tagged with this site's resource ids that no live resource
+    tracks, in the provider account ``sample`` uses; answer (orphans, deleted).
+
+    Each is recorded once (``provider.orphan``). One left behind by a resource that is gone
+    (deleted, or now recording another node: a create that gave up) is deleted once it has
+    been an orphan for ``orphan_grace_minutes``, if ``delete_orphans`` is on. One whose
+    resource row does not exist here is only reported: this site cannot know whose it is.
+    Objects tagged by other sites sharing the account are left alone.
+    """
+    settings = runtime.settings
     try:
         driver = await driver_for(runtime, sample)
-        try:
-            managed = await driver.list_managed()
-        finally:
-            await driver.close()
     except ProviderError as exc:
         log.warning("reconciler.list_failed", provider=sample.provider, error=str(exc))
-        return 0
-    orphans = 0
-    async with runtime.db.session() as session:
+        return 0, 0
+    orphans = deleted = 0
+    try:
+        managed = await driver.list_managed()
         for node in managed:
             try:
+                if not (node.resource_id or "").startswith(f"resource_{settings.site_id}_"):
+                    raise InvalidId(node.resource_id)
                 rid = parse_id(node.resource_id or "", "resource")
             except InvalidId:
-                rid = None
-            row = await session.get(ComputeResource, rid) if rid else None
-            tracked = row is not None and row.status != "deleted" and row.provider_resource_id == node.provider_resource_id
-            if not tracked:
-                orphans += 1
-                await record(session, actor="system:reconciler", action="provider.orphan", outcome="drift",
-                             resource_id=rid, message=f"{sample.provider} node {node.provider_resource_id} has no live resource",
-                             provider=sample.provider, provider_resource_id=node.provider_resource_id)
-    return orphans
+                continue  # another site's object, or an unreadable tag
+            verdict = await _orphan_verdict(runtime, sample.provider, node, rid)
+            if verdict is None:
+                continue
+            orphans += 1
+            if verdict:
+                deleted += await _delete_orphan(runtime, driver, sample.provider, node, rid)
+    except ProviderError as exc:
+        log.warning("reconciler.list_failed", provider=sample.provider, error=str(exc))
+    finally:
+        await driver.close()
+    return orphans, deleted
+
+
+async def _orphan_verdict(runtime: Runtime, provider: str, node: ManagedNode,
+                          rid: uuid.UUID) -> bool | None:
+    """None: tracked (or an operation in flight may still record it); False: an orphan to
+    report; True: an orphan to delete now."""
+    async with runtime.db.session() as session:
+        row = await session.get(ComputeResource, rid)
+        if row is not None and row.status != "deleted" and (
+                row.provider_resource_id == node.provider_resource_id or row.status not in states.FINAL):
+            return None
+        first_seen = await session.scalar(
+            select(func.min(Event.at)).where(
+                Event.resource_id == rid, Event.action == "provider.orphan",
+                Event.detail["provider_resource_id"].astext == node.provider_resource_id))
+        if first_seen is None:
+            await record(session, actor="system:reconciler", action="provider.orphan", outcome="drift",
+                         resource_id=rid, message=f"{provider} node {node.provider_resource_id} has no live resource",
+                         provider=provider, provider_resource_id=node.provider_resource_id)
+    grace = dt.timedelta(minutes=runtime.settings.orphan_grace_minutes)
+    return (row is not None and runtime.settings.delete_orphans
+            and (first_seen or utcnow()) <= utcnow() - grace)
+
+
+async def _delete_orphan(runtime: Runtime, driver: ComputeDriver, provider: str, node: ManagedNode,
+                         rid: uuid.UUID) -> int:
+    """Delete a left-behind node (quota must not leak); answer 1 when it is gone."""
+    try:
+        await driver.delete(node.provider_resource_id, _quietly)
+    except ProviderError as exc:
+        log.warning("reconciler.orphan_delete_failed", provider=provider,
+                    provider_resource_id=node.provider_resource_id, error=str(exc))
+        return 0
+    async with runtime.db.session() as session:
+        await record(session, actor="system:reconciler", action="provider.orphan_deleted", outcome="ok",
+                     resource_id=rid, message=f"deleted {provider} node {node.provider_resource_id} left behind",
+                     provider=provider, provider_resource_id=node.provider_resource_id)
+    log.info("reconciler.orphan_deleted", provider=provider, provider_resource_id=node.provider_resource_id)
+    return 1
 
 
 async def sync_site_catalogs(runtime: Runtime) -> None:

@@ -74,6 +74,10 @@ async def test_pause_resume_stop_start_through_nova(
             actions = [a.action for a in cloud.admin.compute.server_actions(server_id)]
             assert nova_action in actions, (verb, actions)
         assert (await driver.status(server_id)).state == "running"
+        await driver.stop(server_id)  # a reset of a stopped server ends running
+        reset = await driver.reset(server_id, spec, Recorder())
+        assert reset.state == "running"
+        assert cloud.admin.compute.get_server(server_id).status == "ACTIVE"
     finally:
         await driver.delete(server_id, Recorder())
 

@@ -509,15 +509,15 @@ class OpenStackDriver(ComputeDriver):
 
     async def _wait_status(
         self, server_id: str, progress: Progress, start_pct: int, timeout_s: float,
-        want: str = "ACTIVE",
+        want: tuple[str, ...] = ("ACTIVE",),
     ) -> Server:
-        """Poll until the server's status is ``want``, reporting each new step; ERROR or
-        timeout -> ProviderError."""
+        """Poll until the server's status is one of ``want``, with no task under way,
+        reporting each new step; ERROR or timeout -> ProviderError."""
         deadline = time.monotonic() + timeout_s
         delay, pct, step = 0.5, start_pct, None
         while True:
             server = await self._call("reading the server", self.conn.compute.get_server, server_id)
-            if server.status == want and server.task_state is None:
+            if server.status in want and server.task_state is None:
                 return server
             if server.status == "ERROR":
                 raise ProviderError(f"the server failed: {_fault(server)}")
@@ -526,7 +526,7 @@ class OpenStackDriver(ComputeDriver):
                 await progress(pct, _describe(server))
             if time.monotonic() + delay > deadline:
                 raise ProviderError(
-                    f"the server did not become {want} within {timeout_s:g} s "
+                    f"the server did not become {' or '.join(want)} within {timeout_s:g} s "
                     f"(still {_describe(server)})"
                 )
             await asyncio.sleep(delay)
@@ -691,7 +691,12 @@ class OpenStackDriver(ComputeDriver):
             server_id=provider_resource_id,
         )
         await progress(20, "rebuild requested")
-        server = await self._wait_status(provider_resource_id, progress, 20, self.boot_timeout_s)
+        # nova keeps a stopped server's power state through a rebuild; a reset ends running
+        server = await self._wait_status(provider_resource_id, progress, 20, self.boot_timeout_s,
+                                         ("ACTIVE", "SHUTOFF"))
+        if server.status == "SHUTOFF":
+            await progress(80, "server rebuilt; starting it")
+            return await self.start(server.id)
         await progress(100, "server rebuilt")
         return await self.status(server.id)
 
@@ -700,7 +705,7 @@ class OpenStackDriver(ComputeDriver):
         await self._call(f"asking nova to {verb} the server", getattr(self.conn.compute, call),
                          server_id)
         log.info(f"openstack.server_{verb}", server_id=server_id)
-        server = await self._wait_status(server_id, _no_progress, 0, self.boot_timeout_s, want)
+        server = await self._wait_status(server_id, _no_progress, 0, self.boot_timeout_s, (want,))
         return await self.status(server.id)
 
     async def pause(self, provider_resource_id: str) -> NodeInfo:

@@ -4,6 +4,7 @@ with the TEST DOUBLE provider standing in for a cloud."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import psycopg
@@ -230,3 +231,24 @@ def test_openapi_is_served_under_the_bi_prefix(live, http) -> None:
     spec = http.get(f"{live.bi}/openapi.json").json()
     assert "/apis/bi.slices.eu/v1alpha2/resources" in spec["paths"]
     assert "/apis/bi.slices.eu/v1alpha2/tasks/{task_id}" in spec["paths"]
+
+
+def test_wait_for_a_state(api: Api, catalog) -> None:
+    """GET /resources/{id}/wait answers once the state is reached, 409 when the resource
+    settles otherwise (with the reason), 408 when the timeout passes first."""
+    flavor, image = catalog
+    token = exp_token(api, "waits")
+    slow = api.create(token, ["slow"], flavor, image, {"delay_s": 2})["resource_ids"][0]
+    started = time.monotonic()
+    reached = api.ok("GET", f"/resources/{slow}/wait", token, params={"state": "running", "timeout": 30})
+    assert reached["status"] == "running" and time.monotonic() - started < 20
+    other = api.call("GET", f"/resources/{slow}/wait", token, params={"state": "stopped"})
+    assert other.status_code == 409 and other.json()["current_status"] == "running"
+    slower = api.create(token, ["slower"], flavor, image, {"delay_s": 8})["resource_ids"][0]
+    late = api.call("GET", f"/resources/{slower}/wait", token, params={"timeout": 1})
+    assert late.status_code == 408 and late.json()["current_status"] in ("pending", "provisioning")
+    broken = api.create(token, ["broken"], flavor, image, {"fail": "no capacity in zone b"})["resource_ids"][0]
+    failed = api.call("GET", f"/resources/{broken}/wait", token, params={"state": "running", "timeout": 30})
+    assert failed.status_code == 409 and "is error: no capacity in zone b" in failed.json()["detail"]
+    stranger = api.call("GET", f"/resources/{slow}/wait", exp_token(api, "someone-else"))
+    assert stranger.status_code == 403

@@ -38,6 +38,10 @@ class NotFound(ProblemError):
     status, title = 404, "Not found"
 
 
+class RequestTimeout(ProblemError):
+    status, title = 408, "Request timeout"
+
+
 class Conflict(ProblemError):
     status, title = 409, "Conflict"
 

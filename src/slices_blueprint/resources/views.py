@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import BadGateway, Conflict, Invalid, NotFound
+from slices_blueprint.core.errors import BadGateway, Conflict, Invalid, NotFound, RequestTimeout
 from slices_blueprint.core.ids import body_id, format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
@@ -16,7 +18,7 @@ from slices_blueprint.identity import service as identity
 from slices_blueprint.identity.deps import CallerDep, verifier
 from slices_blueprint.identity.models import User
 from slices_blueprint.providers.base import NotSupported, ProviderError
-from slices_blueprint.resources import service
+from slices_blueprint.resources import service, states
 from slices_blueprint.resources.schemas import (
     EventOut,
     ExtendRequest,
@@ -73,6 +75,38 @@ async def list_resources(
 async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ResourceOut:
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
     return service.resource_out(resource, settings.site_id)
+
+
+WAIT_POLL_SECONDS = 0.5
+
+
+@router.get("/resources/{resource_id}/wait", response_model=ResourceOut,
+            responses={408: {"description": "the timeout passed first (the problem names the status)"},
+                       409: {"description": "the resource settled in another state"}})
+async def wait_for_resource(
+    resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
+    state: str | None = Query(default=None, description="the status to wait for; default: any settled one"),
+    timeout: float = Query(default=60, gt=0, le=600, description="seconds"),
+) -> ResourceOut:
+    """Answer the resource once it is ``state`` (or settled). A settled resource in another
+    state is a 409 naming it (e.g. ``error`` with its reason); the timeout is a 408."""
+    rid = path_id(resource_id, "resource")
+    resource = await service.get_resource(session, caller, rid)  # authorised once, here
+    await session.commit()  # no connection or transaction is held while waiting
+    deadline = time.monotonic() + timeout
+    while True:
+        if resource.status == state or (state is None and resource.status in states.FINAL):
+            return service.resource_out(resource, settings.site_id)
+        if resource.status in states.FINAL:  # settled, but not as asked
+            reason = f": {resource.status_reason}" if resource.status_reason else ""
+            raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
+                           current_status=resource.status)
+        if time.monotonic() >= deadline:
+            raise RequestTimeout(f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
+                                 current_status=resource.status)
+        await asyncio.sleep(WAIT_POLL_SECONDS)
+        async with request.app.state.db.session() as poll:
+            resource = await service.get_resource(poll, caller, rid)
 
 
 ACTIONS = {

@@ -96,14 +96,20 @@ async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(db, settin
     assert await place("vm-d") == "solo"
 
 
+async def register_silent_host(db, settings, name: str) -> Host:
+    """A host whose last heartbeat is older than ``host_lost_after_seconds``, marked lost."""
+    async with db.session() as session:
+        host = await service.register(session, settings, registration(name, 2, 1024))
+        host.last_heartbeat_at = utcnow() - dt.timedelta(seconds=31)
+    async with db.session() as session:
+        assert await service.mark_lost(session, settings) == [name]
+    return host
+
+
 async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back(
     db, settings
 ) -> None:
-    async with db.session() as session:
-        host = await service.register(session, settings, registration("flaky", 2, 1024))
-        host.last_heartbeat_at = utcnow() - dt.timedelta(seconds=31)
-    async with db.session() as session:
-        assert await service.mark_lost(session, settings) == ["flaky"]
+    host = await register_silent_host(db, settings, "flaky")
     async with db.session() as session:
         host = await service.authenticate_heartbeat(session, settings, host.id, "t" * 32)
         assert host is not None and host.status == service.LOST
@@ -118,11 +124,7 @@ async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back
 async def test_a_lost_hosts_vms_report_the_loss_and_busy_hosts_are_not_forgotten(
     db, settings, database_url: str
 ) -> None:
-    async with db.session() as session:
-        host = await service.register(session, settings, registration("gone-quiet", 2, 1024))
-        host.last_heartbeat_at = utcnow() - dt.timedelta(seconds=31)
-    async with db.session() as session:
-        assert await service.mark_lost(session, settings) == ["gone-quiet"]
+    host = await register_silent_host(db, settings, "gone-quiet")
     driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
     try:
         info = await driver.status(f"{host.id}/resource_x_1")  # no call to the unreachable agent

@@ -97,8 +97,9 @@ async def create_resources(
     caller: Caller,
     body: ResourcesRequest,
     user: User | None,
-) -> Task:
-    """Record every requested resource with its create task, all in one transaction.
+) -> tuple[Task, list[Task] | None]:
+    """Record every requested resource with its create task, all in one transaction; answer
+    the batch task and its create tasks (None when the batch was recorded earlier).
 
     The same ``request_id`` answers the task recorded the first time; reusing it for a
     different request is a conflict.
@@ -109,7 +110,7 @@ async def create_resources(
     if existing is not None:
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
-        return existing
+        return existing, None
     now = utcnow()
     cap = experiment_cap(settings, experiment)
     expires_at = body.expires_at or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
@@ -154,13 +155,15 @@ async def create_resources(
             await session.flush()
     except IntegrityError as exc:
         raise _conflict(exc, body) from exc
+    subtasks = []
     for resource, (flavor, image) in zip(resources, resolved, strict=True):
         task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator, parent=batch)
+        subtasks.append(task)
         await record(session, actor=caller.actor, action="resource.create", outcome="requested",
                      resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
                      project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
                      image=image.friendly_name)
-    return batch
+    return batch, subtasks
 
 
 def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:

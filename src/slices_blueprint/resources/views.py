@@ -48,8 +48,8 @@ async def create_resources(
     """Create resources in the caller's experiment; answers the task to follow."""
     caller.require_experiment()
     user = await _body_user(request, session, body)
-    batch = await service.create_resources(session, settings, request.app.state.queue, caller, body, user)
-    return await task_out(session, batch, settings.site_id)
+    batch, subtasks = await service.create_resources(session, settings, request.app.state.queue, caller, body, user)
+    return await task_out(session, batch, settings.site_id, subtasks)
 
 
 @router.get("/resources", response_model=list[ResourceOut])

@@ -73,10 +73,13 @@ def aggregate_status(subtasks: list[Task]) -> tuple[str, int]:
     return "running", completed
 
 
-async def task_out(session: AsyncSession, task: Task, site: str) -> TaskOut:
-    """The API view of a task; a batch reports the aggregate of its subtasks."""
+async def task_out(session: AsyncSession, task: Task, site: str,
+                   subtasks: list[Task] | None = None) -> TaskOut:
+    """The API view of a task; a batch reports the aggregate of its subtasks (read here
+    unless the caller has them, e.g. just created)."""
     await session.flush()  # a task just added gets its timestamps
-    subtasks = await children(session, task) if task.kind == "batch" else []
+    if subtasks is None:
+        subtasks = await children(session, task) if task.kind == "batch" else []
     return _task_out(task, subtasks, site)
 
 

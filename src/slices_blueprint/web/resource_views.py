@@ -105,7 +105,7 @@ async def create_resources(
                       duration_hours=duration_hours.strip(), options=options, request_id=request_id or CreateForm().request_id)
     try:
         body = form.to_request()
-        batch = await service.create_resources(db, settings, request.app.state.queue, caller, body, user.user)
+        batch, _ = await service.create_resources(db, settings, request.app.state.queue, caller, body, user.user)
     except FieldErrors as exc:
         raise FormRejected(request, "create.html", await _form_context(db, settings, caller, user, form), exc.errors) from exc
     except (Invalid, Conflict) as exc:  # raising rolls the request's transaction back

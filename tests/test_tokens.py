@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -179,6 +180,22 @@ def test_dev_issuer_tokens_are_refused_when_dev_mode_is_off(site: LiveServer) ->
     token = mint_dev_token(site.settings, user="alice", project="demo")
     assert status(site, token) == 401
     assert httpx.post(f"{site.url}/dev/tokens", json={}).status_code == 404
+
+
+def test_an_experiment_stays_in_its_project(site: LiveServer, issuer: Issuer) -> None:
+    """A later token naming another project for a known experiment is refused, and the
+    experiment keeps its project; renaming it (same project) is recorded."""
+    def listed(**extra: str) -> httpx.Response:
+        claims = user_claims(site, issuer, sub="exp_expauth.test_03", **extra)
+        return httpx.get(f"{site.bi}/resources", headers={"Authorization": f"Bearer {issuer.sign(claims)}"})
+
+    assert listed(proj="proj_test_a").status_code == 200
+    moved = listed(proj="proj_test_b")
+    assert moved.status_code == 403 and "another project" in moved.json()["detail"]
+    assert listed(proj="proj_test_a", experiment_name="renamed").status_code == 200
+    with psycopg.connect(site.settings.database_url) as conn:
+        row = conn.execute("SELECT project_id, name FROM experiments WHERE id = 'exp_expauth.test_03'").fetchone()
+    assert row == ("proj_test_a", "renamed")
 
 
 def test_experiment_token_without_project_is_refused(site: LiveServer, issuer: Issuer) -> None:

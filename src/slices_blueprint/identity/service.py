@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypeVar
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,12 +43,17 @@ def parse_expiry(value: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _unchanged(row: Any, values: dict[str, Any]) -> bool:
+    """Whether ``row`` already holds every value the claims give (None: not given)."""
+    return row is not None and all(getattr(row, k) == v for k, v in values.items() if v is not None)
+
+
 async def _upsert(session: AsyncSession, model: type[T], values: dict[str, Any]) -> T:
     """Insert or update the row keyed by ``values["id"]``; writes nothing when nothing changed
     (most requests come from people already known)."""
     known = {k: v for k, v in values.items() if v is not None}
     row = await session.get(model, values["id"])
-    if row is not None and all(getattr(row, k) == v for k, v in known.items()):
+    if _unchanged(row, values):
         return row
     stmt = insert(model).values(**values)
     if len(known) > 1:
@@ -69,14 +75,18 @@ async def upsert_experiment(session: AsyncSession, token: VerifiedToken) -> Expe
     """Record the experiment (and its project) named by an experiment token."""
     claims = token.claims
     project_id = str(claims["proj"])
-    await _upsert(session, Project, {
-        "id": project_id, "name": claims.get("project_name"),
-        "expires_at": parse_expiry(claims.get("project_expires_at")),
-    })
-    experiment = await _upsert(session, Experiment, {
-        "id": token.subject, "project_id": project_id, "name": claims.get("experiment_name"),
-        "expires_at": parse_expiry(claims.get("expires_at") or claims.get("experiment_expires_at")),
-    })
-    if experiment.project_id != project_id:
-        raise Forbidden("experiment token names another project than the one on record")
-    return experiment
+    project = {"id": project_id, "name": claims.get("project_name"),
+               "expires_at": parse_expiry(claims.get("project_expires_at"))}
+    wanted = {"id": token.subject, "project_id": project_id, "name": claims.get("experiment_name"),
+              "expires_at": parse_expiry(claims.get("expires_at") or claims.get("experiment_expires_at"))}
+    known = (await session.execute(
+        select(Experiment, Project).join(Project, Project.id == Experiment.project_id)
+        .where(Experiment.id == token.subject)
+    )).first()  # one query for the usual case: both known, nothing changed
+    if known is not None:
+        if known.Experiment.project_id != project_id:
+            raise Forbidden("experiment token names another project than the one on record")
+        if _unchanged(known.Experiment, wanted) and _unchanged(known.Project, project):
+            return known.Experiment
+    await _upsert(session, Project, project)
+    return await _upsert(session, Experiment, wanted)

@@ -8,7 +8,9 @@ operator's own site-wide credentials are not restricted.
 
 Every address a host name resolves to must be allowed. OpenStack calls are checked on
 each request (keystone's catalog may name other hosts); a Kubernetes client only ever talks
-to its server, which is checked when the client is built.
+to its server, which is checked when the client is built. The check resolves the name
+itself, so a name whose answer changes between the check and the connection (DNS
+rebinding) is not caught; sites that need that closed should allow only IP literals.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Every address a host name resolves to must be allowed. OpenStack calls are check
 each request (keystone's catalog may name other hosts); a Kubernetes client only ever talks
 to its server, which is checked when the client is built. The check resolves the name
 itself, so a name whose answer changes between the check and the connection (DNS
-rebinding) is not caught; sites that need that closed should allow only IP literals.
+rebinding) is not caught: an egress firewall on the service's host closes that gap.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import procrastinate
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
@@ -195,7 +196,10 @@ async def list_resources(
     session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
     limit: int, after: uuid.UUID | None,
 ) -> list[ComputeResource]:
-    query = scoped_query(caller).order_by(ComputeResource.id).limit(limit)
+    # what a listing shows: the request and provider details stay unread (JSON is costly)
+    query = (scoped_query(caller).order_by(ComputeResource.id).limit(limit)
+             .options(defer(ComputeResource.request_config, raiseload=True),
+                      defer(ComputeResource.provider_data, raiseload=True)))
     if not include_deleted:
         query = query.where(ComputeResource.status != "deleted")
     if status:

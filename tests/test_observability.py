@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.helpers import Api
 
 
@@ -19,6 +21,21 @@ def test_metrics_count_requests_and_resources_by_state(live, http) -> None:
     assert 'sb_resources{provider="test-double",status="running"}' in text
     assert 'sb_http_requests_total{method="POST",route="/apis/bi.slices.eu/v1alpha2/resources",status="202"}' in text
     assert 'sb_task_duration_seconds_count{kind="create",outcome="ok",provider="test-double"}' in text
+    assert "# TYPE sb_orphans_deleted_total counter" in text
+
+
+def test_metrics_count_hosts_by_status(live, http) -> None:
+    admin = {"Authorization": f"Bearer {Api(live, http).token('admin')}"}
+    hosts = f"{live.url}/api/v1/hosts"
+    host = http.post(f"{hosts}/register", headers=admin, json={
+        "name": "metrics-host", "url": "http://192.0.2.7:8700", "token": "m" * 32,
+        "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
+    try:
+        http.post(f"{hosts}/{host}/drain", headers=admin).raise_for_status()
+        draining = re.search(r'^sb_hosts\{status="draining"\} (\d+)', http.get(f"{live.url}/metrics").text, re.M)
+        assert draining is not None and float(draining.group(1)) >= 1
+    finally:
+        http.delete(f"{hosts}/{host}", headers=admin)
 
 
 def test_request_id_is_echoed_or_made(live, http) -> None:

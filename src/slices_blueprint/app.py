@@ -20,9 +20,10 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.errors import install_error_handlers
-from slices_blueprint.core.metrics import RESOURCE_STATES, install_metrics
+from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.security import TokenVerifier
+from slices_blueprint.hosts.models import Host
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
 from slices_blueprint.web.deps import install_web
@@ -93,7 +94,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     for router in routers():
         app.include_router(router)
 
-    async def refresh_resource_counts() -> None:
+    async def refresh_counts() -> None:
+        """Resources and hosts by status, for ``/metrics``."""
         async with app.state.db.session() as session:
             rows = await session.execute(
                 select(ComputeResource.status, ComputeResource.provider, func.count()).group_by(
@@ -101,8 +103,10 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
                 )
             )
             RESOURCE_STATES.counts = {(s, p): c for s, p, c in rows}
+            hosts = await session.execute(select(Host.status, func.count()).group_by(Host.status))
+            HOST_STATES.counts = {(s,): c for s, c in hosts}
 
-    app.state.refresh_resource_counts = refresh_resource_counts
+    app.state.refresh_counts = refresh_counts
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

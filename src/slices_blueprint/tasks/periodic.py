@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from slices_blueprint.catalog.flows import site_configured, sync_from_provider
 from slices_blueprint.core.ids import InvalidId, parse_id
+from slices_blueprint.core.metrics import ORPHANS_DELETED
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
@@ -178,6 +179,7 @@ async def _delete_orphan(runtime: Runtime, driver: ComputeDriver, provider: str,
                      resource_id=rid, message=f"deleted {provider} node {node.provider_resource_id} left behind",
                      provider=provider, provider_resource_id=node.provider_resource_id)
     log.info("reconciler.orphan_deleted", provider=provider, provider_resource_id=node.provider_resource_id)
+    ORPHANS_DELETED.labels(provider=provider).inc()
     return 1
 
 

@@ -32,7 +32,7 @@ def test_metrics_count_hosts_by_status(live, http) -> None:
         "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
     try:
         http.post(f"{hosts}/{host}/drain", headers=admin).raise_for_status()
-        draining = re.search(r'^sb_hosts\{status="draining"\} (\d+)', http.get(f"{live.url}/metrics").text, re.M)
+        draining = re.search(r'^sb_hosts\{status="draining"\} (\d+)', http.get(f"{live.url}/metrics").text, re.MULTILINE)
         assert draining is not None and float(draining.group(1)) >= 1
     finally:
         http.delete(f"{hosts}/{host}", headers=admin)

@@ -88,14 +88,18 @@ def test_reconciler_deletes_what_a_gone_resource_left_behind(live, http, databas
     foreign = nodes / "td-foreign.json"
     foreign.write_text('{"resource_id": "resource_other-site9_01kzzzzzzzzzzzzzzzzzzzzzzy", "state": "running", "creations": 1, "ipv4": "x"}')
 
-    async def run(grace: int) -> dict[str, int]:
+    async def run(grace: int, **update: object) -> dict[str, int]:
         db = Database(database_url)
         try:
-            return await reconcile(Runtime(settings=live.settings.model_copy(update={"orphan_grace_minutes": grace}), db=db))
+            settings = live.settings.model_copy(update={"orphan_grace_minutes": grace, **update})
+            return await reconcile(Runtime(settings=settings, db=db))
         finally:
             await db.dispose()
 
     try:
+        # a site that stopped offering the type skips its resources instead of failing
+        skipped = asyncio.run(run(grace=0, providers=["vm"]))
+        assert skipped["orphans_deleted"] == 0 and (nodes / f"{leaky['provider_resource_id']}.json").exists()
         first = asyncio.run(run(grace=30))  # seen for the first time: reported, kept for now
         assert (nodes / f"{leaky['provider_resource_id']}.json").exists()
         second = asyncio.run(run(grace=0))

@@ -50,14 +50,16 @@ async def reconcile(runtime: Runtime) -> dict[str, int]:
     delete those a gone resource left behind)."""
     found = {"checked": 0, "drift": 0, "orphans": 0, "orphans_deleted": 0}
     recently = utcnow() - ORPHAN_LOOKBACK
+    offered = ComputeResource.provider.in_(enabled_types(runtime.settings))  # a disabled type has no driver
     async with runtime.db.session() as session:
         rows = list(await session.scalars(
             select(ComputeResource).where(ComputeResource.status.in_(["running", "paused", "stopped", "error"]),
-                                          ComputeResource.provider_resource_id.is_not(None))
+                                          ComputeResource.provider_resource_id.is_not(None), offered)
         ))
         # whose provider accounts to search for orphans: also those of recently deleted resources
         gone = list(await session.scalars(
-            select(ComputeResource).where(ComputeResource.status == "deleted", ComputeResource.deleted_at > recently)
+            select(ComputeResource).where(ComputeResource.status == "deleted", ComputeResource.deleted_at > recently,
+                                          offered)
         ))
     owners: dict[tuple[str, str | None], ComputeResource] = {}
     for resource in rows:

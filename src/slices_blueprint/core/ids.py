@@ -31,11 +31,14 @@ def format_id(type_: str, site: str, value: uuid.UUID) -> str:
     return f"{type_}_{site}_{base32.encode(value.bytes)}"
 
 
-def parse_id(value: str, type_: str) -> uuid.UUID:
-    """The UUID inside a TypeID of ``type_`` (any site); :class:`InvalidId` otherwise."""
+def parse_id(value: str, type_: str, site: str | None = None) -> uuid.UUID:
+    """The UUID inside a TypeID of ``type_`` (of ``site`` when given, else of any site);
+    :class:`InvalidId` otherwise."""
     match = _ID.match(value)
     if not match or match["type"] != type_:
         raise InvalidId(f"{value!r} is not a {type_} id (expected {type_}_<site>_<26 chars>)")
+    if site is not None and match["site"] != site:
+        raise InvalidId(f"{value!r} is an id of site {match['site']}, not {site}")
     return uuid.UUID(bytes=bytes(base32.decode(match["suffix"])))
 
 

@@ -58,14 +58,18 @@ class HostPolicy:
 MICROVM = "microvm"  # the flavor type whose resources run on these hosts
 
 
-async def resources_on_hosts(session: AsyncSession) -> dict[uuid.UUID, list[ComputeResource]]:
-    """The live microVM resources placed on each host, by host id (what runs where)."""
-    rows = await session.scalars(
-        select(ComputeResource)
-        .where(ComputeResource.provider == MICROVM, ComputeResource.status != "deleted",
-               ComputeResource.provider_resource_id.is_not(None))
-        .order_by(ComputeResource.friendly_name)
-    )
+async def resources_on_hosts(
+    session: AsyncSession, host_id: uuid.UUID | None = None
+) -> dict[uuid.UUID, list[ComputeResource]]:
+    """The live microVM resources placed on each host (or on ``host_id`` only), by host id:
+    what runs where."""
+    query = (select(ComputeResource)
+             .where(ComputeResource.provider == MICROVM, ComputeResource.status != "deleted",
+                    ComputeResource.provider_resource_id.is_not(None))
+             .order_by(ComputeResource.friendly_name))
+    if host_id is not None:
+        query = query.where(ComputeResource.provider_resource_id.startswith(f"{host_id}/", autoescape=True))
+    rows = await session.scalars(query)
     placed: dict[uuid.UUID, list[ComputeResource]] = defaultdict(list)
     for resource in rows:
         host_id = (resource.provider_resource_id or "").split("/", 1)[0]
@@ -167,7 +171,7 @@ async def remove(session: AsyncSession, host_id: uuid.UUID, site: str, force: bo
     running, untracked, until someone noticed) unless ``force``: they are then the
     reconciler's to mark as vanished."""
     host = await get(session, host_id)
-    placed = (await resources_on_hosts(session)).get(host_id, [])
+    placed = (await resources_on_hosts(session, host_id)).get(host_id, [])
     if placed and not force:
         names = ", ".join(f"{r.friendly_name} ({format_id('resource', site, r.id)})" for r in placed)
         raise Conflict(f"host {host.name} still runs {len(placed)} live resource(s): {names}; "

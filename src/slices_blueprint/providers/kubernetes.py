@@ -172,12 +172,8 @@ class KubernetesDriver(ComputeDriver):
     ) -> KubernetesDriver:
         if credential is not None:
             config = parse_kubeconfig(credential, uploaded=True)
-            client = build_api_client(config, pick_context(config, selected))
-            try:
-                EndpointPolicy.of(settings).check_url(client.configuration.host, "the kubeconfig's server")
-            except ProviderError:
-                client.close()
-                raise
+            client = build_api_client(config, pick_context(config, selected),
+                                      policy=EndpointPolicy.of(settings))
         elif settings.kubernetes_kubeconfig:
             path = settings.kubernetes_kubeconfig
             config = parse_kubeconfig(path.read_bytes(), uploaded=False)
@@ -202,10 +198,9 @@ class KubernetesDriver(ComputeDriver):
         """Parse, reach the server, authenticate, and check we may create namespaces and pods."""
         config = parse_kubeconfig(plaintext, uploaded=True)
         context = pick_context(config, selected)
-        client = await asyncio.to_thread(build_api_client, config, context)
+        client = await asyncio.to_thread(build_api_client, config, context, policy=policy)
         driver = cls(client)
         try:
-            await asyncio.to_thread(policy.check_url, client.configuration.host, "the kubeconfig's server")
             version = await driver._call(
                 VersionApi(client).get_code, _request_timeout=VALIDATE_TIMEOUT
             )

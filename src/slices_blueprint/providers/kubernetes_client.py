@@ -19,6 +19,7 @@ from urllib3 import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
 from slices_blueprint.providers.base import ProviderError, TransientProviderError
+from slices_blueprint.providers.endpoints import EndpointPolicy
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 VALIDATE_TIMEOUT = (3.0, 10.0)
@@ -107,8 +108,10 @@ def _hold_tls_in_memory(client: ApiClient) -> None:
     )
 
 
-def build_api_client(config: dict[str, Any], context: str, base_path: str = "") -> ApiClient:
-    """A private ApiClient for ``context``; no certificate or key stays on disk."""
+def build_api_client(config: dict[str, Any], context: str, base_path: str = "",
+                     policy: EndpointPolicy | None = None) -> ApiClient:
+    """A private ApiClient for ``context``; no certificate or key stays on disk. With
+    ``policy`` (an uploaded kubeconfig), its server must be an endpoint the policy allows."""
     cfg = Configuration()
     # the client caches its temporary files by content, across threads: one build at a time
     with _BUILD_LOCK, tempfile.TemporaryDirectory(prefix="slices-kube-", dir=_RAM_DIR) as tmp:
@@ -122,6 +125,8 @@ def build_api_client(config: dict[str, Any], context: str, base_path: str = "") 
             loader.load_and_set(cfg)
         except (ConfigException, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ProviderError(f"kubeconfig context {context!r} is unusable: {exc}") from None
+        if policy is not None:
+            policy.check_url(cfg.host, "the kubeconfig's server")
         cfg.retries = Retry(total=2, read=0, status=0, redirect=0, backoff_factor=0.2)
         client = ApiClient(cfg)
         try:

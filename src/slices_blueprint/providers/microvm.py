@@ -246,16 +246,21 @@ class MicroVMDriver(ComputeDriver):
     async def status(self, provider_resource_id: str) -> NodeInfo:
         """The VM's state from its agent; on a lost host an error naming the host (the
         reconciler shows it on the resource, and puts it back when the host returns)."""
-        async with self.db.session() as session:
-            host = await session.get(Host, self._split(provider_resource_id)[0])
-        if host is not None and host.status == hosts.LOST:
-            since = f"{host.last_heartbeat_at:%Y-%m-%d %H:%M} UTC" if host.last_heartbeat_at else "ever"
-            return NodeInfo(provider_resource_id=provider_resource_id, state="error",
-                            reason=f"microVM host {host.name} is lost: no heartbeat since {since}")
-        answer = await self._on_host(provider_resource_id, "GET")
-        if answer is None or answer[1].status_code == 404:
-            return NodeInfo(provider_resource_id=provider_resource_id, state="gone")
-        return _info(answer[0], answer[1].json())
+        host_id, vm_id = self._split(provider_resource_id)
+        gone = NodeInfo(provider_resource_id=provider_resource_id, state="gone")
+        agent = await self._client(host_id)
+        if agent is None:
+            return gone
+        host = agent.host
+        try:
+            if host.status == hosts.LOST:  # the agent is not asked: it would not answer
+                since = f"{host.last_heartbeat_at:%Y-%m-%d %H:%M} UTC" if host.last_heartbeat_at else "ever"
+                return NodeInfo(provider_resource_id=provider_resource_id, state="error",
+                                reason=f"microVM host {host.name} is lost: no heartbeat since {since}")
+            response = await agent.call("GET", f"/v1/vms/{vm_id}")
+        finally:
+            await agent.close()
+        return gone if response.status_code == 404 else _info(host, response.json())
 
     async def _action(self, provider_resource_id: str, action: str) -> NodeInfo:
         answer = await self._on_host(provider_resource_id, "POST", f"/{action}")

@@ -127,9 +127,7 @@ async def _handle_orphans(runtime: Runtime, sample: ComputeResource) -> tuple[in
         managed = await driver.list_managed()
         for node in managed:
             try:
-                if not (node.resource_id or "").startswith(f"resource_{settings.site_id}_"):
-                    raise InvalidId(node.resource_id)
-                rid = parse_id(node.resource_id or "", "resource")
+                rid = parse_id(node.resource_id or "", "resource", site=settings.site_id)
             except InvalidId:
                 continue  # another site's object, or an unreadable tag
             verdict = await _orphan_verdict(runtime, sample.provider, node, rid)

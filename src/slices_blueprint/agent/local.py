@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 
@@ -27,13 +28,26 @@ def local_host_problem() -> str | None:
     return None
 
 
-def local_agent_env(settings: Settings, registration_secret: str) -> dict[str, str]:
+def local_agent_port(settings: Settings) -> int:
+    """Where the local agent listens: the service's port + 1 when that is free, else any
+    free loopback port (something else may hold port + 1)."""
+    for port in (settings.port + 1, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise OSError("no free loopback port for the local agent")
+
+
+def local_agent_env(settings: Settings, registration_secret: str, port: int) -> dict[str, str]:
     """The agent's settings (``SLICES_AGENT_*``) for a local host of this service."""
     return {
         "SLICES_AGENT_DATA_DIR": str(settings.data_dir / "agent"),
         "SLICES_AGENT_NAME": "local",
         "SLICES_AGENT_LISTEN_HOST": "127.0.0.1",
-        "SLICES_AGENT_LISTEN_PORT": str(settings.port + 1),
+        "SLICES_AGENT_LISTEN_PORT": str(port),
         "SLICES_AGENT_PUBLIC_HOST": "127.0.0.1",
         "SLICES_AGENT_FORWARD_BIND": "127.0.0.1",
         "SLICES_AGENT_NETWORK_MODE": "user",
@@ -42,14 +56,17 @@ def local_agent_env(settings: Settings, registration_secret: str) -> dict[str, s
     }
 
 
-def start_local_agent(settings: Settings, registration_secret: str) -> subprocess.Popen[bytes]:
-    """Start ``python -m slices_blueprint.agent`` for this service; the caller stops it."""
-    env = local_agent_env(settings, registration_secret)
+def start_local_agent(settings: Settings, registration_secret: str,
+                      port: int | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m slices_blueprint.agent`` for this service (on ``port``, default
+    :func:`local_agent_port`); the caller stops it."""
+    port = port or local_agent_port(settings)
+    env = local_agent_env(settings, registration_secret, port)
     data_dir = settings.data_dir / "agent"
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "agent.log").open("ab") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "slices_blueprint.agent"],
                                 env={**os.environ, **env}, stdout=log_file,
                                 stderr=subprocess.STDOUT)
-    log.info("agent.local_started", pid=proc.pid, log=str(data_dir / "agent.log"))
+    log.info("agent.local_started", pid=proc.pid, port=port, log=str(data_dir / "agent.log"))
     return proc

@@ -61,7 +61,7 @@ def _start_local_host(settings):
 
     from pydantic import SecretStr
 
-    from slices_blueprint.agent.local import local_host_problem, start_local_agent
+    from slices_blueprint.agent.local import local_agent_port, local_host_problem, start_local_agent
 
     if not (settings.local_microvm_host and settings.effective_dev_mode and "microvm" in settings.providers):
         return None
@@ -70,8 +70,9 @@ def _start_local_host(settings):
         return None
     if settings.host_registration_secret is None:
         settings.host_registration_secret = SecretStr(secrets.token_urlsafe(32))
-    typer.echo(f"local microVM host: agent on 127.0.0.1:{settings.port + 1}, log in {settings.data_dir / 'agent' / 'agent.log'}")
-    return start_local_agent(settings, settings.host_registration_secret.get_secret_value())
+    port = local_agent_port(settings)
+    typer.echo(f"local microVM host: agent on 127.0.0.1:{port}, log in {settings.data_dir / 'agent' / 'agent.log'}")
+    return start_local_agent(settings, settings.host_registration_secret.get_secret_value(), port)
 
 
 @app.command()

@@ -61,7 +61,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
     assert (checked.returncode, checked.stdout + checked.stderr) == (0, "")
 
 
-def _command(unit: str, instance: str = "") -> tuple[list[str], dict[str, str]]:
+def unit_command(unit: str, instance: str = "") -> tuple[list[str], dict[str, str]]:
     """The unit's ExecStart (specifiers expanded) and Environment= values."""
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # type: ignore[assignment,method-assign]
@@ -82,7 +82,7 @@ def unit_env(pg_admin_url: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def test_example_env_must_get_a_real_key_first(unit_env: dict[str, str]) -> None:
-    argv, environment = _command("slices-blueprint.service")
+    argv, environment = unit_command("slices-blueprint.service")
     refused = subprocess.run(argv, env={**unit_env, **environment}, capture_output=True, text=True,
                              timeout=60, check=False)
     assert refused.returncode == 2
@@ -92,10 +92,10 @@ def test_example_env_must_get_a_real_key_first(unit_env: dict[str, str]) -> None
 
 def test_service_and_worker_units_run_and_do_jobs(unit_env: dict[str, str], tmp_path: Path) -> None:
     env = {**unit_env, "SLICES_BLUEPRINT_ENCRYPTION_KEYS": f'["{Fernet.generate_key().decode()}"]'}
-    serve, serve_env = _command("slices-blueprint.service")
+    serve, serve_env = unit_command("slices-blueprint.service")
     port = free_port()
     serve[serve.index("--port") + 1] = str(port)
-    worker, worker_env = _command("slices-blueprint-worker@.service", instance="1")
+    worker, worker_env = unit_command("slices-blueprint-worker@.service", instance="1")
     logs = {name: (tmp_path / f"{name}.log").open("w+") for name in ("serve", "worker")}
     processes = [subprocess.Popen(argv, env={**env, **extra}, stdout=logs[name], stderr=subprocess.STDOUT)
                  for name, argv, extra in (("serve", serve, serve_env), ("worker", worker, worker_env))]

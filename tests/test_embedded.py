@@ -22,7 +22,7 @@ def test_serve_on_embedded_defaults(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env |= {"SLICES_BLUEPRINT_DATA_DIR": str(tmp_path / "data"), "SLICES_BLUEPRINT_PROVIDERS": '["test-double"]'}
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "slices_blueprint", "serve", "--port", str(port)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "slices_blueprint", "serve", "--dev", "--port", str(port)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:

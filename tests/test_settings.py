@@ -12,17 +12,6 @@ from pydantic import ValidationError
 from slices_blueprint.core.config import Settings
 
 
-def test_dev_mode_is_automatic_only_for_embedded_loopback(tmp_path) -> None:
-    assert Settings(data_dir=tmp_path).effective_dev_mode is True
-    assert Settings(data_dir=tmp_path, database_url="postgresql://db/x").effective_dev_mode is False
-    assert Settings(data_dir=tmp_path, host="0.0.0.0").effective_dev_mode is False
-
-
-def test_dev_mode_refused_on_a_public_listener(tmp_path) -> None:
-    with pytest.raises(ValidationError, match="loopback"):
-        Settings(data_dir=tmp_path, host="0.0.0.0", dev_mode=True)
-
-
 def test_test_double_provider_needs_dev_mode(tmp_path) -> None:
     with pytest.raises(ValidationError, match="test-double"):
         Settings(data_dir=tmp_path, database_url="postgresql://db/x", providers=["vm", "test-double"])

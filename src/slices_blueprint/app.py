@@ -19,6 +19,7 @@ from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
+from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import install_error_handlers
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import RequestContextMiddleware
@@ -55,11 +56,11 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         db = Database(database_url)
         queue = build_queue(settings, db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
-        static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.effective_dev_mode else {}
+        static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
         app.state.admin_ids = set(settings.admin_user_ids)
-        if settings.effective_dev_mode:
+        if settings.dev_mode:
             app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])
         worker: asyncio.Task | None = None
         async with queue.open_async():
@@ -67,7 +68,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
                 name = f"serve@{socket.gethostname()}"
                 worker = asyncio.create_task(run_worker(queue, settings, name=name, install_signal_handlers=False))
             await request_catalog_sync(queue)  # whichever worker comes first imports the catalogs
-            log.info("service.started", url=settings.service_url, dev_mode=settings.effective_dev_mode, worker=with_worker, site=settings.site_id)
+            log.info("service.started", url=settings.service_url, dev_mode=settings.dev_mode, worker=with_worker, site=settings.site_id)
             try:
                 yield
             finally:
@@ -90,6 +91,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     install_error_handlers(app)
     install_metrics(app)
     app.add_middleware(RequestContextMiddleware)
+    if settings.dev_mode:
+        app.add_middleware(LoopbackHostOnly)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)
     for router in routers():
         app.include_router(router)

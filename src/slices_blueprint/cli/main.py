@@ -24,6 +24,13 @@ client.register(app)
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
 
 
+DEV_MODE_ON = ("DEV MODE: tokens from `slices-blueprint dev token` are trusted and the user 'admin' "
+               "is a site admin; only requests to localhost/127.0.0.1/[::1] are answered. "
+               "Never put this service behind a proxy.")
+DEV_MODE_OFF = ("dev mode is off: tokens must come from the trusted issuers (SLICES); "
+                "for a local trial, start with `slices-blueprint serve --dev`")
+
+
 def _settings(**overrides: object):
     from slices_blueprint.core.config import Settings
 
@@ -36,6 +43,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: 8000]")] = None,
     data_dir: DataDir = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker inside the server.")] = True,
+    dev: Annotated[bool, typer.Option("--dev", help="Dev mode: trust a local token issuer (`slices-blueprint dev token`) and run a local microVM host. Loopback only.")] = False,
 ) -> None:
     """Run the API, the web UI and (by default) a worker."""
     import uvicorn
@@ -43,9 +51,10 @@ def serve(
     from slices_blueprint.app import create_app
     from slices_blueprint.core.bootstrap import prepare
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker)
+    settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker, dev_mode=dev or None)
     url = prepare(settings)
-    typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs, dev mode: {settings.effective_dev_mode})")
+    typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs)")
+    typer.echo(DEV_MODE_ON if settings.dev_mode else DEV_MODE_OFF)
     local_agent = _start_local_host(settings)
     try:
         uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
@@ -63,7 +72,7 @@ def _start_local_host(settings):
 
     from slices_blueprint.agent.local import local_agent_port, local_host_problem, start_local_agent
 
-    if not (settings.local_microvm_host and settings.effective_dev_mode and "microvm" in settings.providers):
+    if not (settings.local_microvm_host and settings.dev_mode and "microvm" in settings.providers):
         return None
     if problem := local_host_problem():
         typer.echo(f"no local microVM host: {problem}")

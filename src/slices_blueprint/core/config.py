@@ -8,6 +8,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from cryptography.fernet import Fernet
@@ -34,6 +35,17 @@ class TrustedIssuer(BaseModel):
     kind: Literal["user", "experiment", "both"] = "both"
     jwks_uri: str | None = None
     algorithms: list[Literal["ES256", "RS256", "RS512"]] = ["ES256", "RS256", "RS512"]
+
+
+def is_loopback_name(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) is loopback."""
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir() -> Path:
@@ -63,7 +75,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = 8
 
     # Identity
-    dev_mode: bool | None = None  # None: on only for embedded PostgreSQL on loopback
+    # Dev mode: a local issuer whose tokens the service trusts. Only when asked for (this
+    # setting or `serve --dev`), and only with a loopback listener and a loopback public URL.
+    dev_mode: bool = False
     trusted_issuers: list[TrustedIssuer] = Field(
         default_factory=lambda: [TrustedIssuer(issuer="https://portal.slices-ri.eu")]
     )
@@ -156,28 +170,22 @@ class Settings(BaseSettings):
                 "dev_mode signs tokens with a local key and is refused unless the service "
                 f"listens on loopback only (host={self.host!r})"
             )
-        if "test-double" in self.providers and not self.effective_dev_mode:
+        if self.dev_mode and not is_loopback_name(urlsplit(self.service_url).hostname or ""):
+            raise ValueError(
+                "dev_mode signs tokens with a local key and is refused when public_url is not a "
+                "loopback URL (a service reached through a proxy must not hand out dev tokens)"
+            )
+        if "test-double" in self.providers and not self.dev_mode:
             raise ValueError("the 'test-double' provider exists for tests and needs dev_mode")
         return self
 
     @property
     def bind_is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_name(self.host)
 
     @property
     def uses_embedded_db(self) -> bool:
         return not self.database_url
-
-    @property
-    def effective_dev_mode(self) -> bool:
-        if self.dev_mode is None:
-            return self.uses_embedded_db and self.bind_is_loopback
-        return self.dev_mode
 
     @property
     def service_url(self) -> str:

@@ -30,7 +30,7 @@ class DevToken(BaseModel):
 
 
 def _require_dev(settings: SettingsDep) -> None:
-    if not settings.effective_dev_mode:
+    if not settings.dev_mode:
         raise NotFound("dev mode is off")
 
 

@@ -45,7 +45,7 @@ def _callback_url(request: Request) -> str:
 async def login_page(request: Request, settings: SettingsDep, next: str | None = None) -> HTMLResponse:
     """Log in with SLICES, or (dev mode) as a local user of a local project and experiment."""
     return render(request, "login.html", next=_next(next), oidc=oidc.enabled(settings),
-                  dev=settings.effective_dev_mode, values={"user": "alice", "project": "demo", "experiment": "exp1"})
+                  dev=settings.dev_mode, values={"user": "alice", "project": "demo", "experiment": "exp1"})
 
 
 @router.post("/login/dev", dependencies=[CsrfChecked])
@@ -56,7 +56,7 @@ async def dev_login(
     next: Annotated[str, Form()] = "",
 ) -> RedirectResponse:
     """Mint a dev user id-token and experiment JWT, verify them like any token, keep them."""
-    if not settings.effective_dev_mode:
+    if not settings.dev_mode:
         raise NotFound("dev mode is off")
     values = {"user": user, "project": project, "experiment": experiment}
     errors = {f: "lower-case letters, digits, - and _, starting with a letter" for f in DEV_FIELDS if not DEV_NAME.match(values[f])}

@@ -10,6 +10,7 @@ so a public key can never be used as an HMAC secret.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from slices_blueprint.core.errors import Unauthorized
 log = structlog.get_logger(__name__)
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256", "RS512"})
-JWKS_REFRESH_MIN_SECONDS = 30  # an unknown kid refetches the JWKS at most this often
+JWKS_REFRESH_MIN_SECONDS = 30  # an issuer's JWKS is fetched at most this often, failures too
 
 TokenKind = Literal["user", "experiment"]
 
@@ -54,6 +55,8 @@ class TokenVerifier:
     http: httpx.AsyncClient
     static_issuers: dict[str, KeySet] = field(default_factory=dict)  # the dev issuer
     _cache: dict[str, _CachedKeys] = field(default_factory=dict)
+    _failed_at: dict[str, float] = field(default_factory=dict)  # last failed fetch per issuer
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # one fetch at a time per issuer
 
     def _issuers(self) -> dict[str, TrustedIssuer]:
         trusted = {i.issuer.rstrip("/"): i for i in self.settings.trusted_issuers}
@@ -113,6 +116,13 @@ class TokenVerifier:
             if kid is None or _has_kid(keys, kid):
                 return keys
             raise Unauthorized(f"token key id {kid!r} is unknown to issuer {name!r}")
+        async with self._locks.setdefault(name, asyncio.Lock()):  # concurrent tokens share a fetch
+            return await self._cached_or_fetched(issuer, name, kid)
+
+    async def _cached_or_fetched(self, issuer: TrustedIssuer, name: str, kid: str | None) -> KeySet:
+        """The issuer's keys from the cache, or fetched when stale or missing ``kid``, but never
+        more than once per :data:`JWKS_REFRESH_MIN_SECONDS`, whether the last fetch worked or
+        failed (forged tokens naming an issuer must not make us hammer its JWKS endpoint)."""
         cached = self._cache.get(name)
         now = time.monotonic()
         fresh_enough = cached and now - cached.fetched_at < self.settings.jwks_cache_seconds
@@ -120,7 +130,16 @@ class TokenVerifier:
             return cached.keys
         if cached and now - cached.fetched_at < JWKS_REFRESH_MIN_SECONDS:
             raise Unauthorized(f"token key id {kid!r} is unknown to issuer {name!r}")
-        keys = await self._fetch_jwks(issuer)
+        failed_at = self._failed_at.get(name)
+        if failed_at is not None and now - failed_at < JWKS_REFRESH_MIN_SECONDS:
+            raise Unauthorized(f"cannot read the signing keys of issuer {name!r} (retried at most "
+                               f"every {JWKS_REFRESH_MIN_SECONDS} s)")
+        try:
+            keys = await self._fetch_jwks(issuer)
+        except Unauthorized:
+            self._failed_at[name] = now
+            raise
+        self._failed_at.pop(name, None)
         self._cache[name] = _CachedKeys(keys, now)
         if kid is not None and not _has_kid(keys, kid):
             raise Unauthorized(f"token key id {kid!r} is unknown to issuer {name!r}")

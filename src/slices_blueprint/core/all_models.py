@@ -9,6 +9,7 @@ from slices_blueprint.identity.models import Experiment, Project, User
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.telemetry.models import VMMetricSample
+from slices_blueprint.web.models import RevokedWebSession
 
 __all__ = [
     "Base",
@@ -21,6 +22,7 @@ __all__ = [
     "Host",
     "HostBooking",
     "Project",
+    "RevokedWebSession",
     "Task",
     "User",
     "VMMetricSample",

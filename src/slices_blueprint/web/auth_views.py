@@ -24,7 +24,7 @@ from slices_blueprint.web.deps import (
     redirect,
     render,
 )
-from slices_blueprint.web.session import ensure_fits
+from slices_blueprint.web.session import ensure_fits, revoke
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix=UI)
@@ -106,10 +106,10 @@ async def oidc_callback(request: Request, db: SessionDep, settings: SettingsDep,
 
 
 @router.post("/logout", dependencies=[CsrfChecked])
-async def logout(request: Request, settings: SettingsDep, session: SessionUi) -> RedirectResponse:
-    """Forget the session, and have the provider revoke its refresh token."""
+async def logout(request: Request, db: SessionDep, settings: SettingsDep, session: SessionUi) -> RedirectResponse:
+    """End the session (server-side too), and have the provider revoke its refresh token."""
     refresh_token = session.get("refresh_token")
-    session.clear()
+    await revoke(db, session)
     if refresh_token and oidc.enabled(settings):
         async with httpx.AsyncClient(timeout=5) as http:
             await oidc.revoke(http, settings, refresh_token)

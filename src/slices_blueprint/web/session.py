@@ -1,7 +1,8 @@
 """The web session: an encrypted cookie (Fernet, the secret box's keys) and CSRF tokens.
 
 The cookie holds the user's id-token (and the provider's refresh token, if any), the
-experiment JWT used for writes, the CSRF token and, during an OIDC login, the
+experiment JWT used for writes, the CSRF token, a session id (revoked server-side at logout,
+so a copied cookie dies with the logout) and, during an OIDC login, the
 state/nonce/PKCE verifier. It ends ``web_session_hours`` after the login, refreshed or not.
 It is HttpOnly, SameSite=Lax, and Secure when the public URL is https. Every POST must
 carry the session's CSRF token, as the ``csrf_token`` form field or (htmx) the
@@ -10,6 +11,8 @@ carry the session's CSRF token, as the ``csrf_token`` form field or (htmx) the
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import hmac
 import json
 import secrets
@@ -18,12 +21,18 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
 from slices_blueprint.core.errors import Forbidden, Invalid
+from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.secretbox import secret_box
+from slices_blueprint.web.models import RevokedWebSession
 
 COOKIE = "sb_session"
 CSRF_FIELD = "csrf_token"
@@ -54,6 +63,7 @@ class WebSession(dict[str, Any]):
         for key, value in values.items():
             self[key] = value
         self["csrf"] = secrets.token_urlsafe(32)
+        self["sid"] = secrets.token_urlsafe(32)  # revoked server-side at logout
 
     @property
     def csrf(self) -> str:
@@ -76,6 +86,8 @@ class WebSessionMiddleware:
             await self.app(scope, receive, send)
             return
         session = self._load(scope)
+        if session.get("sid") and await is_revoked(scope["app"].state.db, session["sid"]):
+            session = WebSession()
         scope["web_session"] = session
 
         async def send_with_cookie(message: Message) -> None:
@@ -103,6 +115,29 @@ class WebSessionMiddleware:
         until = session.setdefault("until", time.time() + self.max_age)  # enforced here, not only by the browser
         max_age = max(0, int(until - time.time()))  # a cookie rewritten later (a refresh) keeps the login's end
         return f"{COOKIE}={encode(self.settings, session)}; {flags}; Max-Age={max_age}"
+
+
+def _sid_hash(sid: str) -> bytes:
+    return hashlib.sha256(sid.encode()).digest()
+
+
+async def is_revoked(db: Database, sid: str) -> bool:
+    """Whether the session ``sid`` was logged out (on any replica of the service)."""
+    async with db.session() as session:
+        found = await session.scalar(select(RevokedWebSession.sid_hash).where(RevokedWebSession.sid_hash == _sid_hash(sid)))
+    return found is not None
+
+
+async def revoke(db: AsyncSession, session: WebSession) -> None:
+    """End ``session`` for good: its cookie, even if copied, is an empty session from now on.
+
+    Revocations are kept until the session would have ended anyway; older ones are pruned."""
+    if session.get("sid"):
+        until = dt.datetime.fromtimestamp(session.get("until", time.time()), dt.UTC)
+        await db.execute(delete(RevokedWebSession).where(RevokedWebSession.until < utcnow()))
+        await db.execute(insert(RevokedWebSession).values(sid_hash=_sid_hash(session["sid"]), until=until)
+                         .on_conflict_do_nothing())
+    session.clear()
 
 
 def encode(settings: Settings, session: WebSession) -> str:

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import structlog
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select, text
 
 from slices_blueprint import __version__
@@ -24,10 +24,11 @@ from slices_blueprint.core.errors import install_error_handlers
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.security import TokenVerifier
+from slices_blueprint.core.security_headers import SecurityHeaders
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
-from slices_blueprint.web.deps import install_web
+from slices_blueprint.web.deps import UI, install_web, templates
 
 log = structlog.get_logger(__name__)
 
@@ -85,12 +86,13 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         summary="SLICES BI site: OpenStack VMs, Kubernetes pods and microVMs for SLICES experiments",
         lifespan=lifespan,
         openapi_url=f"{BI_PREFIX}/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # our own page below: vendored Swagger UI, no CDN, no inline script
         redoc_url=None,
     )
     install_error_handlers(app)
-    install_metrics(app)
+    install_metrics(app, settings)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(SecurityHeaders)
     if settings.dev_mode:
         app.add_middleware(LoopbackHostOnly)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)
@@ -110,6 +112,11 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             HOST_STATES.counts = {(s,): c for s, c in hosts}
 
     app.state.refresh_counts = refresh_counts
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> HTMLResponse:
+        """The API's interactive documentation (Swagger UI)."""
+        return templates.TemplateResponse(request, "api_docs.html", {"ui": UI, "openapi_url": app.openapi_url})
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

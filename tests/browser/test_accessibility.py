@@ -7,11 +7,12 @@ into each page as it is served, at laptop and at phone width.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser.conftest import NODE_MODULES, PHONE, dev_login
+from tests.browser.conftest import LAPTOP, NODE_MODULES, PHONE, dev_login
 from tests.conftest import LiveServer, integration_unavailable
 from tests.helpers import Api
 
@@ -28,6 +29,15 @@ def violations(page: Any, url: str) -> list[dict[str, Any]]:
     result = page.evaluate("tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_AA)
     return [{"rule": v["id"], "impact": v["impact"], "help": v["help"],
              "elements": [n["target"] for n in v["nodes"]][:3]} for v in result["violations"]]
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page that may inject axe-core as an inline script (our CSP refuses inline script)."""
+    context = browser.new_context(viewport=LAPTOP, bypass_csp=True)
+    context.set_default_timeout(20_000)
+    yield context.new_page()
+    context.close()
 
 
 def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api: Api,
@@ -55,7 +65,7 @@ def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api
     found["create form with errors"] = page.evaluate(
         "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}}).then(r => r.violations.map(v => v.id))",
         WCAG_AA)
-    phone = browser.new_context(viewport=PHONE)
+    phone = browser.new_context(viewport=PHONE, bypass_csp=True)
     try:
         small = phone.new_page()
         dev_login(small, live, "admin", experiment)

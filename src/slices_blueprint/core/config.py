@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     local_microvm_host: bool = True  # dev mode: `serve` runs an agent as a local host
     metrics_retention_hours: int = Field(default=48, ge=1)  # per-VM metrics history kept
 
+    # Prometheus /metrics: answered to this bearer token, or to clients in these networks
+    # (CIDRs; loopback is added in dev mode); everyone else gets 403.
+    metrics_token: SecretStr | None = None
+    metrics_allowed_networks: list[str] = []
+
     # Logs
     log_level: str = "INFO"
     log_json: bool = False

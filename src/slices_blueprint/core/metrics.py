@@ -3,10 +3,17 @@ state (read at scrape time)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+import hmac
+import ipaddress
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.errors import Forbidden
 
 REQUESTS = Counter("sb_http_requests_total", "HTTP requests answered", ["method", "route", "status"])
 REQUEST_SECONDS = Histogram("sb_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -43,10 +50,37 @@ for _collector in (RESOURCE_STATES, HOST_STATES):
     REGISTRY.register(_collector)
 
 
-def install_metrics(app: FastAPI) -> None:
-    """Serve ``/metrics`` (request counters are kept by ``core.middleware``)."""
+def metrics_access(settings: Settings) -> Callable[[Request], None]:
+    """The check in front of ``/metrics``: the ``metrics_token`` bearer, or a client address in
+    ``metrics_allowed_networks`` (loopback too in dev mode); everyone else gets 403."""
+    networks = [ipaddress.ip_network(n, strict=False) for n in settings.metrics_allowed_networks]
+    if settings.dev_mode:
+        networks += [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    token = settings.metrics_token.get_secret_value().encode() if settings.metrics_token else None
+
+    def check(request: Request) -> None:
+        scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+        if token and scheme.lower() == "bearer" and hmac.compare_digest(sent.encode(), token):
+            return
+        try:
+            client = ipaddress.ip_address(request.client.host if request.client else "")
+        except ValueError:
+            client = None
+        if client is not None and any(client in network for network in networks):
+            return
+        raise Forbidden("metrics are served to the metrics_token bearer and to "
+                        "metrics_allowed_networks only")
+
+    return check
+
+
+def install_metrics(app: FastAPI, settings: Settings) -> None:
+    """Serve ``/metrics`` behind :func:`metrics_access` (request counters are kept by
+    ``core.middleware``)."""
+    allowed = metrics_access(settings)
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        allowed(request)
         await app.state.refresh_counts()
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

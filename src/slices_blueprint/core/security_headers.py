@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = "; ".join([
+CSP_DIRECTIVES = (
     "default-src 'self'",
     "script-src 'self'",  # no inline script, no eval: pages load only our own files
     "style-src 'self'",
@@ -15,7 +15,8 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "object-src 'none'",
     "base-uri 'none'",
     "frame-ancestors 'none'",
-])
+)
+CONTENT_SECURITY_POLICY = "; ".join(CSP_DIRECTIVES)
 HEADERS = {
     "content-security-policy": CONTENT_SECURITY_POLICY,
     "x-content-type-options": "nosniff",

@@ -23,6 +23,7 @@ from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import install_error_handlers
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import RequestContextMiddleware
+from slices_blueprint.core.nul_guard import RefuseNul
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.core.security_headers import SecurityHeaders
 from slices_blueprint.hosts.models import Host
@@ -91,6 +92,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     )
     install_error_handlers(app)
     install_metrics(app, settings)
+    app.add_middleware(RefuseNul)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeaders)
     if settings.dev_mode:

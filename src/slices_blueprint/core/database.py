@@ -67,7 +67,8 @@ class Database:
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
         self.url = libpq_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+            hide_parameters=True,  # a failed statement's values (tokens, userdata) stay out of logs
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -19,7 +19,7 @@ URL_NUL = re.compile(rb"%00")
 SCANNED_BODIES = {b"application/json": JSON_NUL, b"application/x-www-form-urlencoded": URL_NUL}
 
 
-def _refuse(where: str):  # noqa: ANN202 - a Starlette response
+def _refuse(where: str):
     return problem(422, "Invalid input", f"{where}: NUL characters (\\u0000, %00) are not accepted in text")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slices_blueprint.core.errors import problem
@@ -19,7 +20,7 @@ URL_NUL = re.compile(rb"%00")
 SCANNED_BODIES = {b"application/json": JSON_NUL, b"application/x-www-form-urlencoded": URL_NUL}
 
 
-def _refuse(where: str):
+def _refuse(where: str) -> JSONResponse:
     return problem(422, "Invalid input", f"{where}: NUL characters (\\u0000, %00) are not accepted in text")
 
 

@@ -20,7 +20,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
-from slices_blueprint.core.errors import install_error_handlers
+from slices_blueprint.core.errors import documented_errors, install_error_handlers
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
@@ -87,6 +87,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         summary="SLICES BI site: OpenStack VMs, Kubernetes pods and microVMs for SLICES experiments",
         lifespan=lifespan,
         openapi_url=f"{BI_PREFIX}/openapi.json",
+        responses=documented_errors(),
         docs_url=None,  # our own page below: vendored Swagger UI, no CDN, no inline script
         redoc_url=None,
     )

@@ -11,7 +11,7 @@ from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.deps import SettingsDep
 from slices_blueprint.core.errors import NotFound
 
-router = APIRouter(prefix="/dev", tags=["dev mode"])
+router = APIRouter(prefix="/dev", tags=["dev mode"], include_in_schema=False)  # not the BI API
 
 
 class DevTokenRequest(BaseModel):

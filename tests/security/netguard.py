@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 
 @contextmanager
@@ -65,7 +65,7 @@ class LoopbackListener:
                 except OSError:
                     pass
 
-    def __enter__(self) -> LoopbackListener:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 

@@ -180,7 +180,9 @@ def check_config(config: dict[str, Any]) -> PodConfig:
         return PodConfig.model_validate(config)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request_config'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'request_config'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ProviderError(f"invalid request_config for a k8s resource: {problems}") from None
 

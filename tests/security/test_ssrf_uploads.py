@@ -22,6 +22,7 @@ from slices_blueprint.core.deps import API_PREFIX
 from slices_blueprint.core.dev_issuer import mint_dev_token
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.kubernetes import KubernetesDriver
+from slices_blueprint.providers.openstack import OpenStackDriver
 from tests.conftest import (
     LOOPBACK_POLICY,
     LiveServer,
@@ -110,20 +111,38 @@ def test_kubeconfig_proxy_url_is_refused_and_the_proxy_gets_nothing(live: LiveSe
         proxy.assert_untouched()
 
 
+def _proxy_environment(monkeypatch: pytest.MonkeyPatch, proxy: LoopbackListener) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, proxy.url)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
 async def test_uploaded_kubeconfig_ignores_the_environments_proxy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """HTTP(S)_PROXY of the service's host is not used for an uploaded kubeconfig: the client
     connects to the (closed) server itself and the proxy hears nothing."""
     with LoopbackListener() as proxy:
-        for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-            monkeypatch.setenv(name, proxy.url)
-        for name in ("NO_PROXY", "no_proxy"):
-            monkeypatch.delenv(name, raising=False)
+        _proxy_environment(monkeypatch, proxy)
         closed = f"http://127.0.0.1:{free_port()}"
         with pytest.raises(ProviderError, match=f"cannot reach the cluster at {closed}"):
             await KubernetesDriver.validate_credential(
                 kubeconfig(closed).encode(), None, LOOPBACK_POLICY)
+        proxy.assert_untouched()
+
+
+async def test_uploaded_clouds_yaml_ignores_the_environments_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same for the guarded OpenStack session (the proxy would resolve names past the
+    guard, and requests would add the service's .netrc logins)."""
+    with LoopbackListener() as proxy:
+        _proxy_environment(monkeypatch, proxy)
+        closed = f"http://127.0.0.1:{free_port()}/v3"
+        with pytest.raises(ProviderError, match="could not connect"):
+            await OpenStackDriver.validate_credential(
+                clouds_yaml(closed).encode(), None, LOOPBACK_POLICY)
         proxy.assert_untouched()
 
 

@@ -13,7 +13,13 @@ Cluster and credential
 Objects
     Namespace ``slices-<experiment id>-<digest>`` (created on demand, labelled
     ``app.kubernetes.io/managed-by=slices-blueprint`` plus ``slices.eu/{project,experiment}-id``;
-    deleted when the last pod of ours in it is gone).
+    deleted when the last pod of ours in it is gone). Pod ``<friendly name>-<digest of the
+    resource id>`` labelled with the (sanitised) ids, annotated with the exact ids; one container
+    ``main`` running the disk image's ``location``, CPU/memory limits from the flavor, memory
+    request = limit, CPU request = ``cpu_request_fraction`` x limit (1.0, Guaranteed QoS, unless
+    the operator overcommits; ``disk_mb`` is not enforced), no service-account token mounted.
+    ``provider_resource_id`` is ``namespace/pod``; ``access.ipv4`` is the pod IP (reachable
+    from inside the cluster only).
 
 Lockdown
     The namespace carries the Pod Security labels (enforce/audit/warn) of
@@ -25,13 +31,7 @@ Lockdown
     Every container runs with ``allowPrivilegeEscalation: false``, all capabilities dropped
     and the RuntimeDefault seccomp profile (``runAsNonRoot`` when restricted); no host
     network/PID/IPC. Enforcement needs Pod Security admission (Kubernetes >= 1.23) and a CNI
-    that implements NetworkPolicy; the objects are created either way. Pod ``<friendly name>-<digest of the
-    resource id>`` labelled with the (sanitised) ids, annotated with the exact ids; one container
-    ``main`` running the disk image's ``location``, CPU/memory limits from the flavor, memory
-    request = limit, CPU request = ``cpu_request_fraction`` x limit (1.0, Guaranteed QoS, unless
-    the operator overcommits; ``disk_mb`` is not enforced), no service-account token mounted.
-    ``provider_resource_id`` is ``namespace/pod``; ``access.ipv4`` is the pod IP (reachable
-    from inside the cluster only).
+    that implements NetworkPolicy; the objects are created either way.
 
 ``request_config`` (unknown keys are refused)
     ``command``/``args`` (lists), ``env`` (name -> value), ``ports`` (numbers or

@@ -28,6 +28,8 @@ CONTAINER = "main"
 NETWORK_POLICY = "slices-experiment-isolation"
 PodSecurity = Literal["restricted", "baseline"]
 PSA_LABEL = "pod-security.kubernetes.io"
+PSA_MODES = ("enforce", "audit", "warn")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Container states the kubelet keeps retrying but that will not fix themselves.
 FATAL_WAITING = frozenset(
@@ -95,7 +97,7 @@ class _Strict(BaseModel):
 
 
 # Secrets we create: ``<pod>-provision`` (see provision_secret_name), pod = name + digest
-OUR_SECRET = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?-)?[0-9a-f]{8}-provision$")
+OUR_SECRET = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9a-f]{8}-provision$")
 VOLUME_SOURCES = ("empty_dir", "secret", "persistent_claim")
 
 
@@ -211,8 +213,8 @@ def namespace_manifest(spec: NodeSpec, name: str, pod_security: PodSecurity) -> 
 
 def pod_security_labels(pod_security: PodSecurity) -> dict[str, str]:
     """Enforce (and audit, warn) ``pod_security`` at the cluster's latest policy version."""
-    labels = {f"{PSA_LABEL}/{mode}": pod_security for mode in ("enforce", "audit", "warn")}
-    return labels | {f"{PSA_LABEL}/{mode}-version": "latest" for mode in ("enforce", "audit", "warn")}
+    labels = {f"{PSA_LABEL}/{mode}": pod_security for mode in PSA_MODES}
+    return labels | {f"{PSA_LABEL}/{mode}-version": "latest" for mode in PSA_MODES}
 
 
 # Not the internet (IANA special-purpose registries): never an experiment pod's egress target.
@@ -236,9 +238,6 @@ def _carrying(net: ipaddress.IPv4Network) -> list[ipaddress.IPv6Network]:
         ipaddress.IPv6Network((int(_NAT64.network_address) | v4, 96 + length)),
         ipaddress.IPv6Network((int(_SIX_TO_FOUR.network_address) | v4 << 80, 16 + length)),
     ]
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def network_policy_manifest(

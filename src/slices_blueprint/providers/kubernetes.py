@@ -29,7 +29,7 @@ Lockdown
     (private, loopback, link-local and other special ranges, their NAT64/6to4 forms and
     ``kubernetes_cluster_networks`` excluded). Both are brought up to date on every create.
     Every container runs with ``allowPrivilegeEscalation: false``, all capabilities dropped
-    and the RuntimeDefault seccomp profile (``runAsNonRoot`` when restricted); no host
+    and the RuntimeDefault seccomp profile (restricted: ``runAsNonRoot``, as uid 65534); no host
     network/PID/IPC. Enforcement needs Pod Security admission (Kubernetes >= 1.23) and a CNI
     that implements NetworkPolicy; the objects are created either way.
 

@@ -29,6 +29,7 @@ NETWORK_POLICY = "slices-experiment-isolation"
 PodSecurity = Literal["restricted", "baseline"]
 PSA_LABEL = "pod-security.kubernetes.io"
 PSA_MODES = ("enforce", "audit", "warn")
+RESTRICTED_UID = 65534  # nobody
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Container states the kubelet keeps retrying but that will not fix themselves.
@@ -223,8 +224,9 @@ NOT_INTERNET_V4 = tuple(map(ipaddress.IPv4Network, (
     "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
     "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 )))
+# (IPv4-mapped ::ffff:0:0/96 never appears on the wire, and the API server reads it as IPv4)
 NOT_INTERNET_V6 = tuple(map(ipaddress.IPv6Network, (
-    "::/96", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32",
+    "::/96", "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32",
     "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
 )))
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -278,15 +280,22 @@ def network_policy_manifest(
 
 def security_contexts(pod_security: PodSecurity) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pod's and the container's securityContext at ``pod_security``: no privilege
-    escalation, no capabilities, the runtime's seccomp profile; non-root when restricted."""
+    escalation, no capabilities, the runtime's seccomp profile. Restricted pods run as
+    ``nobody`` (:data:`RESTRICTED_UID`, also their volumes' group): the kubelet refuses
+    ``runAsNonRoot`` for images whose user is root or a name it cannot check."""
     seccomp = {"seccompProfile": {"type": "RuntimeDefault"}}
     non_root = {"runAsNonRoot": True} if pod_security == "restricted" else {}
+    user = (
+        {"runAsUser": RESTRICTED_UID, "runAsGroup": RESTRICTED_UID, "fsGroup": RESTRICTED_UID}
+        if pod_security == "restricted"
+        else {}
+    )
     container = {
         "allowPrivilegeEscalation": False,
         "privileged": False,
         "capabilities": {"drop": ["ALL"]},
     }
-    return seccomp | non_root, container | seccomp | non_root
+    return seccomp | non_root | user, container | seccomp | non_root
 
 
 def provision_secret_name(pod: str) -> str:

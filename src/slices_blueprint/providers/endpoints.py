@@ -10,7 +10,9 @@ Every address a host name resolves to must be allowed. OpenStack calls are check
 each request (keystone's catalog may name other hosts); a Kubernetes client only ever talks
 to its server, which is checked when the client is built. The check resolves the name
 itself, so a name whose answer changes between the check and the connection (DNS
-rebinding) is not caught: an egress firewall on the service's host closes that gap.
+rebinding) is not caught: an egress firewall on the service's host closes that gap. Guarded
+clients connect directly: a proxy (from the credential or the environment) would resolve and
+reach names past the check.
 
 "Public" is :attr:`ipaddress.IPv4Address.is_global` (not multicast), plus for IPv6: not
 site-local (``fec0::/10``) nor local-use NAT64 (``64:ff9b:1::/48``), which this Python still

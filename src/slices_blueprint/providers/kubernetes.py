@@ -5,10 +5,13 @@ Cluster and credential
     at upload) or, without one, the operator's ``kubernetes_kubeconfig``/``kubernetes_context``.
     Uploaded kubeconfigs must carry everything inline (``*-data`` fields, tokens): file paths,
     ``exec`` and ``auth-provider`` plugins are refused, because they would make *our* server
-    read its own files or run commands on a user's behalf. The official client writes inline
-    certificates to temporary files; we load them into an in-memory TLS context and remove
-    the files (kept in /dev/shm while they exist) before the driver is used. Every driver has
-    its own ``ApiClient``; the client's global default configuration is never touched.
+    read its own files or run commands on a user's behalf; ``proxy-url`` is refused too, and
+    the client of an uploaded kubeconfig takes no proxy from the environment either (a proxy
+    would get the user's token and reach what the endpoint guard never saw). The official
+    client writes inline certificates to temporary files; we load them into an in-memory TLS
+    context and remove the files (kept in /dev/shm while they exist) before the driver is
+    used. Every driver has its own ``ApiClient``; the client's global default configuration
+    is never touched.
 
 Objects
     Namespace ``slices-<experiment id>-<digest>`` (created on demand, labelled

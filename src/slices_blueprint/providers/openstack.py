@@ -4,7 +4,10 @@ Credentials
     The user's uploaded ``clouds.yaml`` (or the operator's site-wide one) is parsed in memory
     with ``yaml.safe_load``; the chosen cloud's dict goes straight to openstacksdk's config
     loader (``load_yaml_config=False``, ``load_envvars=False``), so no plaintext credential
-    ever reaches the disk and no ``OS_*`` variable or local ``clouds.yaml`` leaks in.
+    ever reaches the disk and no ``OS_*`` variable or local ``clouds.yaml`` leaks in. An
+    uploaded cloud may not use ``profile``/``cloud`` (vendor profiles, fetched from a URL
+    outside the guarded session), ``vendor_hook`` (code to import) or ``cacert``/``cert``/``key``
+    (server-side files); its session connects directly, without the environment's proxy.
 
 SSH keys
     No nova keypair: nova takes one keypair per server and keypairs belong to a user, not a

@@ -28,12 +28,19 @@ def test_non_public_endpoints_are_refused_by_default(url: str) -> None:
 def test_public_addresses_and_allowed_networks_and_names_pass() -> None:
     EndpointPolicy().check_url("https://1.1.1.1:5000/v3", "the auth_url")
     EndpointPolicy().check_url("https://[2606:4700:4700::1111]/", "the auth_url")
+    # IPv6 forms carrying a public IPv4 address are public too (NAT64, 6to4, mapped)
+    for public in ("64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8"):
+        EndpointPolicy().check_url(f"https://[{public}]/", "the auth_url")
     policy = EndpointPolicy(["10.0.0.0/8", "*.cloud.internal"])
     policy.check_url("https://10.20.30.40:6443", "the server")
     policy.check_url("https://keystone.cloud.internal:5000/v3", "the auth_url")  # no lookup
     with pytest.raises(EndpointNotAllowed, match="172.16.0.1"):
         policy.check_url("https://172.16.0.1:5000", "the auth_url")
     assert policy.key == ("10.0.0.0/8", "*.cloud.internal")
+    # an allowed IPv4 network allows it behind NAT64 / 6to4 too, nothing else
+    policy.check_url("https://[64:ff9b::a14:1e28]/", "the server")
+    with pytest.raises(EndpointNotAllowed, match=r"carries the IPv4 address 172.16.0.1"):
+        policy.check_url("https://[2002:ac10:1::1]/", "the server")
 
 
 def test_hostless_and_unresolvable_urls_are_explained() -> None:

@@ -200,16 +200,12 @@ async def test_create_runs_the_pod_we_asked_for(
         "ports": [8080, {"port": 53, "protocol": "UDP", "name": "dns"}],
         "volumes": [
             {"name": "scratch", "mount_path": "/scratch", "empty_dir": {"size_limit": "64Mi"}},
-            {"name": "settings", "mount_path": "/etc/app", "config_map": "app-settings"},
-            {"name": "creds", "mount_path": "/etc/creds", "secret": "app-creds", "read_only": True},
         ],
     }
     spec = make_spec("Web Server #1", vcpus=2, ram_mib=300, config=config)
     namespace = namespace_name(spec.experiment_id)
-    # the experiment's namespace already holds the ConfigMap and Secret the pod mounts
+    # the experiment's namespace exists already (made before Pod Security labels were set)
     kube.create_namespace({"metadata": owner_metadata(spec, namespace, resource=False)})
-    kube.create_namespaced_config_map(namespace, {"metadata": {"name": "app-settings"}})
-    kube.create_namespaced_secret(namespace, {"metadata": {"name": "app-creds"}})
 
     info = await driver.create(spec, progress)
 
@@ -233,14 +229,13 @@ async def test_create_runs_the_pod_we_asked_for(
     assert [(p.container_port, p.protocol) for p in container.ports] == [(8080, "TCP"), (53, "UDP")]
     volumes = {v.name: v for v in pod.spec.volumes}
     assert volumes["scratch"].empty_dir.size_limit == "64Mi"
-    assert volumes["settings"].config_map.name == "app-settings"
-    assert volumes["creds"].secret.secret_name == "app-creds"
-    assert {m.mount_path for m in container.volume_mounts} == {"/scratch", "/etc/app", "/etc/creds"}
+    assert {m.mount_path for m in container.volume_mounts} == {"/scratch"}
     assert pod.spec.automount_service_account_token is False
     assert pod.spec.termination_grace_period_seconds == driver.delete_grace == 0
     ns = kube.read_namespace(namespace)
     assert ns.metadata.annotations["slices.eu/experiment-id"] == spec.experiment_id
     assert ns.metadata.labels["slices.eu/project-id"] == label_value(spec.project_id)
+    assert ns.metadata.labels["pod-security.kubernetes.io/enforce"] == "restricted"  # brought up to date
 
 
 async def test_repeated_create_adopts_the_pod(

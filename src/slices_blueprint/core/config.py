@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     kubernetes_unschedulable_grace_seconds: float = 60.0  # Unschedulable -> error after this
     kubernetes_delete_grace_seconds: int = 30  # pod termination grace period
     kubernetes_cpu_request_fraction: float = Field(default=1.0, gt=0, le=1)  # CPU request / limit
+    # Kubernetes pod lockdown: the Pod Security level experiment namespaces are labelled with
+    # (and pods' securityContext follows: "restricted" adds runAsNonRoot; "baseline" for images
+    # that must start as root), and the cluster's pod/service networks, which the experiment
+    # NetworkPolicy's internet egress excludes besides private, loopback and link-local ranges.
+    kubernetes_pod_security: Literal["restricted", "baseline"] = "restricted"
+    kubernetes_cluster_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
 
     # MicroVM hosts (slices-blueprint agent)
     host_registration_secret: SecretStr | None = None  # agents register with this bearer

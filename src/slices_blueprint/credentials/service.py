@@ -2,6 +2,9 @@
 
 A credential is checked by its provider before it is stored; a failed check stores nothing
 and keeps the previous one. The plaintext exists only in memory, for one check or one task.
+A credential asking for what uploads never get (a proxy, a vendor profile, server-side
+files, a non-public endpoint: :class:`UnsafeCredential`) is refused before anything is
+contacted, with the field and address named.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.endpoints import EndpointPolicy
+from slices_blueprint.providers.endpoints import EndpointPolicy, UnsafeCredential
 from slices_blueprint.providers.registry import driver_class
 
 log = structlog.get_logger(__name__)
@@ -53,8 +56,11 @@ async def store(
     try:
         selected = await driver_class(flavor_type).validate_credential(
             plaintext, selected, EndpointPolicy.of(settings))
-    except ProviderError as exc:
+    except UnsafeCredential as exc:
         # the request's transaction rolls back, so this failure lives in the logs, not the audit trail
+        log.warning("credential.refused", owner_id=owner_id, kind=kind, reason=str(exc))
+        raise Invalid(f"{kind} credential refused: {exc}") from exc
+    except ProviderError as exc:
         log.warning("credential.check_failed", owner_id=owner_id, kind=kind, reason=str(exc))
         raise Invalid(f"{kind} credential does not work: {exc}") from exc
     credential = await get_own(session, owner_id, kind) or Credential(owner_id=owner_id, kind=kind)

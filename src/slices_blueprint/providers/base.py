@@ -137,6 +137,11 @@ class ComputeDriver(abc.ABC):
         """
         raise NotSupported(f"{cls.flavor_type} takes no uploaded credential")
 
+    @classmethod
+    def check_request_config(cls, config: dict[str, Any]) -> None:
+        """Refuse a ``request_config`` the provider will not accept, when the resource is
+        requested (raise :class:`ProviderError` with the reason); the default accepts any."""
+
     @abc.abstractmethod
     async def create(self, spec: NodeSpec, progress: Progress) -> NodeInfo:
         """Create the node and wait until it runs (or fails); report progress.

@@ -5,10 +5,13 @@ Cluster and credential
     at upload) or, without one, the operator's ``kubernetes_kubeconfig``/``kubernetes_context``.
     Uploaded kubeconfigs must carry everything inline (``*-data`` fields, tokens): file paths,
     ``exec`` and ``auth-provider`` plugins are refused, because they would make *our* server
-    read its own files or run commands on a user's behalf. The official client writes inline
-    certificates to temporary files; we load them into an in-memory TLS context and remove
-    the files (kept in /dev/shm while they exist) before the driver is used. Every driver has
-    its own ``ApiClient``; the client's global default configuration is never touched.
+    read its own files or run commands on a user's behalf; ``proxy-url`` is refused too, and
+    the client of an uploaded kubeconfig takes no proxy from the environment either (a proxy
+    would get the user's token and reach what the endpoint guard never saw). The official
+    client writes inline certificates to temporary files; we load them into an in-memory TLS
+    context and remove the files (kept in /dev/shm while they exist) before the driver is
+    used. Every driver has its own ``ApiClient``; the client's global default configuration
+    is never touched.
 
 Objects
     Namespace ``slices-<experiment id>-<digest>`` (created on demand, labelled
@@ -21,12 +24,27 @@ Objects
     ``provider_resource_id`` is ``namespace/pod``; ``access.ipv4`` is the pod IP (reachable
     from inside the cluster only).
 
+Lockdown
+    The namespace carries the Pod Security labels (enforce/audit/warn) of
+    ``kubernetes_pod_security`` (``restricted``, or ``baseline`` for images that must start as
+    root), and the NetworkPolicy ``slices-experiment-isolation``: default deny; ingress from
+    the experiment's own pods; egress to them, to kube-dns on port 53 and to the internet only
+    (private, loopback, link-local and other special ranges, their NAT64/6to4 forms and
+    ``kubernetes_cluster_networks`` excluded). Both are brought up to date on every create.
+    Every container runs with ``allowPrivilegeEscalation: false``, all capabilities dropped
+    and the RuntimeDefault seccomp profile (restricted: ``runAsNonRoot``, as uid 65534); no host
+    network/PID/IPC. Enforcement needs Pod Security admission (Kubernetes >= 1.23) and a CNI
+    that implements NetworkPolicy; the objects are created either way.
+
 ``request_config`` (unknown keys are refused)
     ``command``/``args`` (lists), ``env`` (name -> value), ``ports`` (numbers or
     ``{port, protocol, name}``), ``volumes`` (``{name, mount_path, read_only}`` plus one of
-    ``empty_dir: {medium, size_limit}``, ``config_map: <name>``, ``secret: <name>``,
-    ``persistent_claim: {size, access_mode}``; claims need ``storage_class``),
-    ``node_selector`` (label -> value), ``provision_mount`` (see below).
+    ``empty_dir: {medium, size_limit}``, ``secret: <name>`` (only a ``<pod>-provision`` Secret
+    we created for this experiment: checked at request time by name, at create time by its
+    labels), ``persistent_claim: {size, access_mode}``; claims need ``storage_class``; host
+    paths, ConfigMaps, service-account tokens and other sources are refused),
+    ``node_selector`` (label -> value), ``provision_mount`` (see below). The API checks it when
+    the resource is requested (:meth:`KubernetesDriver.check_request_config`, a 422).
 
 SSH keys and userdata
     Containers run no sshd or cloud-init of ours, so we never pretend to apply them. When
@@ -77,6 +95,7 @@ from kubernetes.client import (
     ApiClient,
     AuthorizationV1Api,
     CoreV1Api,
+    NetworkingV1Api,
     V1Pod,
     VersionApi,
 )
@@ -109,14 +128,19 @@ from slices_blueprint.providers.kubernetes_client import (
 )
 from slices_blueprint.providers.kubernetes_pods import (
     CONTAINER,
+    EXPERIMENT_LABEL,
     MANAGED_BY,
     MANAGED_SELECTOR,
     RESOURCE_LABEL,
+    Network,
     PodConfig,
+    PodSecurity,
     PodVerdict,
+    check_config,
     claim_manifests,
+    namespace_manifest,
     namespace_name,
-    owner_metadata,
+    network_policy_manifest,
     parse_config,
     pod_manifest,
     pod_name,
@@ -129,6 +153,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 WATCH_SLICE = 30.0  # longest single watch request (seconds); the pod is re-read after it
+REQUIRED_RESOURCES = (("", "namespaces"), ("", "pods"), ("networking.k8s.io", "networkpolicies"))
 
 
 # ---------------------------------------------------------------- the driver
@@ -156,9 +181,14 @@ class KubernetesDriver(ComputeDriver):
         unschedulable_grace: float = 60.0,
         delete_grace: int = 30,
         cpu_request_fraction: float = 1.0,
+        pod_security: PodSecurity = "restricted",
+        cluster_networks: list[Network] | None = None,
     ) -> None:
         self.api_client = api_client
         self.core = CoreV1Api(api_client)
+        self.networking = NetworkingV1Api(api_client)
+        self.pod_security: PodSecurity = pod_security
+        self.cluster_networks = cluster_networks or []
         self.host = api_client.configuration.host
         self.ready_timeout = ready_timeout
         self.unschedulable_grace = unschedulable_grace
@@ -189,7 +219,13 @@ class KubernetesDriver(ComputeDriver):
             unschedulable_grace=settings.kubernetes_unschedulable_grace_seconds,
             delete_grace=settings.kubernetes_delete_grace_seconds,
             cpu_request_fraction=settings.kubernetes_cpu_request_fraction,
+            pod_security=settings.kubernetes_pod_security,
+            cluster_networks=settings.kubernetes_cluster_networks,
         )
+
+    @classmethod
+    def check_request_config(cls, config: dict[str, Any]) -> None:
+        check_config(config)
 
     @classmethod
     async def validate_credential(
@@ -215,8 +251,9 @@ class KubernetesDriver(ComputeDriver):
     async def _require_permissions(self) -> None:
         auth = AuthorizationV1Api(self.api_client)
         missing = []
-        for resource in ("namespaces", "pods"):
-            review = {"spec": {"resourceAttributes": {"verb": "create", "resource": resource}}}
+        for group, resource in REQUIRED_RESOURCES:
+            attributes = {"verb": "create", "resource": resource, "group": group}
+            review = {"spec": {"resourceAttributes": attributes}}
             answer = await self._call(
                 auth.create_self_subject_access_review, review, _request_timeout=VALIDATE_TIMEOUT
             )
@@ -225,7 +262,7 @@ class KubernetesDriver(ComputeDriver):
         if missing:
             raise ProviderError(
                 f"these credentials may not {' and '.join(missing)} on {self.host}; "
-                "one namespace per experiment is created, so both are needed"
+                "one namespace per experiment, with a NetworkPolicy, is created"
             )
 
     async def _call(
@@ -294,7 +331,8 @@ class KubernetesDriver(ComputeDriver):
         return None
 
     async def _ensure_namespace(self, spec: NodeSpec, namespace: str) -> None:
-        body = {"metadata": owner_metadata(spec, namespace, resource=False)}
+        """Our namespace for the experiment, with its Pod Security labels and NetworkPolicy."""
+        body = namespace_manifest(spec, namespace, self.pod_security)
         created = await self._call(self.core.create_namespace, body, allow=(409,))
         if created is not None:
             log.info(
@@ -302,19 +340,50 @@ class KubernetesDriver(ComputeDriver):
                 namespace=namespace,
                 experiment_id=spec.experiment_id,
             )
-            return
+        else:
+            await self._update_namespace(namespace, body["metadata"]["labels"])
+        await self._put(
+            self.networking.create_namespaced_network_policy,
+            self.networking.patch_namespaced_network_policy,
+            namespace,
+            network_policy_manifest(spec, self.cluster_networks),
+        )
+
+    async def _update_namespace(self, namespace: str, labels: dict[str, str]) -> None:
+        """Check an existing namespace is ours and alive; bring its labels up to date."""
         existing = await self._call(self.core.read_namespace, namespace)
         if existing.metadata.deletion_timestamp:
             raise TransientProviderError(
                 f"namespace {namespace} is being deleted; retrying once it is gone"
             )
-        if (existing.metadata.labels or {}).get(MANAGED_BY[0]) != MANAGED_BY[1]:
+        current = existing.metadata.labels or {}
+        if current.get(MANAGED_BY[0]) != MANAGED_BY[1]:
             raise ProviderError(
                 f"namespace {namespace} exists and is not managed by slices-blueprint"
             )
+        if any(current.get(k) != v for k, v in labels.items()):
+            await self._call(self.core.patch_namespace, namespace, {"metadata": {"labels": labels}})
+            log.info("kubernetes.namespace_labels_updated", namespace=namespace)
+
+    async def _require_our_secrets(self, spec: NodeSpec, config: PodConfig, namespace: str) -> None:
+        """ProviderError unless every Secret the pod mounts is one we made for this experiment."""
+        for volume in config.volumes:
+            if volume.secret is None:
+                continue
+            secret = await self._call(
+                self.core.read_namespaced_secret, volume.secret, namespace, allow=(404,)
+            )
+            meta = secret.metadata if secret is not None else None
+            ours = meta is not None and (meta.labels or {}).get(MANAGED_BY[0]) == MANAGED_BY[1]
+            if not ours or (meta.annotations or {}).get(EXPERIMENT_LABEL) != spec.experiment_id:
+                raise ProviderError(
+                    f"volume {volume.name!r}: secret {volume.secret!r} is not a Secret "
+                    "slices-blueprint created for this experiment"
+                )
 
     async def _create_pod(self, spec: NodeSpec, config: PodConfig, namespace: str) -> V1Pod:
         name = pod_name(spec)
+        await self._require_our_secrets(spec, config, namespace)
         if config.provision_mount:
             await self._put(
                 self.core.create_namespaced_secret,
@@ -331,7 +400,9 @@ class KubernetesDriver(ComputeDriver):
             )
         pod = await self._create_with_retry(
             namespace,
-            pod_manifest(spec, config, name, self.cpu_request_fraction, self.delete_grace),
+            pod_manifest(
+                spec, config, name, self.cpu_request_fraction, self.delete_grace, self.pod_security
+            ),
         )
         if pod is not None:
             return pod

@@ -19,7 +19,7 @@ from urllib3 import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
 from slices_blueprint.providers.base import ProviderError, TransientProviderError
-from slices_blueprint.providers.endpoints import EndpointPolicy
+from slices_blueprint.providers.endpoints import EndpointPolicy, UnsafeCredential
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 VALIDATE_TIMEOUT = (3.0, 10.0)
@@ -28,6 +28,8 @@ _FILE_KEYS = {
     "cluster": ("certificate-authority",),
     "user": ("client-certificate", "client-key", "tokenFile", "exec", "auth-provider"),
 }
+# A proxy would receive the user's token and reach addresses the endpoint policy never saw.
+_PROXY_KEY = "proxy-url"
 _RAM_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _BUILD_LOCK = threading.Lock()
 # What a new namespace lacks for a moment (Kubernetes <= 1.23 admission: 403 "service account
@@ -58,19 +60,25 @@ def parse_kubeconfig(plaintext: bytes, *, uploaded: bool) -> dict[str, Any]:
     if not config.get("contexts"):
         raise ProviderError("the kubeconfig has no contexts")
     if uploaded:
-        _refuse_file_references(config)
+        _refuse_unsafe_keys(config)
     return config
 
 
-def _refuse_file_references(config: dict[str, Any]) -> None:
+def _refuse_unsafe_keys(config: dict[str, Any]) -> None:
+    """UnsafeCredential for file references, plugins and proxies in an uploaded kubeconfig."""
     for kind, keys in _FILE_KEYS.items():
         for entry in config.get(f"{kind}s") or []:
             body = entry.get(kind) if isinstance(entry, dict) else None
             if not isinstance(body, dict):
                 raise ProviderError(f"every entry of {kind}s needs a name and a {kind} mapping")
+            if kind == "cluster" and _PROXY_KEY in body:
+                raise UnsafeCredential(
+                    f"cluster {entry.get('name')!r} sets {_PROXY_KEY}: an uploaded kubeconfig may "
+                    "not name a proxy; the service connects to the cluster's server directly"
+                )
             found = sorted(k for k in keys if k in body)
             if found:
-                raise ProviderError(
+                raise UnsafeCredential(
                     f"{kind} {entry.get('name')!r} uses {', '.join(found)}: an uploaded kubeconfig "
                     "must carry its certificates and token inline (*-data fields, token); file "
                     "paths and exec/auth-provider plugins are not accepted"
@@ -111,7 +119,8 @@ def _hold_tls_in_memory(client: ApiClient) -> None:
 def build_api_client(config: dict[str, Any], context: str, base_path: str = "",
                      policy: EndpointPolicy | None = None) -> ApiClient:
     """A private ApiClient for ``context``; no certificate or key stays on disk. With
-    ``policy`` (an uploaded kubeconfig), its server must be an endpoint the policy allows."""
+    ``policy`` (an uploaded kubeconfig), its server must be an endpoint the policy allows and
+    the client connects to it directly (no proxy, neither from the file nor the environment)."""
     cfg = Configuration()
     # the client caches its temporary files by content, across threads: one build at a time
     with _BUILD_LOCK, tempfile.TemporaryDirectory(prefix="slices-kube-", dir=_RAM_DIR) as tmp:
@@ -127,6 +136,7 @@ def build_api_client(config: dict[str, Any], context: str, base_path: str = "",
             raise ProviderError(f"kubeconfig context {context!r} is unusable: {exc}") from None
         if policy is not None:
             policy.check_url(cfg.host, "the kubeconfig's server")
+            cfg.proxy = None  # the client would take HTTPS_PROXY from the environment
         cfg.retries = Retry(total=2, read=0, status=0, redirect=0, backoff_factor=0.2)
         client = ApiClient(cfg)
         try:

@@ -7,7 +7,9 @@ Nothing here talks to a cluster, so every rule (how an id becomes a DNS-1123 nam
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -23,6 +25,12 @@ EXPERIMENT_LABEL = "slices.eu/experiment-id"
 PROJECT_LABEL = "slices.eu/project-id"
 MANAGED_SELECTOR = f"{MANAGED_BY[0]}={MANAGED_BY[1]}"
 CONTAINER = "main"
+NETWORK_POLICY = "slices-experiment-isolation"
+PodSecurity = Literal["restricted", "baseline"]
+PSA_LABEL = "pod-security.kubernetes.io"
+PSA_MODES = ("enforce", "audit", "warn")
+RESTRICTED_UID = 65534  # nobody
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Container states the kubelet keeps retrying but that will not fix themselves.
 FATAL_WAITING = frozenset(
@@ -89,6 +97,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Secrets we create: ``<pod>-provision`` (see provision_secret_name), pod = name + digest
+OUR_SECRET = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-[0-9a-f]{8}-provision$")
+VOLUME_SOURCES = ("empty_dir", "secret", "persistent_claim")
+
+
 class PortConfig(_Strict):
     port: int = Field(ge=1, le=65535)
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
@@ -106,23 +119,41 @@ class ClaimConfig(_Strict):
 
 
 class VolumeConfig(_Strict):
-    """One volume mounted into the container; exactly one source."""
+    """One volume mounted into the container; exactly one source. No host paths, ConfigMaps,
+    service-account tokens or other projected sources: only scratch space, claims we create,
+    and Secrets slices-blueprint created in the experiment's namespace."""
 
     name: str
     mount_path: str
     read_only: bool = False
     empty_dir: EmptyDirConfig | None = None
-    config_map: str | None = None  # name of an existing ConfigMap in the namespace
-    secret: str | None = None  # name of an existing Secret in the namespace
+    secret: str | None = None  # a Secret we created in the namespace (a ``<pod>-provision``)
     persistent_claim: ClaimConfig | None = None  # a new claim, needs ``storage_class``
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_sources(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(cls.model_fields))
+            if unknown:
+                raise ValueError(
+                    f"volume {data.get('name')!r}: {', '.join(unknown)} is not a volume source "
+                    f"pods may use (sources: {', '.join(VOLUME_SOURCES)})"
+                )
+        return data
 
     @model_validator(mode="after")
     def _one_source(self) -> VolumeConfig:
-        sources = [self.empty_dir, self.config_map, self.secret, self.persistent_claim]
+        sources = [self.empty_dir, self.secret, self.persistent_claim]
         if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                f"volume {self.name!r} needs exactly one of empty_dir, config_map, secret, "
-                "persistent_claim"
+                f"volume {self.name!r} needs exactly one of {', '.join(VOLUME_SOURCES)}"
+            )
+        if self.secret is not None and not OUR_SECRET.match(self.secret):
+            raise ValueError(
+                f"volume {self.name!r}: secret {self.secret!r} is not a Secret slices-blueprint "
+                "creates; only the '<pod>-provision' Secrets of this experiment's pods may be "
+                "mounted"
             )
         return self
 
@@ -146,15 +177,22 @@ class PodConfig(_Strict):
         return self
 
 
-def parse_config(spec: NodeSpec) -> PodConfig:
-    """``spec.config`` checked; bad input is the user's to fix, so a ProviderError."""
+def check_config(config: dict[str, Any]) -> PodConfig:
+    """``request_config`` checked on its own; bad input is the user's to fix: ProviderError."""
     try:
-        config = PodConfig.model_validate(spec.config)
+        return PodConfig.model_validate(config)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request_config'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(map(str, e['loc'])) or 'request_config'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         raise ProviderError(f"invalid request_config for a k8s resource: {problems}") from None
+
+
+def parse_config(spec: NodeSpec) -> PodConfig:
+    """``spec.config`` checked, with the SSH keys and userdata it must have a place for."""
+    config = check_config(spec.config)
     if (spec.ssh_authorized_keys or spec.userdata) and not config.provision_mount:
         raise ProviderError(
             "containers get SSH keys and userdata only when their image reads them: set "
@@ -165,6 +203,99 @@ def parse_config(spec: NodeSpec) -> PodConfig:
 
 
 # ---------------------------------------------------------------- manifests
+
+
+def namespace_manifest(spec: NodeSpec, name: str, pod_security: PodSecurity) -> dict[str, Any]:
+    """The experiment's namespace, labelled for Pod Security admission at ``pod_security``."""
+    metadata = owner_metadata(spec, name, resource=False)
+    metadata["labels"] |= pod_security_labels(pod_security)
+    return {"metadata": metadata}
+
+
+def pod_security_labels(pod_security: PodSecurity) -> dict[str, str]:
+    """Enforce (and audit, warn) ``pod_security`` at the cluster's latest policy version."""
+    labels = {f"{PSA_LABEL}/{mode}": pod_security for mode in PSA_MODES}
+    return labels | {f"{PSA_LABEL}/{mode}-version": "latest" for mode in PSA_MODES}
+
+
+# Not the internet (IANA special-purpose registries): never an experiment pod's egress target.
+NOT_INTERNET_V4 = tuple(map(ipaddress.IPv4Network, (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)))
+# (IPv4-mapped ::ffff:0:0/96 never appears on the wire, and the API server reads it as IPv4)
+NOT_INTERNET_V6 = tuple(map(ipaddress.IPv6Network, (
+    "::/96", "64:ff9b:1::/48", "100::/64", "2001::/32", "2001:db8::/32",
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+)))
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")
+
+
+def _carrying(net: ipaddress.IPv4Network) -> list[ipaddress.IPv6Network]:
+    """The IPv6 ranges whose packets reach ``net``: its NAT64 and 6to4 forms."""
+    v4, length = int(net.network_address), net.prefixlen
+    return [
+        ipaddress.IPv6Network((int(_NAT64.network_address) | v4, 96 + length)),
+        ipaddress.IPv6Network((int(_SIX_TO_FOUR.network_address) | v4 << 80, 16 + length)),
+    ]
+
+
+def network_policy_manifest(
+    spec: NodeSpec, cluster_networks: Iterable[Network] = ()
+) -> dict[str, Any]:
+    """Default deny for the experiment's namespace, then: ingress from its own pods; egress to
+    its own pods, to kube-dns (port 53) and to the internet, which is everything except
+    :data:`NOT_INTERNET_V4`/``_V6`` (with their NAT64 and 6to4 forms) and ``cluster_networks``
+    (the cluster's pod and service ranges when they are not private)."""
+    blocked_v4 = [*NOT_INTERNET_V4, *(n for n in cluster_networks if n.version == 4)]
+    blocked_v6 = [
+        *NOT_INTERNET_V6,
+        *(n for n in cluster_networks if n.version == 6),
+        *(carrier for net in blocked_v4 for carrier in _carrying(net)),
+    ]
+    internet = [
+        {"ipBlock": {"cidr": "0.0.0.0/0", "except": [str(n) for n in blocked_v4]}},
+        {"ipBlock": {"cidr": "::/0", "except": [str(n) for n in blocked_v6]}},
+    ]
+    dns = {
+        "to": [{
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+    own_pods = [{"podSelector": {}}]
+    return {
+        "metadata": owner_metadata(spec, NETWORK_POLICY, resource=False),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": own_pods}],
+            "egress": [{"to": own_pods}, dns, {"to": internet}],
+        },
+    }
+
+
+def security_contexts(pod_security: PodSecurity) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod's and the container's securityContext at ``pod_security``: no privilege
+    escalation, no capabilities, the runtime's seccomp profile. Restricted pods run as
+    ``nobody`` (:data:`RESTRICTED_UID`, also their volumes' group): the kubelet refuses
+    ``runAsNonRoot`` for images whose user is root or a name it cannot check."""
+    seccomp = {"seccompProfile": {"type": "RuntimeDefault"}}
+    non_root = {"runAsNonRoot": True} if pod_security == "restricted" else {}
+    user = (
+        {"runAsUser": RESTRICTED_UID, "runAsGroup": RESTRICTED_UID, "fsGroup": RESTRICTED_UID}
+        if pod_security == "restricted"
+        else {}
+    )
+    container = {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    return seccomp | non_root | user, container | seccomp | non_root
 
 
 def provision_secret_name(pod: str) -> str:
@@ -202,8 +333,6 @@ def claim_manifests(spec: NodeSpec, config: PodConfig, pod: str) -> list[dict[st
 def _volume_source(volume: VolumeConfig, pod: str) -> dict[str, Any]:
     if volume.empty_dir:
         return {"emptyDir": _empty_dir(volume.empty_dir)}
-    if volume.config_map:
-        return {"configMap": {"name": volume.config_map}}
     if volume.secret:
         return {"secret": {"secretName": volume.secret}}
     return {"persistentVolumeClaim": {"claimName": claim_name(pod, volume.name)}}
@@ -231,12 +360,15 @@ def pod_manifest(
     name: str,
     cpu_request_fraction: float = 1.0,
     termination_grace: int = 30,
+    pod_security: PodSecurity = "restricted",
 ) -> dict[str, Any]:
-    """The pod for a resource: one container sized by the flavor.
+    """The pod for a resource: one container sized by the flavor, locked down.
 
     Limits are the flavor's vCPUs and RAM; the memory request equals its limit, the CPU
     request is ``cpu_request_fraction`` of it (1.0: Guaranteed QoS; less overcommits CPU).
     ``termination_grace`` applies however the pod is deleted (also with its namespace).
+    The securityContexts follow ``pod_security`` (:func:`security_contexts`); no host
+    namespace, no service-account token.
     """
     volumes = [{"name": v.name} | _volume_source(v, name) for v in config.volumes]
     mounts = [
@@ -254,6 +386,7 @@ def pod_manifest(
     memory = f"{spec.ram_mib}Mi"
     requested = max(1, round(spec.vcpus * 1000 * cpu_request_fraction))
     limits = {"cpu": _cpu(spec.vcpus * 1000), "memory": memory}
+    pod_context, container_context = security_contexts(pod_security)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image_location,
@@ -261,6 +394,7 @@ def pod_manifest(
         "env": env,
         "ports": [_port(p) for p in config.ports],
         "volumeMounts": mounts,
+        "securityContext": container_context,
     }
     if config.command is not None:
         container["command"] = config.command
@@ -276,6 +410,10 @@ def pod_manifest(
             "terminationGracePeriodSeconds": termination_grace,
             "automountServiceAccountToken": False,  # experimenters get no cluster API token
             "enableServiceLinks": False,
+            "hostNetwork": False,
+            "hostPID": False,
+            "hostIPC": False,
+            "securityContext": pod_context,
             "hostname": name,
         },
     }

@@ -4,7 +4,10 @@ Credentials
     The user's uploaded ``clouds.yaml`` (or the operator's site-wide one) is parsed in memory
     with ``yaml.safe_load``; the chosen cloud's dict goes straight to openstacksdk's config
     loader (``load_yaml_config=False``, ``load_envvars=False``), so no plaintext credential
-    ever reaches the disk and no ``OS_*`` variable or local ``clouds.yaml`` leaks in.
+    ever reaches the disk and no ``OS_*`` variable or local ``clouds.yaml`` leaks in. An
+    uploaded cloud may not use ``profile``/``cloud`` (vendor profiles, fetched from a URL
+    outside the guarded session), ``vendor_hook`` (code to import) or ``cacert``/``cert``/``key``
+    (server-side files); its session connects directly, without the environment's proxy.
 
 SSH keys
     No nova keypair: nova takes one keypair per server and keypairs belong to a user, not a
@@ -83,7 +86,11 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
-from slices_blueprint.providers.endpoints import EndpointPolicy, guard_requests_session
+from slices_blueprint.providers.endpoints import (
+    EndpointPolicy,
+    UnsafeCredential,
+    guard_requests_session,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -99,6 +106,16 @@ KEYS_MERGE_TYPE = "list(append)+dict(recurse_array)+str()"
 MAX_POLL_S = 1.0  # longest pause between two looks at a server
 MAX_SHARED_CONNECTIONS = 64
 DISCARD_SETTLE_S = 5.0  # how long a failed server must stay gone (see _wait_gone)
+# cloud keys an uploaded clouds.yaml may not use: openstacksdk acts on them before (or outside)
+# the guarded session
+UPLOAD_REFUSED_KEYS = {
+    "profile": "vendor profiles are fetched from a URL outside the endpoint check",
+    "cloud": "an old name of 'profile': vendor profiles are fetched from a URL",
+    "vendor_hook": "it names Python code for this server to run",
+    "cacert": "it names a file on this server",
+    "cert": "it names a file on this server",
+    "key": "it names a file on this server",
+}
 
 NOVA_STATES: dict[str, NodeState] = {
     "BUILD": "provisioning",
@@ -140,6 +157,16 @@ def parse_clouds_yaml(plaintext: bytes, selected: str | None) -> tuple[str, dict
     if not isinstance(cloud, dict) or not isinstance(cloud.get("auth"), dict):
         raise ProviderError(f"cloud {selected!r} in clouds.yaml has no 'auth:' section")
     return selected, cloud
+
+
+def refuse_unsafe_keys(cloud_name: str, cloud: dict[str, Any]) -> None:
+    """UnsafeCredential when an uploaded cloud uses a key of :data:`UPLOAD_REFUSED_KEYS`."""
+    for key, why in UPLOAD_REFUSED_KEYS.items():
+        if key in cloud:
+            raise UnsafeCredential(
+                f"cloud {cloud_name!r} sets {key}: an uploaded clouds.yaml may not use it ({why}); "
+                "write auth_url, region_name and the other settings into the file itself"
+            )
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -272,11 +299,14 @@ _shared_lock = threading.Lock()
 def _connect(
     cloud_name: str, cloud: dict[str, Any], api_timeout_s: float, policy: EndpointPolicy | None
 ) -> Connection:
-    """A connection (it signs in on first use); with ``policy``, every request it makes to
-    keystone or to the catalog's endpoints is checked first."""
+    """A connection (it signs in on first use); with ``policy`` (an uploaded clouds.yaml), keys
+    the SDK would act on outside the guarded session are refused, and every request it makes
+    to keystone or to the catalog's endpoints is checked first."""
     auth_url = cloud["auth"].get("auth_url")
-    if policy is not None and auth_url:
-        policy.check_url(str(auth_url), "the auth_url")
+    if policy is not None:
+        refuse_unsafe_keys(cloud_name, cloud)
+        if auth_url:
+            policy.check_url(str(auth_url), "the auth_url")
     try:
         conn = openstack.connect(
             load_yaml_config=False,

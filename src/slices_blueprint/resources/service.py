@@ -20,7 +20,8 @@ from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.identity.models import Experiment, User
-from slices_blueprint.providers.registry import enabled_types, offers
+from slices_blueprint.providers.base import ProviderError
+from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import ResourceOut, ResourceSpec, ResourcesRequest
@@ -88,6 +89,10 @@ async def _resolve_catalog(
         raise Invalid(f"{where}: image {image.friendly_name!r} is for {image.flavor_type}, flavor {flavor.friendly_name!r} is {flavor.flavor_type}")
     if image.min_ram_mib > flavor.ram_mib or (flavor.disk_mb and image.min_disk_mb > flavor.disk_mb):
         raise Invalid(f"{where}: image {image.friendly_name!r} needs {image.min_ram_mib} MiB RAM and {image.min_disk_mb} MB disk; flavor {flavor.friendly_name!r} has {flavor.ram_mib} MiB and {flavor.disk_mb} MB")
+    try:
+        driver_class(flavor.flavor_type).check_request_config(spec.request_config)
+    except ProviderError as exc:
+        raise Invalid(f"{where}.request_config: {exc}") from None
     return flavor, image
 
 

@@ -1,0 +1,176 @@
+"""Every microVM host has its own identity. Against the real service (real PostgreSQL, real
+HTTP) and real agent processes (no VM booted): an enrolled host's name cannot be taken over
+(replayed or foreign enrolment tokens, another host's token, an admin, a second agent under
+the same name), and a create never adopts a VM from a host its placement does not name,
+however willingly that host answers for it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from slices_blueprint.core.database import Database
+from slices_blueprint.hosts import service as hosts
+from slices_blueprint.hosts.pinning import fingerprint
+from slices_blueprint.providers.base import NodeSpec, ProviderError
+from slices_blueprint.providers.microvm import MicroVMDriver
+from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
+from tests.helpers import Api
+from tests.security.agents import AgentProcess, AttackerAgent, start_agent
+
+
+@pytest.fixture
+def service(pg_admin_url: str, tmp_path: Path) -> Iterator[LiveServer]:
+    """The service on its own database (no other test's hosts), heartbeats every second."""
+    with fresh_database(pg_admin_url) as url:
+        server = start_server(make_settings(tmp_path / "svc", url, free_port(),
+                                            host_heartbeat_seconds=1), url, worker=False)
+        yield server
+        server.stop()
+
+
+@pytest.fixture
+def agents() -> Iterator[list[AgentProcess]]:
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        agent.stop()
+
+
+class Admin:
+    def __init__(self, service: LiveServer, http) -> None:
+        self.service, self.http = service, http
+        self.auth = {"Authorization": f"Bearer {Api(service, http).token('admin')}"}
+
+    def enrol(self, name: str, replace: bool = False) -> str:
+        answer = self.enrol_answer(name, replace)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["token"]
+
+    def enrol_answer(self, name: str, replace: bool = False):
+        return self.http.post(f"{self.service.url}/api/v1/hosts/enrolments", headers=self.auth,
+                              json={"name": name, "replace": replace})
+
+    def hosts(self) -> dict[str, dict]:
+        listed = self.http.get(f"{self.service.url}/api/v1/hosts", headers=self.auth).json()
+        return {h["name"]: h for h in listed}
+
+    def wait_host(self, name: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while (host := self.hosts().get(name)) is None or not host["metrics"]:
+            assert time.monotonic() < deadline, f"host {name} did not register with a heartbeat"
+            time.sleep(0.2)
+        return host
+
+
+def registration(name: str, url: str, token: str, cert_pem: str) -> dict:
+    return {"name": name, "url": url, "token": token, "cert_pem": cert_pem, "vcpus": 64,
+            "memory_mib": 65536, "disk_free_mib": 100_000}
+
+
+def test_an_enrolled_hosts_name_cannot_be_taken_over(service, http, agents, tmp_path) -> None:
+    admin = Admin(service, http)
+    victim_enrolment = admin.enrol("victim")
+    victim = start_agent(tmp_path / "victim", "victim", service_url=service.url,
+                         enrolment_token=victim_enrolment)
+    agents.append(victim)
+    pinned = admin.wait_host("victim")
+    assert pinned["url"] == victim.url and pinned["cert_sha256"] == fingerprint(victim.cert_pem)
+
+    # a second, real agent calling itself "victim", with a token enrolled for another name
+    impostor = start_agent(tmp_path / "impostor", "victim", service_url=service.url,
+                           enrolment_token=admin.enrol("mallory"))
+    agents.append(impostor)
+    deadline = time.monotonic() + 20
+    while "the service refused to register host victim" not in impostor.log.read_text():
+        assert time.monotonic() < deadline, impostor.log.read_text()[-2000:]
+        time.sleep(0.2)
+
+    # and by hand, the same attacker with everything it could have: its own host's token,
+    # the victim's enrolment token (used: replayed), a valid enrolment for another name
+    mallory = start_agent(tmp_path / "mallory", "mallory", service_url=service.url,
+                          enrolment_token=admin.enrol("mallory"))
+    agents.append(mallory)
+    admin.wait_host("mallory")
+    register = f"{service.url}/api/v1/hosts/register"
+    takeover = registration("victim", mallory.url, mallory.token, mallory.cert_pem)
+    attempts = {
+        "victim's used enrolment": (victim_enrolment, 401),
+        "mallory's host token": (mallory.token, 401),
+        "an enrolment for another name": (admin.enrol("spare"), 403),
+        "an admin's token": (admin.auth["Authorization"].split()[1], 409),
+        "no token at all": ("", 401),
+    }
+    for what, (bearer, status) in attempts.items():
+        answer = http.post(register, json=takeover,
+                           headers={"Authorization": f"Bearer {bearer}"} if bearer else {})
+        assert answer.status_code == status, (what, answer.status_code, answer.text)
+        assert answer.json()["detail"], what
+    refused = admin.enrol_answer("victim")  # an admin cannot even issue one by mistake
+    assert refused.status_code == 409 and "already registered" in refused.json()["detail"]
+
+    after = admin.hosts()
+    assert after["victim"]["id"] == pinned["id"] and after["victim"]["url"] == victim.url
+    assert after["victim"]["cert_sha256"] == pinned["cert_sha256"]
+    assert "spare" not in after  # the refused attempt did not use up the enrolment
+    # the victim itself still registers again (restart) with its own token only
+    victim.stop()
+    victim = start_agent(victim.data_dir, "victim", port=victim.port, service_url=service.url,
+                         enrolment_token=victim_enrolment)
+    agents.append(victim)
+    time.sleep(2)
+    again = admin.hosts()["victim"]
+    assert again["id"] == pinned["id"] and again["last_heartbeat_at"] > pinned["last_heartbeat_at"]
+    assert "refused" not in victim.log.read_text()
+
+
+def test_a_create_adopts_no_vm_from_a_host_its_placement_does_not_name(
+        service, http, agents, tmp_path) -> None:
+    admin = Admin(service, http)
+    honest = start_agent(tmp_path / "honest", "honest", service_url=service.url,
+                         enrolment_token=admin.enrol("honest"))
+    agents.append(honest)
+    honest_row = admin.wait_host("honest")
+    # an enrolled host gone bad: it claims to run every VM it is asked about
+    attacker = AttackerAgent(tmp_path / "attacker")
+    try:
+        enrolled = http.post(f"{service.url}/api/v1/hosts/register",
+                             headers={"Authorization": f"Bearer {admin.enrol('foreign')}"},
+                             json=registration("foreign", attacker.url, "f" * 32,
+                                               attacker.cert_pem) | {"vcpus": 0, "memory_mib": 0})
+        assert enrolled.status_code == 201, enrolled.text
+        spec = NodeSpec(resource_id="resource_test-site1_adopt", name="secret-vm",
+                        experiment_id="e", project_id="p", image_location="no-such-image",
+                        image_default_username="root", flavor_ref=None, vcpus=1, ram_mib=128,
+                        disk_mb=64, ssh_authorized_keys=["ssh-ed25519 AAAA victim@key"],
+                        userdata="#!/bin/sh\necho secret-userdata\n")
+
+        async def create() -> str:
+            db = Database(service.settings.database_url, pool_size=1)
+            driver = MicroVMDriver(service.settings, db)
+            try:
+                with pytest.raises(ProviderError) as failed:
+                    await driver.create(spec, progress)
+                async with db.session() as session:  # a retry after a crash: booked on honest
+                    await hosts.place(session, service.settings, spec.resource_id, 1, 128)
+                with pytest.raises(ProviderError) as retried:
+                    await driver.create(spec, progress)
+                return f"{failed.value} | {retried.value}"
+            finally:
+                await driver.close()
+
+        outcome = asyncio.run(create())
+    finally:
+        attacker.close()
+    # both attempts went to the host placement chose, which refused the unknown image
+    assert outcome.count("microVM failed on host honest: unknown image 'no-such-image'") == 2, outcome
+    assert attacker.seen == [], attacker.seen  # never asked: no token, keys or user-data sent
+    assert honest_row["id"] in {h["id"] for h in admin.hosts().values()}
+
+
+async def progress(percent: int, message: str) -> None:
+    return None

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,8 +20,8 @@ import httpx
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.tls import ensure_certificate
 from slices_blueprint.hosts.pinning import pinned_context
-from tests.conftest import free_port
-from tests.helpers import wait_answering
+from tests.conftest import LiveServer, free_port
+from tests.helpers import Api, wait_answering
 
 
 @dataclass
@@ -133,3 +134,31 @@ class AttackerAgent:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Admin:
+    """The dev admin issuing enrolments and listing hosts over the real API."""
+
+    def __init__(self, service: LiveServer, http: httpx.Client) -> None:
+        self.service, self.http = service, http
+        self.auth = {"Authorization": f"Bearer {Api(service, http).token('admin')}"}
+
+    def enrol(self, name: str, replace: bool = False) -> str:
+        answer = self.enrol_answer(name, replace)
+        assert answer.status_code == 201, answer.text
+        return answer.json()["token"]
+
+    def enrol_answer(self, name: str, replace: bool = False) -> httpx.Response:
+        return self.http.post(f"{self.service.url}/api/v1/hosts/enrolments", headers=self.auth,
+                              json={"name": name, "replace": replace})
+
+    def hosts(self) -> dict[str, dict]:
+        listed = self.http.get(f"{self.service.url}/api/v1/hosts", headers=self.auth).json()
+        return {h["name"]: h for h in listed}
+
+    def wait_host(self, name: str, timeout: float = 30) -> dict:
+        deadline = time.monotonic() + timeout
+        while (host := self.hosts().get(name)) is None or not host["metrics"]:
+            assert time.monotonic() < deadline, f"host {name} did not register with a heartbeat"
+            time.sleep(0.2)
+        return host

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the fixtures imported from host_fixtures are test arguments)
 """Every microVM host has its own identity. Against the real service (real PostgreSQL, real
 HTTP) and real agent processes (no VM booted): an enrolled host's name cannot be taken over
 (replayed or foreign enrolment tokens, another host's token, an admin, a second agent under
@@ -8,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,53 +17,8 @@ from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers.base import NodeSpec, ProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
-from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
-from tests.helpers import Api
-from tests.security.agents import AgentProcess, AttackerAgent, start_agent
-
-
-@pytest.fixture
-def service(pg_admin_url: str, tmp_path: Path) -> Iterator[LiveServer]:
-    """The service on its own database (no other test's hosts), heartbeats every second."""
-    with fresh_database(pg_admin_url) as url:
-        server = start_server(make_settings(tmp_path / "svc", url, free_port(),
-                                            host_heartbeat_seconds=1), url, worker=False)
-        yield server
-        server.stop()
-
-
-@pytest.fixture
-def agents() -> Iterator[list[AgentProcess]]:
-    started: list[AgentProcess] = []
-    yield started
-    for agent in started:
-        agent.stop()
-
-
-class Admin:
-    def __init__(self, service: LiveServer, http) -> None:
-        self.service, self.http = service, http
-        self.auth = {"Authorization": f"Bearer {Api(service, http).token('admin')}"}
-
-    def enrol(self, name: str, replace: bool = False) -> str:
-        answer = self.enrol_answer(name, replace)
-        assert answer.status_code == 201, answer.text
-        return answer.json()["token"]
-
-    def enrol_answer(self, name: str, replace: bool = False):
-        return self.http.post(f"{self.service.url}/api/v1/hosts/enrolments", headers=self.auth,
-                              json={"name": name, "replace": replace})
-
-    def hosts(self) -> dict[str, dict]:
-        listed = self.http.get(f"{self.service.url}/api/v1/hosts", headers=self.auth).json()
-        return {h["name"]: h for h in listed}
-
-    def wait_host(self, name: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while (host := self.hosts().get(name)) is None or not host["metrics"]:
-            assert time.monotonic() < deadline, f"host {name} did not register with a heartbeat"
-            time.sleep(0.2)
-        return host
+from tests.security.agents import Admin, AttackerAgent, start_agent
+from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)
 
 
 def registration(name: str, url: str, token: str, cert_pem: str) -> dict:
@@ -72,17 +26,17 @@ def registration(name: str, url: str, token: str, cert_pem: str) -> dict:
             "memory_mib": 65536, "disk_free_mib": 100_000}
 
 
-def test_an_enrolled_hosts_name_cannot_be_taken_over(service, http, agents, tmp_path) -> None:
-    admin = Admin(service, http)
+def test_an_enrolled_hosts_name_cannot_be_taken_over(host_service, http, agents, tmp_path) -> None:
+    admin = Admin(host_service, http)
     victim_enrolment = admin.enrol("victim")
-    victim = start_agent(tmp_path / "victim", "victim", service_url=service.url,
+    victim = start_agent(tmp_path / "victim", "victim", service_url=host_service.url,
                          enrolment_token=victim_enrolment)
     agents.append(victim)
     pinned = admin.wait_host("victim")
     assert pinned["url"] == victim.url and pinned["cert_sha256"] == fingerprint(victim.cert_pem)
 
     # a second, real agent calling itself "victim", with a token enrolled for another name
-    impostor = start_agent(tmp_path / "impostor", "victim", service_url=service.url,
+    impostor = start_agent(tmp_path / "impostor", "victim", service_url=host_service.url,
                            enrolment_token=admin.enrol("mallory"))
     agents.append(impostor)
     deadline = time.monotonic() + 20
@@ -92,11 +46,11 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(service, http, agents, tmp_
 
     # and by hand, the same attacker with everything it could have: its own host's token,
     # the victim's enrolment token (used: replayed), a valid enrolment for another name
-    mallory = start_agent(tmp_path / "mallory", "mallory", service_url=service.url,
+    mallory = start_agent(tmp_path / "mallory", "mallory", service_url=host_service.url,
                           enrolment_token=admin.enrol("mallory"))
     agents.append(mallory)
     admin.wait_host("mallory")
-    register = f"{service.url}/api/v1/hosts/register"
+    register = f"{host_service.url}/api/v1/hosts/register"
     takeover = registration("victim", mallory.url, mallory.token, mallory.cert_pem)
     attempts = {
         "victim's used enrolment": (victim_enrolment, 401),
@@ -119,7 +73,7 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(service, http, agents, tmp_
     assert "spare" not in after  # the refused attempt did not use up the enrolment
     # the victim itself still registers again (restart) with its own token only
     victim.stop()
-    victim = start_agent(victim.data_dir, "victim", port=victim.port, service_url=service.url,
+    victim = start_agent(victim.data_dir, "victim", port=victim.port, service_url=host_service.url,
                          enrolment_token=victim_enrolment)
     agents.append(victim)
     time.sleep(2)
@@ -129,16 +83,16 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(service, http, agents, tmp_
 
 
 def test_a_create_adopts_no_vm_from_a_host_its_placement_does_not_name(
-        service, http, agents, tmp_path) -> None:
-    admin = Admin(service, http)
-    honest = start_agent(tmp_path / "honest", "honest", service_url=service.url,
+        host_service, http, agents, tmp_path) -> None:
+    admin = Admin(host_service, http)
+    honest = start_agent(tmp_path / "honest", "honest", service_url=host_service.url,
                          enrolment_token=admin.enrol("honest"))
     agents.append(honest)
     honest_row = admin.wait_host("honest")
     # an enrolled host gone bad: it claims to run every VM it is asked about
     attacker = AttackerAgent(tmp_path / "attacker")
     try:
-        enrolled = http.post(f"{service.url}/api/v1/hosts/register",
+        enrolled = http.post(f"{host_service.url}/api/v1/hosts/register",
                              headers={"Authorization": f"Bearer {admin.enrol('foreign')}"},
                              json=registration("foreign", attacker.url, "f" * 32,
                                                attacker.cert_pem) | {"vcpus": 0, "memory_mib": 0})
@@ -150,13 +104,13 @@ def test_a_create_adopts_no_vm_from_a_host_its_placement_does_not_name(
                         userdata="#!/bin/sh\necho secret-userdata\n")
 
         async def create() -> str:
-            db = Database(service.settings.database_url, pool_size=1)
-            driver = MicroVMDriver(service.settings, db)
+            db = Database(host_service.settings.database_url, pool_size=1)
+            driver = MicroVMDriver(host_service.settings, db)
             try:
                 with pytest.raises(ProviderError) as failed:
                     await driver.create(spec, progress)
                 async with db.session() as session:  # a retry after a crash: booked on honest
-                    await hosts.place(session, service.settings, spec.resource_id, 1, 128)
+                    await hosts.place(session, host_service.settings, spec.resource_id, 1, 128)
                 with pytest.raises(ProviderError) as retried:
                     await driver.create(spec, progress)
                 return f"{failed.value} | {retried.value}"

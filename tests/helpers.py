@@ -32,6 +32,14 @@ def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: floa
         time.sleep(0.2)
 
 
+def some_certificate(directory: Path) -> str:
+    """A certificate as an agent makes its own (for hosts registered by hand)."""
+    from slices_blueprint.agent.config import AgentSettings
+    from slices_blueprint.agent.tls import ensure_certificate
+
+    return ensure_certificate(AgentSettings(data_dir=directory, name="by-hand")).pem
+
+
 class Api:
     """A thin client for one live server, with dev-issuer tokens."""
 

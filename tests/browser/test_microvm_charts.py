@@ -9,12 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from slices_blueprint.agent.local import start_local_agent
+from slices_blueprint.agent.local import enrol_local_host, start_local_agent
 from tests.browser.conftest import dev_login, shot
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api
 from tests.microvm.conftest import require_microvm_host
-from tests.microvm.test_service_microvm import SECRET, microvm_catalog, wait_for
+from tests.microvm.test_service_microvm import microvm_catalog, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.microvm]
 
@@ -25,9 +25,9 @@ def test_microvm_metrics_charts(page: Any, pg_admin_url: str, tmp_path: Path,
     require_microvm_host()
     monkeypatch.setenv("SLICES_AGENT_HEARTBEAT_SECONDS", "1")
     with fresh_database(pg_admin_url) as url, httpx.Client(timeout=30) as http:
-        settings = make_settings(tmp_path / "svc", url, free_port(), host_registration_secret=SECRET)
+        settings = make_settings(tmp_path / "svc", url, free_port())
         server = start_server(settings, url)
-        agent = start_local_agent(settings, SECRET)
+        agent = start_local_agent(settings, enrol_local_host(settings, url))
         try:
             api = Api(server, http)
             admin = api.token("admin")

@@ -8,8 +8,13 @@ however willingly that host answers for it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import subprocess
+import sys
 import time
 
+import psycopg
 import pytest
 
 from slices_blueprint.core.database import Database
@@ -17,6 +22,7 @@ from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers.base import NodeSpec, ProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
+from tests.helpers import some_certificate
 from tests.security.agents import Admin, AttackerAgent, start_agent
 from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)
 
@@ -128,3 +134,44 @@ def test_a_create_adopts_no_vm_from_a_host_its_placement_does_not_name(
 
 async def progress(percent: int, message: str) -> None:
     return None
+
+
+def test_enrolment_tokens_are_single_use_expiring_and_stored_hashed(
+        host_service, http, tmp_path) -> None:
+    url = host_service.settings.database_url
+    env = {**os.environ, "SLICES_BLUEPRINT_DATABASE_URL": url,
+           "SLICES_BLUEPRINT_DATA_DIR": str(host_service.settings.data_dir)}
+
+    def cli_enrol(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "slices_blueprint", "admin", "host-enrol", *args],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    issued = cli_enrol("cli-host")
+    assert issued.returncode == 0, issued.stderr
+    (line,) = [x for x in issued.stdout.splitlines() if x.startswith("SLICES_AGENT_ENROLMENT_TOKEN=")]
+    token = line.split("=", 1)[1]
+    assert (issued.stdout + issued.stderr).count(token) == 1  # printed once, never logged
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT * FROM host_enrolments WHERE name = 'cli-host'").fetchall()
+    assert len(stored) == 1 and hashlib.sha256(token.encode()).hexdigest() in stored[0]
+    assert all(token not in str(value) for value in stored[0])  # only its hash is kept
+
+    body = registration("cli-host", "https://cli-host.invalid:8700", "c" * 32,
+                        some_certificate(tmp_path / "cli-host"))
+    register = f"{host_service.url}/api/v1/hosts/register"
+    first = http.post(register, json=body, headers={"Authorization": f"Bearer {token}"})
+    assert first.status_code == 201, first.text
+    replayed = http.post(register, json=body | {"token": "r" * 32},
+                         headers={"Authorization": f"Bearer {token}"})
+    assert replayed.status_code == 401, replayed.text  # used up
+    taken = cli_enrol("cli-host")
+    assert taken.returncode == 1 and "already registered" in taken.stderr
+
+    late = Admin(host_service, http).enrol("late-host")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE host_enrolments SET expires_at = now() - interval '1 second' "
+                     "WHERE name = 'late-host'")
+    expired = http.post(register, headers={"Authorization": f"Bearer {late}"},
+                        json=registration("late-host", "https://late.invalid:8700", "l" * 32,
+                                          body["cert_pem"]))
+    assert expired.status_code == 401, expired.text

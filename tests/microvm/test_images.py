@@ -1,4 +1,4 @@
-"""The image cache (file: URLs inside the image directory, with sha256 checks) and per-VM disks, on real files
+"""The image cache (file: URLs inside the image directory, sha256 checks) and per-VM disks, on real files
 with real e2fsprogs; the seed disk's NoCloud layout read back with debugfs; the vmlinux
 taken out of the default image's bzImage, checked as an ELF and booted under QEMU."""
 

@@ -57,7 +57,8 @@ class AgentProcess:
             self.proc.wait(15)
 
 
-def start_agent(data_dir: Path, name: str, port: int | None = None, **settings: str) -> AgentProcess:
+def start_agent(data_dir: Path, name: str, port: int | None = None,
+                **settings: str) -> AgentProcess:
     """An agent process on 127.0.0.1 (``settings``: more ``SLICES_AGENT_*``, lower case)."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)

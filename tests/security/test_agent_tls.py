@@ -50,7 +50,8 @@ def test_a_man_in_the_middle_with_another_certificate_is_refused(
     vm = f"{path_id(row['id'], 'host')}/resource_test-site1_mitm"
 
     async def status() -> str:
-        driver = MicroVMDriver(host_service.settings, Database(host_service.settings.database_url, pool_size=1))
+        settings = host_service.settings
+        driver = MicroVMDriver(settings, Database(settings.database_url, pool_size=1))
         try:
             return (await driver.status(vm)).state
         finally:

@@ -127,7 +127,8 @@ def test_a_create_adopts_no_vm_from_a_host_its_placement_does_not_name(
     finally:
         attacker.close()
     # both attempts went to the host placement chose, which refused the unknown image
-    assert outcome.count("microVM failed on host honest: unknown image 'no-such-image'") == 2, outcome
+    refusal = "microVM failed on host honest: unknown image 'no-such-image'"
+    assert outcome.count(refusal) == 2, outcome
     assert attacker.seen == [], attacker.seen  # never asked: no token, keys or user-data sent
     assert honest_row["id"] in {h["id"] for h in admin.hosts().values()}
 
@@ -143,12 +144,14 @@ def test_enrolment_tokens_are_single_use_expiring_and_stored_hashed(
            "SLICES_BLUEPRINT_DATA_DIR": str(host_service.settings.data_dir)}
 
     def cli_enrol(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "slices_blueprint", "admin", "host-enrol", *args],
-                              env=env, capture_output=True, text=True, timeout=120, check=False)
+        argv = [sys.executable, "-m", "slices_blueprint", "admin", "host-enrol", *args]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
 
     issued = cli_enrol("cli-host")
     assert issued.returncode == 0, issued.stderr
-    (line,) = [x for x in issued.stdout.splitlines() if x.startswith("SLICES_AGENT_ENROLMENT_TOKEN=")]
+    prefix = "SLICES_AGENT_ENROLMENT_TOKEN="
+    (line,) = [x for x in issued.stdout.splitlines() if x.startswith(prefix)]
     token = line.split("=", 1)[1]
     assert (issued.stdout + issued.stderr).count(token) == 1  # printed once, never logged
     with psycopg.connect(url) as conn:

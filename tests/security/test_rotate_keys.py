@@ -62,7 +62,8 @@ def test_rotated_keys_keep_hosts_working_and_unreadable_tokens_get_401(
         try:
             beat = f"{service.url}/api/v1/hosts/{host_id}/heartbeat"
             capacity = {"vcpus": 1, "memory_mib": 64, "disk_free_mib": 1}
-            answer = http.post(beat, json=capacity, headers={"Authorization": f"Bearer {agent.token}"})
+            answer = http.post(beat, json=capacity,
+                               headers={"Authorization": f"Bearer {agent.token}"})
             assert answer.status_code == 200, answer.text
             since = admin.hosts()["rotated"]["last_heartbeat_at"]
             deadline = time.monotonic() + 15  # and the agent's own heartbeats go on

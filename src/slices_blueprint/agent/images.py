@@ -3,9 +3,10 @@
 Downloads (``http(s)://``, or ``file:`` URLs of files inside the configured ``image_dir``:
 never elsewhere, so the agent's token cannot copy host files such as /etc/shadow) land in
 ``cache/<sha256 of url>`` only after the checksum matched; progress is logged every 10 %.
-The cache is readable by the agent's user only (folder 0700, files 0600). A VM's disk is a copy of the cached root
-filesystem: a reflink (copy-on-write) where the filesystem supports it (XFS, btrfs), a
-plain copy otherwise, grown (sparsely) to the requested size (ext4 is resized offline with resize2fs).
+The cache is readable by the agent's user only (folder 0700, files 0600). A VM's disk is a
+copy of the cached root filesystem: a reflink (copy-on-write) where the filesystem supports
+it (XFS, btrfs), a plain copy otherwise, grown (sparsely) to the requested size (ext4 is
+resized offline with resize2fs).
 The base image is never modified; per-VM configuration goes on the seed disk (``seed.py``).
 """
 

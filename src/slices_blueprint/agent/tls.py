@@ -61,7 +61,8 @@ def ensure_certificate(settings: AgentSettings) -> AgentCertificate:
     if made.cert_path.exists() and made.key_path.exists():
         return made
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"slices-agent {settings.name}"[:64])])
+    common_name = f"slices-agent {settings.name}"[:64]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
     certificate = (
         x509.CertificateBuilder().subject_name(subject).issuer_name(subject)

@@ -43,13 +43,15 @@ def rotate_keys(data_dir: Annotated[Path | None, typer.Option(envvar="SLICES_BLU
         return await rotate_all(session, settings), await rotate_tokens(session, settings)
 
     credentials, hosts = _run(work, data_dir)
-    typer.echo(f"re-encrypted {credentials} credentials and {hosts} host tokens with the newest key")
+    typer.echo(f"re-encrypted {credentials} credentials and {hosts} host tokens "
+               "with the newest key")
 
 
 @app.command("host-enrol")
 def host_enrol(
     name: Annotated[str, typer.Argument(help="the host's name (its agent's SLICES_AGENT_NAME)")],
-    replace: Annotated[bool, typer.Option(help="give an already registered host a new identity")] = False,
+    replace: Annotated[bool, typer.Option(
+        help="give an already registered host a new identity")] = False,
     data_dir: Annotated[Path | None, typer.Option(envvar="SLICES_BLUEPRINT_DATA_DIR")] = None,
 ) -> None:
     """Issue a one-time enrolment token for a microVM host (printed once; it expires)."""
@@ -74,8 +76,8 @@ def host_enrol(
         typer.echo(f"refused: {exc.detail}", err=True)
         raise typer.Exit(1) from exc
     typer.echo(f"SLICES_AGENT_ENROLMENT_TOKEN={issued.token}")
-    typer.echo(f"# for host {issued.name}, usable once, until {issued.expires_at:%Y-%m-%d %H:%M} UTC",
-               err=True)
+    typer.echo(f"# for host {issued.name}, usable once, until "
+               f"{issued.expires_at:%Y-%m-%d %H:%M} UTC", err=True)
 
 
 def _run(work: Callable[[Any, Any], Awaitable[T]], data_dir: Path | None) -> T:

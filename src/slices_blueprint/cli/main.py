@@ -71,7 +71,8 @@ def _start_local_host(settings, database_url: str):
         typer.echo(f"no local microVM host: {problem}")
         return None
     port = local_agent_port(settings)
-    typer.echo(f"local microVM host: agent on https://127.0.0.1:{port}, log in {settings.data_dir / 'agent' / 'agent.log'}")
+    log = settings.data_dir / "agent" / "agent.log"
+    typer.echo(f"local microVM host: agent on https://127.0.0.1:{port}, log in {log}")
     return start_local_agent(settings, enrol_local_host(settings, database_url), port)
 
 

@@ -265,7 +265,8 @@ async def heartbeat(session: AsyncSession, host: Host, body: Heartbeat) -> Host:
         .values(confirmed_at=utcnow()))
     await session.execute(delete(HostBooking).where(
         HostBooking.host_id == host.id,
-        or_(and_(HostBooking.confirmed_at.is_(None), HostBooking.booked_at < utcnow() - BOOKING_TTL),
+        or_(and_(HostBooking.confirmed_at.is_(None),
+                 HostBooking.booked_at < utcnow() - BOOKING_TTL),
             and_(HostBooking.confirmed_at.is_not(None), HostBooking.vm_id.not_in(reported))),
     ))
     host.last_heartbeat_at = utcnow()

@@ -106,6 +106,14 @@ async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(
     async with db.session() as session:  # a booking nobody confirmed expires
         await session.execute(update(HostBooking).values(booked_at=utcnow() - service.BOOKING_TTL))
     assert await place("vm-d") == "solo"
+    async with db.session() as session:  # a confirmed booking stays: where vm-a was placed
+        assert (await service.placed_on(session, "vm-a")).name == "solo"
+        assert (await service.placed_on(session, "vm-d")).name == "solo"
+        assert await service.placed_on(session, "vm-b") is None
+    await beat({"vm-d": {"state": "running"}}, 1)  # vm-a no longer on the host
+    async with db.session() as session:
+        assert await service.placed_on(session, "vm-a") is None
+        assert (await service.placed_on(session, "vm-d")).name == "solo"
 
 
 async def register_silent_host(db, settings, registration, name: str) -> Host:

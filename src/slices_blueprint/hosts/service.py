@@ -178,6 +178,7 @@ async def claim_enrolment(session: AsyncSession, presented: str) -> HostEnrolmen
 
 
 async def by_name(session: AsyncSession, name: str) -> Host | None:
+    """The host called ``name`` (row-locked), if any."""
     return await session.scalar(select(Host).where(Host.name == name).with_for_update())
 
 

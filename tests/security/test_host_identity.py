@@ -18,7 +18,11 @@ import psycopg
 import pytest
 
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.hosts import service as hosts
+from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers.base import NodeSpec, ProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
@@ -178,3 +182,38 @@ def test_enrolment_tokens_are_single_use_expiring_and_stored_hashed(
                         json=registration("late-host", "https://late.invalid:8700", "l" * 32,
                                           body["cert_pem"]))
     assert expired.status_code == 401, expired.text
+
+
+def test_a_host_registered_before_the_upgrade_returns_with_its_own_token(
+        host_service, http, agents, tmp_path) -> None:
+    """A row from before revision 0003 (plain HTTP, nothing pinned) is not called, nor placed
+    on, until its upgraded agent registers again with its own token over HTTPS."""
+    settings, token = host_service.settings, "legacy-host-token-0123456789"
+
+    async def legacy_row() -> str:
+        db = Database(settings.database_url, pool_size=1)
+        try:
+            async with db.session() as session:
+                host = Host(name="legacy", url="http://legacy.invalid:8700", status=hosts.ACTIVE,
+                            token_ciphertext=secret_box(settings).encrypt(token.encode()),
+                            vcpus=8, memory_mib=8192, disk_free_mib=1000, labels={}, metrics={},
+                            last_heartbeat_at=utcnow())
+                session.add(host)
+                await session.flush()
+                host_id = str(host.id)
+            async with db.session() as session:
+                with pytest.raises(hosts.NoCapacity):  # nothing pinned: never placed on
+                    await hosts.place(session, settings, "resource_test-site1_legacy", 1, 128)
+            driver = MicroVMDriver(settings, db)
+            with pytest.raises(ProviderError, match="no pinned TLS certificate"):
+                await driver.status(f"{host_id}/resource_test-site1_legacy")
+            return host_id
+        finally:
+            await db.dispose()
+
+    host_id = asyncio.run(legacy_row())
+    agent = start_agent(tmp_path / "legacy", "legacy", service_url=host_service.url, token=token)
+    agents.append(agent)
+    back = Admin(host_service, http).wait_host("legacy")
+    assert str(path_id(back["id"], "host")) == host_id
+    assert back["url"] == agent.url and back["cert_sha256"] == fingerprint(agent.cert_pem)

@@ -33,6 +33,7 @@ from slices_blueprint.agent.seed import write_seed
 from slices_blueprint.agent.state import VMSpec
 from slices_blueprint.agent.vmm.base import LaunchPlan, UserNet, remove_control_sockets
 from slices_blueprint.agent.vmm.qemu import QemuMicroVM
+from slices_blueprint.hosts.pinning import pinned_context
 
 MEMORY_MIB, DISK_MIB = 160, 64
 
@@ -114,13 +115,18 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    cert = work / "agent" / "tls" / "cert.pem"  # the agent's own, made at its start
+    deadline = time.monotonic() + 30
+    while not cert.exists():
+        assert time.monotonic() < deadline, "agent did not start"
+        time.sleep(0.1)
     api = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=f"https://127.0.0.1:{port}",
         timeout=300,
         headers={"Authorization": f"Bearer {token}"},
+        verify=pinned_context(cert.read_text()),
     )
     try:
-        deadline = time.monotonic() + 30
         while True:
             try:
                 api.get("/healthz")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +15,29 @@ import httpx
 from slices_blueprint.core.dev_issuer import mint_dev_token
 
 
-def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    """Wait until ``url`` answers 200 while ``process`` lives; fail with its log otherwise."""
+def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: float,
+                   verify: Callable[[], ssl.SSLContext] | None = None) -> None:
+    """Wait until ``url`` answers 200 while ``process`` lives; fail with its log otherwise.
+    ``verify``: the TLS context to trust (asked anew each try: e.g. a certificate the
+    process makes when it starts)."""
     deadline = time.monotonic() + timeout
     while True:
         assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()[-3000:]}"
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, verify=verify() if verify else True).status_code == 200:
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, OSError):
             pass
         assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s: {log.read_text()[-3000:]}"
         time.sleep(0.2)
+
+
+def some_certificate(directory: Path) -> str:
+    """A certificate as an agent makes its own (for hosts registered by hand)."""
+    from slices_blueprint.agent.config import AgentSettings
+    from slices_blueprint.agent.tls import ensure_certificate
+
+    return ensure_certificate(AgentSettings(data_dir=directory, name="by-hand")).pem
 
 
 class Api:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.helpers import Api
+from tests.helpers import Api, some_certificate
 
 
 def test_health_and_readiness(live, http) -> None:
@@ -24,12 +24,13 @@ def test_metrics_count_requests_and_resources_by_state(live, http) -> None:
     assert "# TYPE sb_orphans_deleted_total counter" in text
 
 
-def test_metrics_count_hosts_by_status(live, http) -> None:
+def test_metrics_count_hosts_by_status(live, http, tmp_path) -> None:
     admin = {"Authorization": f"Bearer {Api(live, http).token('admin')}"}
     hosts = f"{live.url}/api/v1/hosts"
     host = http.post(f"{hosts}/register", headers=admin, json={
-        "name": "metrics-host", "url": "http://192.0.2.7:8700", "token": "m" * 32,
-        "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
+        "name": "metrics-host", "url": "https://metrics-host.invalid:8700", "token": "m" * 32,
+        "cert_pem": some_certificate(tmp_path), "vcpus": 0, "memory_mib": 0,
+        "disk_free_mib": 0}).json()["id"]
     try:
         http.post(f"{hosts}/{host}/drain", headers=admin).raise_for_status()
         draining = re.search(r'^sb_hosts\{status="draining"\} (\d+)', http.get(f"{live.url}/metrics").text, re.MULTILINE)

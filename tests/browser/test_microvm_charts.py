@@ -14,7 +14,7 @@ from tests.browser.conftest import dev_login, shot
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api
 from tests.microvm.conftest import require_microvm_host
-from tests.microvm.test_service_microvm import SECRET, microvm_catalog, wait_for
+from tests.microvm.test_service_microvm import enrol, microvm_catalog, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.microvm]
 
@@ -25,12 +25,13 @@ def test_microvm_metrics_charts(page: Any, pg_admin_url: str, tmp_path: Path,
     require_microvm_host()
     monkeypatch.setenv("SLICES_AGENT_HEARTBEAT_SECONDS", "1")
     with fresh_database(pg_admin_url) as url, httpx.Client(timeout=30) as http:
-        settings = make_settings(tmp_path / "svc", url, free_port(), host_registration_secret=SECRET)
+        settings = make_settings(tmp_path / "svc", url, free_port())
         server = start_server(settings, url)
-        agent = start_local_agent(settings, SECRET)
+        api = Api(server, http)
+        admin = api.token("admin")
+        # (the enrolment serve would mint, asked of the API: Playwright's loop runs here)
+        agent = start_local_agent(settings, enrol(http, server.url, admin, "local"))
         try:
-            api = Api(server, http)
-            admin = api.token("admin")
             wait_for(lambda: any(h["name"] == "local" for h in http.get(
                 f"{server.url}/api/v1/hosts", headers={"Authorization": f"Bearer {admin}"}).json()),
                 30, "the local host registering")

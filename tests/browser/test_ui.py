@@ -14,7 +14,7 @@ import yaml
 
 from tests.browser.conftest import PHONE, dev_login, menu, shot
 from tests.conftest import LiveServer, integration_unavailable
-from tests.helpers import Api
+from tests.helpers import Api, some_certificate
 
 pytestmark = pytest.mark.browser
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDevKeyForTheUiTestsOnlyxxxxxxxxxxxxxxxxxx alice@laptop"
@@ -258,11 +258,12 @@ def test_operator_pages(page: Any, live: LiveServer, catalog: dict[str, str], ap
 
 
 
-def test_hosts_page(page: Any, live: LiveServer, api: Api) -> None:
+def test_hosts_page(page: Any, live: LiveServer, api: Api, tmp_path: Path) -> None:
     """Operators see the microVM hosts with their capacity, drain one and activate it again."""
     name = f"kvm-{uuid.uuid4().hex[:4]}"
     api.http.post(f"{live.url}/api/v1/hosts/register", headers={"Authorization": f"Bearer {api.token('admin')}"}, json={
-        "name": name, "url": "http://192.0.2.10:8700", "token": "t" * 32, "vcpus": 16, "vcpus_used": 4,
+        "name": name, "url": f"https://{name}.invalid:8700", "token": "t" * 32, "vcpus": 16, "vcpus_used": 4,
+        "cert_pem": some_certificate(tmp_path),
         "memory_mib": 65536, "memory_used_mib": 8192, "disk_free_mib": 200000, "vms_running": 2,
     }).raise_for_status()
     dev_login(page, live, "admin", _experiment(), project="ops")

@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import pytest
 
 from slices_blueprint.agent.default_image import cloud_kernel
 from slices_blueprint.agent.vmm.base import remove_control_sockets, vmm_processes
+from slices_blueprint.hosts.pinning import pinned_context
 from tests.conftest import integration_unavailable
 from tests.helpers import wait_answering
 
@@ -74,11 +76,15 @@ class TestHost:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:8700"
+        return f"https://{self.address}:8700"
+
+    def tls(self) -> ssl.SSLContext:
+        """Trust this host's agent certificate only (made at its first start)."""
+        return pinned_context((self.data_dir / "tls" / "cert.pem").read_text())
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token or self.token}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120, verify=self.tls())
 
     def exec(self, *argv: str) -> str:
         return sh("ip", "netns", "exec", self.ns, *argv)
@@ -102,7 +108,7 @@ class TestHost:
             ["ip", "netns", "exec", self.ns, sys.executable, "-m", "slices_blueprint.agent"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_answering(f"{self.url}/healthz", self.proc, Path(log.name), 30)
+        wait_answering(f"{self.url}/healthz", self.proc, Path(log.name), 30, verify=self.tls)
 
     def kill_agent(self) -> None:
         """SIGKILL the agent (its VMs keep running, as after a crash)."""

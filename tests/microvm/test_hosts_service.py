@@ -19,6 +19,7 @@ from slices_blueprint.hosts.schemas import Heartbeat, HostRegistration
 from slices_blueprint.providers.base import NodeSpec, ProviderError, TransientProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
 from tests.conftest import make_settings
+from tests.helpers import some_certificate
 
 
 @pytest.fixture
@@ -37,12 +38,22 @@ def settings(tmp_path: Path, database_url: str):
     return make_settings(tmp_path, database_url, 1, host_lost_after_seconds=30)
 
 
-def registration(name: str, vcpus: int, memory_mib: int) -> HostRegistration:
-    return HostRegistration(name=name, url=f"http://{name}:8700", token="t" * 32, vcpus=vcpus,
-                            memory_mib=memory_mib, disk_free_mib=10_000)
+@pytest.fixture(scope="module")
+def cert_pem(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An agent certificate (as an agent makes its own)."""
+    return some_certificate(tmp_path_factory.mktemp("agent-tls"))
 
 
-async def test_placement_spreads_load_and_respects_capacity(db, settings) -> None:
+@pytest.fixture
+def registration(cert_pem: str):
+    def make(name: str, vcpus: int, memory_mib: int, url: str | None = None) -> HostRegistration:
+        return HostRegistration(name=name, url=url or f"https://{name}.invalid:8700",
+                                token="t" * 32, cert_pem=cert_pem, vcpus=vcpus,
+                                memory_mib=memory_mib, disk_free_mib=10_000)
+    return make
+
+
+async def test_placement_spreads_load_and_respects_capacity(db, settings, registration) -> None:
     async with db.session() as session:
         await service.register(session, settings, registration("small", 4, 1024))
         await service.register(session, settings, registration("big", 4, 2048))
@@ -64,7 +75,8 @@ async def test_placement_spreads_load_and_respects_capacity(db, settings) -> Non
     assert refused.value.hosts_known and "2 usable of 4 registered" in str(refused.value)
 
 
-async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(db, settings) -> None:
+async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(
+        db, settings, registration) -> None:
     async def place(vm_id: str) -> str:
         async with db.session() as session:
             return (await service.place(session, settings, vm_id, 1, 512)).name
@@ -94,9 +106,17 @@ async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(db, settin
     async with db.session() as session:  # a booking nobody confirmed expires
         await session.execute(update(HostBooking).values(booked_at=utcnow() - service.BOOKING_TTL))
     assert await place("vm-d") == "solo"
+    async with db.session() as session:  # a confirmed booking stays: where vm-a was placed
+        assert (await service.placed_on(session, "vm-a")).name == "solo"
+        assert (await service.placed_on(session, "vm-d")).name == "solo"
+        assert await service.placed_on(session, "vm-b") is None
+    await beat({"vm-d": {"state": "running"}}, 1)  # vm-a no longer on the host
+    async with db.session() as session:
+        assert await service.placed_on(session, "vm-a") is None
+        assert (await service.placed_on(session, "vm-d")).name == "solo"
 
 
-async def register_silent_host(db, settings, name: str) -> Host:
+async def register_silent_host(db, settings, registration, name: str) -> Host:
     """A host whose last heartbeat is older than ``host_lost_after_seconds``, marked lost."""
     async with db.session() as session:
         host = await service.register(session, settings, registration(name, 2, 1024))
@@ -107,9 +127,9 @@ async def register_silent_host(db, settings, name: str) -> Host:
 
 
 async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back(
-    db, settings
+    db, settings, registration
 ) -> None:
-    host = await register_silent_host(db, settings, "flaky")
+    host = await register_silent_host(db, settings, registration, "flaky")
     async with db.session() as session:
         host = await service.authenticate_heartbeat(session, settings, host.id, "t" * 32)
         assert host is not None and host.status == service.LOST
@@ -122,9 +142,9 @@ async def test_missed_heartbeats_mark_a_host_lost_and_a_heartbeat_brings_it_back
 
 
 async def test_a_lost_hosts_vms_report_the_loss_and_busy_hosts_are_not_forgotten(
-    db, settings, database_url: str
+    db, settings, registration, database_url: str
 ) -> None:
-    host = await register_silent_host(db, settings, "gone-quiet")
+    host = await register_silent_host(db, settings, registration, "gone-quiet")
     driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
     try:
         info = await driver.status(f"{host.id}/resource_x_1")  # no call to the unreachable agent
@@ -137,7 +157,7 @@ async def test_a_lost_hosts_vms_report_the_loss_and_busy_hosts_are_not_forgotten
         assert await session.get(Host, host.id) is None
 
 
-async def test_driver_errors_name_the_problem(db, settings, database_url: str) -> None:
+async def test_driver_errors_name_the_problem(db, settings, registration, database_url: str) -> None:
     driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
     spec = NodeSpec(resource_id="resource_x_1", name="n", experiment_id="e", project_id="p",
                     image_location="default", image_default_username="root", flavor_ref=None,
@@ -151,10 +171,9 @@ async def test_driver_errors_name_the_problem(db, settings, database_url: str) -
             await driver.create(spec, progress)
         assert not isinstance(none.value, TransientProviderError)
         async with db.session() as session:
-            dead = await service.register(session, settings, HostRegistration(
-                name="dead", url="http://127.0.0.1:9", token="t" * 32, vcpus=2, memory_mib=512,
-                disk_free_mib=1))
-        with pytest.raises(TransientProviderError, match=r"microVM host dead \(http://127.0.0.1:9\) unreachable"):
+            dead = await service.register(session, settings, registration(
+                "dead", 2, 512, url="https://127.0.0.1:9"))
+        with pytest.raises(TransientProviderError, match=r"microVM host dead \(https://127.0.0.1:9\) unreachable"):
             await driver.create(spec, progress)
         assert (await driver.status(f"{uuid.uuid4()}/gone-vm")).state == "gone"
         with pytest.raises(TransientProviderError, match="unreachable"):

@@ -1,4 +1,4 @@
-"""The image cache (file:// downloads with sha256 checks) and per-VM disks, on real files
+"""The image cache (file: URLs inside the image directory, sha256 checks) and per-VM disks, on real files
 with real e2fsprogs; the seed disk's NoCloud layout read back with debugfs; the vmlinux
 taken out of the default image's bzImage, checked as an ELF and booted under QEMU."""
 
@@ -59,7 +59,7 @@ async def test_fetch_verifies_sha256_and_caches(tmp_path: Path) -> None:
     source = tmp_path / "kernel"
     source.write_bytes(b"kernel bytes")
     good = hashlib.sha256(b"kernel bytes").hexdigest()
-    cache = ImageCache(tmp_path / "cache", {})
+    cache = ImageCache(tmp_path / "cache", {}, image_dir=tmp_path)
     with pytest.raises(ImageError, match="does not match"):
         await cache.fetch(FileRef(url=source.as_uri(), sha256="0" * 64))
     assert list((tmp_path / "cache").iterdir()) == []

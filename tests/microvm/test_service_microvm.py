@@ -14,19 +14,26 @@ from pathlib import Path
 
 import pytest
 
-from slices_blueprint.agent.local import start_local_agent
+from slices_blueprint.agent.local import enrol_local_host, start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
 from slices_blueprint.core.database import Database
 from slices_blueprint.tasks.jobs import Runtime
 from slices_blueprint.tasks.periodic import reconcile
 from tests.conftest import free_port, fresh_database, make_settings, start_server
-from tests.helpers import Api
+from tests.helpers import Api, some_certificate
 from tests.microvm.conftest import Relay, require_microvm_host
 from tests.microvm.test_agent_lifecycle import assert_nothing_left, ssh_banner
 
 pytestmark = pytest.mark.microvm
 
-SECRET = "registration-secret-for-tests-0123456789"
+
+
+def enrol(http, service_url: str, admin: str, name: str) -> str:
+    """A one-time enrolment token for host ``name``, issued by the admin over the API."""
+    answer = http.post(f"{service_url}/api/v1/hosts/enrolments", json={"name": name},
+                       headers={"Authorization": f"Bearer {admin}"})
+    assert answer.status_code == 201, answer.text
+    return answer.json()["token"]
 
 
 @pytest.fixture
@@ -39,8 +46,7 @@ def own_database(pg_admin_url: str):
 
 @pytest.fixture
 def service(own_database: str, tmp_path: Path):
-    settings = make_settings(tmp_path / "svc", own_database, free_port(),
-                             host_registration_secret=SECRET, host_heartbeat_seconds=1)
+    settings = make_settings(tmp_path / "svc", own_database, free_port(), host_heartbeat_seconds=1)
     server = start_server(settings, own_database)
     yield server
     server.stop()
@@ -77,7 +83,7 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         host = make_host.prepare()
         relays.append(Relay((host.gateway, port), ("127.0.0.1", port)))
         host.start_agent(service_url=f"http://{host.gateway}:{port}",
-                         registration_secret=SECRET)
+                         enrolment_token=enrol(http, service.url, admin, host.ns))
         return host
 
     try:
@@ -108,7 +114,8 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         assert [h["resources"] for h in on_host if h["name"] == host.ns] == [[rid]]  # what runs where
         busy = http.delete(f"{service.url}/api/v1/hosts/{listed['id']}", headers={"Authorization": f"Bearer {admin}"})
         assert busy.status_code == 409 and f"mv1 ({rid})" in busy.json()["detail"]  # not forgotten while busy
-        assert_metrics_history(api, http, service.url, admin, token, rid)
+        assert_metrics_history(api, http, service.url, admin, token, rid,
+                               some_certificate(host.data_dir.parent / "by-hand"))
         api.wait_task(token, api.ok("POST", f"/resources/{rid}/pause", token, 202)["id"])
         assert api.ok("GET", f"/resources/{rid}", token)["status"] == "paused"
         assert ssh_banner(host.address, access["ssh_port"], timeout=2) is None
@@ -146,9 +153,16 @@ def test_bi_api_microvm_on_a_registered_agent(service, http, make_host) -> None:
         assert drained["status"] == "draining"
         assert http.delete(f"{hosts_url}/{listed['id']}", headers=auth).status_code == 204
         assert listed["id"] not in [h["id"] for h in http.get(hosts_url, headers=auth).json()]
-        # the still-running agent's next heartbeat is refused, so it registers again
+        # the still-running agent is refused from now on: a removed host needs a new enrolment
+        log = host.data_dir.parent / f"{host.ns}-agent.log"
+        wait_for(lambda: "the service refused to register host" in log.read_text(), 30,
+                 "the removed host's re-registration refused")
+        assert host.ns not in [h["name"] for h in http.get(hosts_url, headers=auth).json()]
+        host.kill_agent()
+        host.start_agent(service_url=f"http://{host.gateway}:{port}",
+                         enrolment_token=enrol(http, service.url, admin, host.ns))
         back = wait_for(lambda: [h for h in http.get(hosts_url, headers=auth).json()
-                                 if h["name"] == host.ns], 30, "re-registration")
+                                 if h["name"] == host.ns], 30, "enrolment again")
         assert back[0]["id"] != listed["id"] and back[0]["status"] == "active"
         host.kill_agent()
         assert http.delete(f"{hosts_url}/{back[0]['id']}", headers=auth).status_code == 204
@@ -179,7 +193,8 @@ def assert_leftover_vm_is_reaped(service, host, rid: str) -> None:
     assert host.vmm_pids() == {}
 
 
-def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: str, rid: str) -> None:
+def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: str, rid: str,
+                           cert_pem: str) -> None:
     """The agent's heartbeats (every second here) become the VM's metrics history; a host
     cannot report on a VM placed elsewhere."""
     def two_points():
@@ -196,8 +211,8 @@ def assert_metrics_history(api: Api, http, service_url: str, admin: str, token: 
     assert table.returncode == 0 and "cpu %" in table.stdout and "memory MiB" in table.stdout, table
     auth = {"Authorization": f"Bearer {admin}"}
     impostor = http.post(f"{service_url}/api/v1/hosts/register", headers=auth, json={
-        "name": "impostor", "url": "http://192.0.2.9:8700", "token": "i" * 32,
-        "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
+        "name": "impostor", "url": "https://impostor.invalid:8700", "token": "i" * 32,
+        "cert_pem": cert_pem, "vcpus": 0, "memory_mib": 0, "disk_free_mib": 0}).json()["id"]
     claim = {"vcpus": 0, "memory_mib": 0, "disk_free_mib": 0, "metrics": {"vms": {
         rid: {"state": "running", "cpu_seconds": 1.0, "rss_bytes": 4242 * 2**20}}}}
     for _ in range(2):
@@ -213,19 +228,20 @@ def test_local_host_for_serve_gives_a_microvm_with_ssh(own_database, http, tmp_p
     """The newcomer's path: ``serve`` starts a local agent (user-mode networking, nothing
     changed in the machine's network) that registers itself; one BI call gives a microVM."""
     require_microvm_host()
-    settings = make_settings(tmp_path / "svc", own_database, free_port(),
-                             host_registration_secret=SECRET)
+    settings = make_settings(tmp_path / "svc", own_database, free_port())
     server = start_server(settings, own_database)
-    agent = start_local_agent(settings, SECRET)
+    agent = start_local_agent(settings, enrol_local_host(settings, own_database))
     api = Api(server, http)
     admin = api.token("admin")
+    auth = {"Authorization": f"Bearer {admin}"}
     try:
         wait_for(lambda: any(h["name"] == "local" and h["status"] == "active" for h in http.get(
             f"{server.url}/api/v1/hosts", headers={"Authorization": f"Bearer {admin}"}).json()),
             30, "the local host registering")
         register = f"{server.url}/api/v1/hosts/register"
-        body = {"name": "by-admin", "url": "http://192.0.2.1:8700", "token": "x" * 32,
-                "vcpus": 1, "memory_mib": 64, "disk_free_mib": 1}
+        body = {"name": "by-admin", "url": "https://by-admin.invalid:8700", "token": "x" * 32,
+                "cert_pem": some_certificate(tmp_path / "by-admin"), "vcpus": 1, "memory_mib": 64,
+                "disk_free_mib": 1}
         for bearer in ("wrong-secret", api.token("bob")):
             refused = http.post(register, json=body, headers={"Authorization": f"Bearer {bearer}"})
             assert refused.status_code in (401, 403), refused.text
@@ -248,6 +264,16 @@ def test_local_host_for_serve_gives_a_microvm_with_ssh(own_database, http, tmp_p
         assert (ssh_banner("127.0.0.1", access["ssh_port"]) or "").startswith("SSH-2.0-dropbear")
         api.wait_task(token, api.ok("DELETE", f"/resources/{resource['id']}", token, 202)["id"])
         assert vmm_processes(tmp_path / "svc" / "agent" / "vms") == {}
+
+        # serve started again: a fresh enrolment replaces the local host's identity in place
+        (local,) = [h for h in http.get(f"{server.url}/api/v1/hosts", headers=auth).json()
+                    if h["name"] == "local"]
+        agent.terminate()
+        agent.wait(10)
+        agent = start_local_agent(settings, enrol_local_host(settings, own_database))
+        wait_for(lambda: [h for h in http.get(f"{server.url}/api/v1/hosts", headers=auth).json()
+                          if h["name"] == "local" and h["last_heartbeat_at"] > local["last_heartbeat_at"]
+                          and h["id"] == local["id"]], 30, "the local host enrolling again")
     finally:
         agent.terminate()
         agent.wait(10)

@@ -1,4 +1,5 @@
-"""The agent's own FastAPI app (``/v1/...``, its OpenAPI at ``/openapi.json``).
+"""The agent's own FastAPI app (``/v1/...``, its OpenAPI at ``/openapi.json``), served over
+HTTPS with the agent's own certificate (``tls.py``).
 
 Every route but ``/healthz`` needs the host's bearer token (see ``auth.py``).
 """
@@ -17,11 +18,13 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from slices_blueprint.agent.auth import TokenKeeper, require_token
 from slices_blueprint.agent.config import AgentSettings
+from slices_blueprint.agent.images import ImageRefused
 from slices_blueprint.agent.manager import VMConflict, VMManager, VMNotFound
 from slices_blueprint.agent.metrics import host_capacity, prometheus_text, snapshot
 from slices_blueprint.agent.registration import Registrar
 from slices_blueprint.agent.schemas import HostView, VMView
 from slices_blueprint.agent.state import VMSpec
+from slices_blueprint.agent.tls import ensure_certificate
 from slices_blueprint.agent.vmm.base import VMM, VMMError
 from slices_blueprint.agent.vmm.firecracker import FirecrackerVMM
 from slices_blueprint.agent.vmm.jailer import Jailer
@@ -69,8 +72,10 @@ async def list_vms(request: Request) -> list[VMView]:
 @router.post("/vms", response_model=VMView, status_code=status.HTTP_201_CREATED)
 async def create_vm(spec: VMSpec, request: Request, response: Response,
                     wait_ready: WaitReady = 0) -> VMView:
-    """Create and boot a VM; the same id again answers the existing VM (200)."""
+    """Create and boot a VM; the same id again answers the existing VM (200). Image URLs
+    must be http(s), or file: URLs inside the agent's image directory (else 422)."""
     manager = _manager(request)
+    manager.images.check(spec.image)
     record, created = await manager.create(spec)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -132,7 +137,7 @@ def create_agent_app(settings: AgentSettings | None = None) -> FastAPI:
         manager = VMManager(settings, build_vmm(settings))
         app.state.startup_report = await manager.startup()
         app.state.manager = manager
-        registrar = Registrar(settings, app.state.tokens, manager)
+        registrar = Registrar(settings, app.state.tokens, manager, app.state.certificate)
         task = asyncio.create_task(registrar.run()) if settings.service_url else None
         try:
             yield
@@ -147,6 +152,7 @@ def create_agent_app(settings: AgentSettings | None = None) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app.state.settings = settings
     app.state.tokens = TokenKeeper(settings)
+    app.state.certificate = ensure_certificate(settings)
     app.state.public_host = settings.public_host or urlparse(settings.url).hostname or "127.0.0.1"
 
     @app.get("/healthz", include_in_schema=False)
@@ -160,6 +166,10 @@ def create_agent_app(settings: AgentSettings | None = None) -> FastAPI:
     @app.exception_handler(VMConflict)
     async def _conflict(_: Request, exc: VMConflict) -> JSONResponse:
         return _problem(409, "Conflict", str(exc))
+
+    @app.exception_handler(ImageRefused)
+    async def _refused(_: Request, exc: ImageRefused) -> JSONResponse:
+        return _problem(422, "Image refused", str(exc))
 
     @app.exception_handler(VMMError)
     async def _vmm(_: Request, exc: VMMError) -> JSONResponse:

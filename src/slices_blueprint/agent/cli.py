@@ -20,15 +20,18 @@ agent_app = typer.Typer(help="The microVM host agent (run one per host, as root)
 
 
 def run_agent(settings: AgentSettings | None = None) -> None:
-    """Serve the agent API until interrupted (VMs keep running and are re-adopted later)."""
+    """Serve the agent API over HTTPS until interrupted (VMs keep running and are re-adopted
+    later)."""
     import uvicorn
 
     from slices_blueprint.agent.app import create_agent_app
     from slices_blueprint.agent.config import AgentSettings
 
     settings = settings or AgentSettings()
-    uvicorn.run(create_agent_app(settings), host=settings.listen_host, port=settings.listen_port,
-                log_level="info")
+    app = create_agent_app(settings)
+    certificate = app.state.certificate
+    uvicorn.run(app, host=settings.listen_host, port=settings.listen_port, log_level="info",
+                ssl_certfile=str(certificate.cert_path), ssl_keyfile=str(certificate.key_path))
 
 
 @agent_app.command("run")

@@ -47,13 +47,16 @@ class AgentSettings(BaseSettings):
     name: str = Field(default_factory=socket.gethostname)
     listen_host: str = "127.0.0.1"
     listen_port: int = 8700
-    advertise_url: str | None = None  # how the service reaches us; default http://listen:port
+    # how the service reaches us (always HTTPS, see tls.py); default https://listen:port
+    advertise_url: str | None = Field(default=None, pattern=r"^https://")
     public_host: str | None = None  # address users SSH to; default: advertise_url's host
 
-    # Auth: a fixed token, or the one the service issues at registration, or a generated one
+    # Auth: a fixed token, or the one generated in data_dir/token (see auth.py)
     token: SecretStr | None = None
     service_url: str | None = None
-    registration_secret: SecretStr | None = None
+    # Host identity: the one-time token an admin issued for this host's name
+    # (`slices-blueprint admin host-enrol NAME`); used once, then the host's own token is
+    enrolment_token: SecretStr | None = None
     heartbeat_seconds: float = 15.0
     labels: dict[str, str] = {}
 
@@ -85,8 +88,10 @@ class AgentSettings(BaseSettings):
     vcpu_overcommit: float = 4.0
     reserved_memory_mib: int = 512
 
-    # Images: the built-in "default" plus any named here
+    # Images: the built-in "default" plus any named here. URLs are http(s), or file: URLs of
+    # files inside image_dir (unset: no file: URLs at all)
     images: dict[str, ImageSource] = {}
+    image_dir: Path | None = None
 
     @model_validator(mode="after")
     def _jailer_user_given(self) -> AgentSettings:
@@ -102,7 +107,7 @@ class AgentSettings(BaseSettings):
 
     @property
     def url(self) -> str:
-        return (self.advertise_url or f"http://{self.listen_host}:{self.listen_port}").rstrip("/")
+        return (self.advertise_url or f"https://{self.listen_host}:{self.listen_port}").rstrip("/")
 
     @property
     def vms_dir(self) -> Path:
@@ -111,3 +116,7 @@ class AgentSettings(BaseSettings):
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"

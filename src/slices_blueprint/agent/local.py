@@ -1,5 +1,6 @@
-"""A local microVM host for ``serve``: the agent as a child process on loopback, registered
-with this very service, so a newcomer's first run can create microVMs at once.
+"""A local microVM host for ``serve``: the agent as a child process on loopback, enrolled
+with this very service, so a newcomer's first run can create microVMs at once. ``serve``
+issues it a fresh enrolment token (replacing the host ``local``) at every start.
 
 It always uses QEMU user-mode networking (SSH forwarded on 127.0.0.1:22000+), so it changes
 nothing in the machine's network, root or not. The agent keeps its VMs across ``serve``
@@ -8,6 +9,7 @@ restarts (they are re-adopted).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -41,27 +43,48 @@ def local_agent_port(settings: Settings) -> int:
     raise OSError("no free loopback port for the local agent")
 
 
-def local_agent_env(settings: Settings, registration_secret: str, port: int) -> dict[str, str]:
+LOCAL_HOST = "local"
+
+
+def enrol_local_host(settings: Settings, database_url: str) -> str:
+    """A one-time enrolment token for the local host (its identity replaced if it exists)."""
+    from slices_blueprint.core.database import Database
+    from slices_blueprint.hosts.service import create_enrolment
+
+    async def enrol() -> str:
+        db = Database(database_url, pool_size=1)
+        try:
+            async with db.session() as session:
+                issued = await create_enrolment(session, settings, LOCAL_HOST, "system:serve",
+                                                replace=True)
+                return issued.token
+        finally:
+            await db.dispose()
+
+    return asyncio.run(enrol())
+
+
+def local_agent_env(settings: Settings, enrolment_token: str, port: int) -> dict[str, str]:
     """The agent's settings (``SLICES_AGENT_*``) for a local host of this service."""
     return {
         "SLICES_AGENT_DATA_DIR": str(settings.data_dir / "agent"),
-        "SLICES_AGENT_NAME": "local",
+        "SLICES_AGENT_NAME": LOCAL_HOST,
         "SLICES_AGENT_LISTEN_HOST": "127.0.0.1",
         "SLICES_AGENT_LISTEN_PORT": str(port),
         "SLICES_AGENT_PUBLIC_HOST": "127.0.0.1",
         "SLICES_AGENT_FORWARD_BIND": "127.0.0.1",
         "SLICES_AGENT_NETWORK_MODE": "user",
         "SLICES_AGENT_SERVICE_URL": settings.service_url,
-        "SLICES_AGENT_REGISTRATION_SECRET": registration_secret,
+        "SLICES_AGENT_ENROLMENT_TOKEN": enrolment_token,
     }
 
 
-def start_local_agent(settings: Settings, registration_secret: str,
+def start_local_agent(settings: Settings, enrolment_token: str,
                       port: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``python -m slices_blueprint.agent`` for this service (on ``port``, default
     :func:`local_agent_port`); the caller stops it."""
     port = port or local_agent_port(settings)
-    env = local_agent_env(settings, registration_secret, port)
+    env = local_agent_env(settings, enrolment_token, port)
     data_dir = settings.data_dir / "agent"
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "agent.log").open("ab") as log_file:

@@ -54,7 +54,8 @@ class VMManager:
         self.vmm = vmm
         self.store = StateStore(settings.vms_dir)
         self.images = ImageCache(settings.cache_dir, settings.images,
-                                 vmlinux=settings.vmm == "firecracker")
+                                 vmlinux=settings.vmm == "firecracker",
+                                 image_dir=settings.image_dir)
         self.mode = settings.effective_network_mode
         self.network = BridgeNetwork(settings) if self.mode == "bridge" else None
         self._alloc_lock = asyncio.Lock()

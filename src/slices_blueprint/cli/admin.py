@@ -34,10 +34,50 @@ def catalog_sync(
 
 @app.command("rotate-keys")
 def rotate_keys(data_dir: Annotated[Path | None, typer.Option(envvar="SLICES_BLUEPRINT_DATA_DIR")] = None) -> None:
-    """Re-encrypt stored credentials with the newest of SLICES_BLUEPRINT_ENCRYPTION_KEYS."""
+    """Re-encrypt everything stored encrypted (uploaded credentials, host tokens) with the
+    newest of SLICES_BLUEPRINT_ENCRYPTION_KEYS; the older keys can then be dropped."""
     from slices_blueprint.credentials.service import rotate_all
+    from slices_blueprint.hosts.service import rotate_tokens
 
-    typer.echo(f"re-encrypted {_run(rotate_all, data_dir)} credentials with the newest key")
+    async def work(session, settings):
+        return await rotate_all(session, settings), await rotate_tokens(session, settings)
+
+    credentials, hosts = _run(work, data_dir)
+    typer.echo(f"re-encrypted {credentials} credentials and {hosts} host tokens "
+               "with the newest key")
+
+
+@app.command("host-enrol")
+def host_enrol(
+    name: Annotated[str, typer.Argument(help="the host's name (its agent's SLICES_AGENT_NAME)")],
+    replace: Annotated[bool, typer.Option(
+        help="give an already registered host a new identity")] = False,
+    data_dir: Annotated[Path | None, typer.Option(envvar="SLICES_BLUEPRINT_DATA_DIR")] = None,
+) -> None:
+    """Issue a one-time enrolment token for a microVM host (printed once; it expires)."""
+    from pydantic import ValidationError
+
+    from slices_blueprint.core.errors import ProblemError
+    from slices_blueprint.hosts.schemas import EnrolmentRequest
+    from slices_blueprint.hosts.service import create_enrolment
+
+    try:
+        request = EnrolmentRequest(name=name, replace=replace)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="NAME") from exc
+
+    async def work(session, settings):
+        return await create_enrolment(session, settings, request.name, "system:cli",
+                                      replace=request.replace)
+
+    try:
+        issued = _run(work, data_dir)
+    except ProblemError as exc:
+        typer.echo(f"refused: {exc.detail}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"SLICES_AGENT_ENROLMENT_TOKEN={issued.token}")
+    typer.echo(f"# for host {issued.name}, usable once, until "
+               f"{issued.expires_at:%Y-%m-%d %H:%M} UTC", err=True)
 
 
 def _run(work: Callable[[Any, Any], Awaitable[T]], data_dir: Path | None) -> T:

@@ -55,7 +55,7 @@ def serve(
     url = prepare(settings)
     typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs)")
     typer.echo(DEV_MODE_ON if settings.dev_mode else DEV_MODE_OFF)
-    local_agent = _start_local_host(settings)
+    local_agent = _start_local_host(settings, url)
     try:
         uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
@@ -64,24 +64,25 @@ def serve(
             local_agent.wait(10)
 
 
-def _start_local_host(settings):
-    """In dev mode, a local microVM host (the agent as a child process) unless turned off."""
-    import secrets
-
-    from pydantic import SecretStr
-
-    from slices_blueprint.agent.local import local_agent_port, local_host_problem, start_local_agent
+def _start_local_host(settings, database_url: str):
+    """In dev mode, a local microVM host (the agent as a child process, enrolled with a
+    one-time token minted here) unless turned off."""
+    from slices_blueprint.agent.local import (
+        enrol_local_host,
+        local_agent_port,
+        local_host_problem,
+        start_local_agent,
+    )
 
     if not (settings.local_microvm_host and settings.dev_mode and "microvm" in settings.providers):
         return None
     if problem := local_host_problem():
         typer.echo(f"no local microVM host: {problem}")
         return None
-    if settings.host_registration_secret is None:
-        settings.host_registration_secret = SecretStr(secrets.token_urlsafe(32))
     port = local_agent_port(settings)
-    typer.echo(f"local microVM host: agent on 127.0.0.1:{port}, log in {settings.data_dir / 'agent' / 'agent.log'}")
-    return start_local_agent(settings, settings.host_registration_secret.get_secret_value(), port)
+    log = settings.data_dir / "agent" / "agent.log"
+    typer.echo(f"local microVM host: agent on https://127.0.0.1:{port}, log in {log}")
+    return start_local_agent(settings, enrol_local_host(settings, database_url), port)
 
 
 @app.command()

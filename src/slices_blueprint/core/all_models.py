@@ -4,7 +4,7 @@ from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.models import Base
 from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.models import Event
-from slices_blueprint.hosts.models import Host, HostBooking
+from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
 from slices_blueprint.identity.models import Experiment, Project, User
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -21,6 +21,7 @@ __all__ = [
     "Flavor",
     "Host",
     "HostBooking",
+    "HostEnrolment",
     "Project",
     "RevokedWebSession",
     "Task",

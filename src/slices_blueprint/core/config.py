@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     kubernetes_cluster_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
 
     # MicroVM hosts (slices-blueprint agent)
-    host_registration_secret: SecretStr | None = None  # agents register with this bearer
+    # (each host enrols with its own one-time token: `admin host-enrol NAME`; no shared secret)
+    host_enrolment_ttl_hours: float = Field(default=24, gt=0, le=720)  # enrolment tokens expire
     host_heartbeat_seconds: int = 15  # told to agents at registration
     host_lost_after_seconds: int = 60  # no heartbeat for this long: the host is lost
     local_microvm_host: bool = True  # dev mode: `serve` runs an agent as a local host

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, Integer, String
+from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -19,6 +19,8 @@ class Host(UUIDPrimaryKey, Timestamps, Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(String(500))  # the agent's base URL
     token_ciphertext: Mapped[bytes | None] = mapped_column()  # agent token, encrypted
+    cert_pem: Mapped[str | None] = mapped_column(Text)  # the agent's TLS certificate, pinned
+    cert_sha256: Mapped[str | None] = mapped_column(String(64))  # its fingerprint (hex)
     status: Mapped[str] = mapped_column(String(16), default="active")  # active|draining|lost
     vcpus: Mapped[int] = mapped_column(Integer, default=0)
     memory_mib: Mapped[int] = mapped_column(Integer, default=0)
@@ -44,3 +46,21 @@ class HostBooking(Base):
     vcpus: Mapped[int] = mapped_column(Integer)
     memory_mib: Mapped[int] = mapped_column(Integer)
     booked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # set once the host's heartbeat lists the VM: no longer counted, kept as the placement
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HostEnrolment(UUIDPrimaryKey, Timestamps, Base):
+    """A one-time token an admin issued for one host name; only its SHA-256 is stored.
+
+    ``replace``: the token may take over an existing host of that name (a reinstalled host,
+    or one whose token can no longer be read); otherwise a taken name is refused."""
+
+    __tablename__ = "host_enrolments"
+
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    replace: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(200))

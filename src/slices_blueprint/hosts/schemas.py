@@ -1,4 +1,4 @@
-"""API shapes of microVM hosts: agent registration, heartbeats, the admin view."""
+"""API shapes of microVM hosts: enrolments, agent registration, heartbeats, the admin view."""
 
 from __future__ import annotations
 
@@ -17,12 +17,33 @@ class Capacity(BaseModel):
     memory_used_mib: int = Field(default=0, ge=0)
 
 
-class HostRegistration(Capacity):
-    """An agent introducing itself; ``token`` is the bearer the service will call it with."""
+HostName = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
-    name: str = Field(min_length=1, max_length=200)
-    url: str = Field(pattern=r"^https?://", max_length=500)
+
+class EnrolmentRequest(BaseModel):
+    """An admin asking for a one-time enrolment token for the host ``name``."""
+
+    name: str = HostName
+    replace: bool = Field(default=False, description=(
+        "let the token take over an existing host of that name (a reinstalled host, or one "
+        "whose token can no longer be read); otherwise a taken name is refused (409)"))
+
+
+class EnrolmentOut(BaseModel):
+    name: str
+    replace: bool
+    expires_at: dt.datetime
+    token: str = Field(description="shown once: the agent's SLICES_AGENT_ENROLMENT_TOKEN")
+
+
+class HostRegistration(Capacity):
+    """An agent introducing itself: ``token`` is the bearer the service will call it with,
+    ``cert_pem`` the certificate its HTTPS endpoint ``url`` presents (pinned)."""
+
+    name: str = HostName
+    url: str = Field(pattern=r"^https://", max_length=500)
     token: SecretStr = Field(min_length=16)
+    cert_pem: str = Field(max_length=16_000)
     vmm: str = "qemu"
     network_mode: str = "bridge"
     labels: dict[str, str] = {}
@@ -45,6 +66,7 @@ class HostOut(BaseModel):
     id: str
     name: str
     url: str
+    cert_sha256: str | None = Field(description="the pinned certificate's SHA-256 fingerprint")
     status: str
     vmm: str
     network_mode: str

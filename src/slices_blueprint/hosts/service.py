@@ -1,58 +1,79 @@
-"""MicroVM hosts: registration, heartbeats, drain/remove, placement, lost-host detection.
+"""MicroVM hosts: enrolment, registration, heartbeats, drain/remove, placement, lost hosts.
+
+Identity: every host enrols once with a one-time token an admin issued for its name
+(:func:`create_enrolment`; stored as a SHA-256, expiring). At enrolment the agent hands over
+its own bearer token (kept encrypted) and its TLS certificate (pinned, see ``pinning.py``).
+Afterwards only that host's token may register the name again (new URL, certificate or
+token); anyone else is refused, and a second host under a taken name is a conflict.
 
 A host is ``active`` (takes new VMs), ``draining`` (keeps its VMs, takes no new ones) or
 ``lost`` (missed heartbeats for ``host_lost_after_seconds``; back to ``active`` with its
 next heartbeat unless an admin drained it). Placement takes active, fresh hosts with room
 for the VM's vCPUs and memory and picks the one with the most memory left after placing
 (spreading load). It books the VM's capacity on the host (a ``HostBooking``) under the hosts'
-row locks, so concurrent placements see it; a booking lasts until the host's heartbeat lists
-the VM (the agent's reported use then counts it), the create fails, or it expires.
+row locks, so concurrent placements see it; a booking counts until the host's heartbeat lists
+the VM (the agent's reported use then counts it: the booking is confirmed and stays as the
+record of where the VM was placed), the create fails, or it expires.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import hmac
+import secrets
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.errors import Conflict, NotFound
+from slices_blueprint.core.errors import Conflict, Forbidden
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import get_or_404, utcnow
 from slices_blueprint.core.secretbox import secret_box
-from slices_blueprint.hosts.models import Host, HostBooking
-from slices_blueprint.hosts.schemas import Capacity, Heartbeat, HostOut, HostRegistration
+from slices_blueprint.events import service as events
+from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
+from slices_blueprint.hosts.pinning import fingerprint
+from slices_blueprint.hosts.schemas import (
+    Capacity,
+    EnrolmentOut,
+    Heartbeat,
+    HostOut,
+    HostRegistration,
+)
 from slices_blueprint.resources.models import ComputeResource
 
 log = structlog.get_logger(__name__)
 
 ACTIVE, DRAINING, LOST = "active", "draining", "lost"
 BOOKING_TTL = dt.timedelta(minutes=10)  # longer than any create (boot timeout 180 s, retries)
+ENROLMENT_PREFIX = "sbenrol_"  # tells an enrolment token from a host token or a JWT
 
 
 @dataclass(frozen=True)
 class HostPolicy:
     """The host settings (``Settings.host_*``) the hosts domain works with."""
 
-    registration_secret: str | None
     heartbeat_seconds: int
     lost_after_seconds: int
+    enrolment_ttl: dt.timedelta
 
     @classmethod
     def of(cls, settings: Settings) -> HostPolicy:
-        secret = settings.host_registration_secret
         return cls(
-            registration_secret=secret.get_secret_value() if secret else None,
             heartbeat_seconds=settings.host_heartbeat_seconds,
             lost_after_seconds=settings.host_lost_after_seconds,
+            enrolment_ttl=dt.timedelta(hours=settings.host_enrolment_ttl_hours),
         )
+
+
+class HostUnusable(Exception):
+    """The service cannot call this host: no readable token or no pinned certificate."""
 
 
 MICROVM = "microvm"  # the flavor type whose resources run on these hosts
@@ -82,7 +103,8 @@ async def resources_on_hosts(
 
 def host_out(host: Host, site: str, resources: list[ComputeResource] | None = None) -> HostOut:
     return HostOut(
-        id=format_id("host", site, host.id), name=host.name, url=host.url, status=host.status,
+        id=format_id("host", site, host.id), name=host.name, url=host.url,
+        cert_sha256=host.cert_sha256, status=host.status,
         vmm=host.vmm, network_mode=host.network_mode, vcpus=host.vcpus,
         vcpus_used=host.vcpus_used, memory_mib=host.memory_mib,
         memory_used_mib=host.memory_used_mib, disk_free_mib=host.disk_free_mib,
@@ -96,11 +118,27 @@ def secret_matches(presented: str, expected: str | None) -> bool:
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 def host_token(settings: Settings, host: Host) -> str:
     """The decrypted bearer token the service calls this host's agent with."""
     if host.token_ciphertext is None:
-        raise NotFound(f"host {host.name} has no token; it must register again")
-    return secret_box(settings).decrypt(host.token_ciphertext).decode()
+        raise HostUnusable(f"host {host.name} has no token; it must enrol again")
+    try:
+        return secret_box(settings).decrypt(host.token_ciphertext).decode()
+    except ValueError as exc:
+        raise HostUnusable(f"the token of host {host.name} cannot be decrypted with the "
+                           "configured keys; it must enrol again") from exc
+
+
+def agent_credentials(settings: Settings, host: Host) -> tuple[str, str]:
+    """The host's token and pinned certificate (PEM), the two things a call to it needs."""
+    if not (host.cert_pem and host.url.startswith("https://")):
+        raise HostUnusable(f"host {host.name} has no pinned TLS certificate; its agent must "
+                           "register again (upgrade it)")
+    return host_token(settings, host), host.cert_pem
 
 
 def _apply_capacity(host: Host, capacity: Capacity) -> None:
@@ -108,13 +146,78 @@ def _apply_capacity(host: Host, capacity: Capacity) -> None:
         setattr(host, field, getattr(capacity, field))
 
 
-async def register(session: AsyncSession, settings: Settings, body: HostRegistration) -> Host:
-    """Create the host, or update it when one of that name registers again (new token)."""
-    host = await session.scalar(select(Host).where(Host.name == body.name).with_for_update())
+async def create_enrolment(session: AsyncSession, settings: Settings, name: str, by: str,
+                           replace: bool = False) -> EnrolmentOut:
+    """A one-time enrolment token for host ``name`` (answered once, stored hashed); earlier
+    unused tokens for that name stop working. A taken name needs ``replace``."""
+    taken = await session.scalar(select(Host.id).where(Host.name == name))
+    if taken is not None and not replace:
+        raise Conflict(f"host {name} is already registered: remove it first, or enrol it "
+                       "with replace to give it a new identity")
+    await session.execute(delete(HostEnrolment).where(HostEnrolment.name == name,
+                                                      HostEnrolment.used_at.is_(None)))
+    token = ENROLMENT_PREFIX + secrets.token_urlsafe(32)
+    expires_at = utcnow() + HostPolicy.of(settings).enrolment_ttl
+    session.add(HostEnrolment(name=name, token_sha256=_sha256(token), replace=replace,
+                              expires_at=expires_at, created_by=by))
+    await session.flush()
+    await events.record(session, actor=by, action="hosts.enrolment_issued", outcome="ok",
+                        name=name, replace=replace, expires_at=expires_at.isoformat())
+    return EnrolmentOut(name=name, replace=replace, expires_at=expires_at, token=token)
+
+
+async def claim_enrolment(session: AsyncSession, presented: str) -> HostEnrolment | None:
+    """The valid (unused, unexpired) enrolment ``presented`` is the token of, if any."""
+    if not presented.startswith(ENROLMENT_PREFIX):
+        return None
+    return await session.scalar(
+        select(HostEnrolment).where(HostEnrolment.token_sha256 == _sha256(presented),
+                                    HostEnrolment.used_at.is_(None),
+                                    HostEnrolment.expires_at > utcnow())
+        .with_for_update())
+
+
+async def by_name(session: AsyncSession, name: str) -> Host | None:
+    """The host called ``name`` (row-locked), if any."""
+    return await session.scalar(select(Host).where(Host.name == name).with_for_update())
+
+
+def owns(settings: Settings, host: Host, presented: str) -> bool:
+    """Whether ``presented`` is this host's own token (an unreadable one matches nothing)."""
+    try:
+        return secret_matches(presented, host_token(settings, host))
+    except HostUnusable:
+        return False
+
+
+async def enrol(session: AsyncSession, settings: Settings, enrolment: HostEnrolment,
+                body: HostRegistration) -> Host:
+    """Register a host with its enrolment (used up here)."""
+    if enrolment.name != body.name:
+        raise Forbidden(f"this enrolment token is for host {enrolment.name}, not {body.name}")
+    host = await by_name(session, body.name)
+    if host is not None and not enrolment.replace:
+        raise Conflict(f"host {body.name} is already registered")
+    enrolment.used_at = utcnow()
+    await events.record(session, actor=f"host:{body.name}", action="hosts.enrolled",
+                        outcome="ok", name=body.name, replaced=host is not None,
+                        cert_sha256=fingerprint(body.cert_pem))
+    return await register(session, settings, body, host)
+
+
+async def register(session: AsyncSession, settings: Settings, body: HostRegistration,
+                   host: Host | None = None) -> Host:
+    """Create the host, or update ``host`` (the caller proved the right to): URL, pinned
+    certificate, token, capacity."""
+    sha256 = fingerprint(body.cert_pem)
     if host is None:
-        host = Host(name=body.name, url=body.url, status=ACTIVE, labels={}, metrics={})
+        host = Host(name=body.name, status=ACTIVE, labels={}, metrics={})
         session.add(host)
+    elif host.cert_sha256 != sha256:
+        log.info("hosts.certificate_changed", host_id=str(host.id), name=host.name,
+                 old=host.cert_sha256, new=sha256)
     host.url, host.vmm, host.network_mode = body.url, body.vmm, body.network_mode
+    host.cert_pem, host.cert_sha256 = body.cert_pem, sha256
     host.labels = dict(body.labels)
     host.token_ciphertext = secret_box(settings).encrypt(body.token.get_secret_value().encode())
     _apply_capacity(host, body)
@@ -122,27 +225,50 @@ async def register(session: AsyncSession, settings: Settings, body: HostRegistra
     if host.status == LOST:
         host.status = ACTIVE
     await session.flush()
-    log.info("hosts.registered", host_id=str(host.id), name=host.name, url=host.url)
+    log.info("hosts.registered", host_id=str(host.id), name=host.name, url=host.url,
+             cert_sha256=sha256)
     return host
+
+
+async def rotate_tokens(session: AsyncSession, settings: Settings) -> int:
+    """Re-encrypt every host token with the newest key; answers how many. Tokens no
+    configured key can read are left (their hosts get 401 and must enrol again)."""
+    box, rotated = secret_box(settings), 0
+    for host in await session.scalars(select(Host).where(Host.token_ciphertext.is_not(None))):
+        try:
+            host.token_ciphertext = box.rotate(host.token_ciphertext)
+        except ValueError:
+            log.warning("hosts.token_unreadable", host_id=str(host.id), name=host.name)
+            continue
+        rotated += 1
+    return rotated
 
 
 async def authenticate_heartbeat(
     session: AsyncSession, settings: Settings, host_id: uuid.UUID, presented: str
 ) -> Host | None:
     host = await session.get(Host, host_id, with_for_update=True)
-    if host is None or host.token_ciphertext is None:
+    if host is None:
         return None
-    return host if secret_matches(presented, host_token(settings, host)) else None
+    return host if owns(settings, host, presented) else None
 
 
 async def heartbeat(session: AsyncSession, host: Host, body: Heartbeat) -> Host:
-    """Store the reported capacity and metrics; drop the bookings the report now covers."""
+    """Store the reported capacity and metrics; confirm the bookings the report now covers
+    (they stop counting), drop expired ones and confirmed ones whose VM is gone."""
     _apply_capacity(host, body)
     host.metrics = body.metrics
     reported = list((body.metrics.get("vms") or {}).keys())
+    await session.execute(
+        update(HostBooking)
+        .where(HostBooking.host_id == host.id, HostBooking.vm_id.in_(reported),
+               HostBooking.confirmed_at.is_(None))
+        .values(confirmed_at=utcnow()))
     await session.execute(delete(HostBooking).where(
         HostBooking.host_id == host.id,
-        or_(HostBooking.vm_id.in_(reported), HostBooking.booked_at < utcnow() - BOOKING_TTL),
+        or_(and_(HostBooking.confirmed_at.is_(None),
+                 HostBooking.booked_at < utcnow() - BOOKING_TTL),
+            and_(HostBooking.confirmed_at.is_not(None), HostBooking.vm_id.not_in(reported))),
     ))
     host.last_heartbeat_at = utcnow()
     if host.status == LOST:
@@ -206,7 +332,7 @@ async def _booked(session: AsyncSession) -> dict[uuid.UUID, tuple[int, int, int]
     rows = await session.execute(
         select(HostBooking.host_id, func.sum(HostBooking.vcpus), func.sum(HostBooking.memory_mib),
                func.count())
-        .where(HostBooking.booked_at >= utcnow() - BOOKING_TTL)
+        .where(HostBooking.confirmed_at.is_(None), HostBooking.booked_at >= utcnow() - BOOKING_TTL)
         .group_by(HostBooking.host_id)
     )
     return {host_id: (int(vcpus), int(memory), int(count)) for host_id, vcpus, memory, count in rows}
@@ -226,7 +352,7 @@ async def place(
         return (h.vcpus - h.vcpus_used - b_vcpus, h.memory_mib - h.memory_used_mib - b_memory,
                 h.vms_running + b_vms)
 
-    usable = [h for h in hosts if h.status == ACTIVE and h.last_heartbeat_at
+    usable = [h for h in hosts if h.status == ACTIVE and h.cert_pem and h.last_heartbeat_at
               and h.last_heartbeat_at >= fresh_after]
     fitting = [h for h in usable if free(h)[0] >= vcpus and free(h)[1] >= memory_mib]
     if not fitting:
@@ -241,6 +367,16 @@ async def place(
     log.info("hosts.placed", host_id=str(host.id), name=host.name, vm_id=vm_id, vcpus=vcpus,
              memory_mib=memory_mib)
     return host
+
+
+async def placed_on(session: AsyncSession, vm_id: str) -> Host | None:
+    """The host VM ``vm_id`` was placed on (its live or confirmed booking), if any: the only
+    host a retried create may adopt the VM from."""
+    return await session.scalar(
+        select(Host).join(HostBooking, HostBooking.host_id == Host.id)
+        .where(HostBooking.vm_id == vm_id,
+               or_(HostBooking.confirmed_at.is_not(None),
+                   HostBooking.booked_at >= utcnow() - BOOKING_TTL)))
 
 
 async def release(session: AsyncSession, vm_id: str) -> None:

@@ -1,18 +1,22 @@
-"""Hosts API: agents register (site registration secret) and heartbeat (their own token);
-admins list, drain, activate and remove hosts."""
+"""Hosts API: admins issue enrolment tokens; an agent registers with its enrolment token
+once, afterwards with its own token, and heartbeats with its own token; admins list,
+drain, activate and remove hosts."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Unauthorized
+from slices_blueprint.core.errors import Conflict, Unauthorized
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.hosts import service
 from slices_blueprint.hosts.schemas import (
+    EnrolmentOut,
+    EnrolmentRequest,
     Heartbeat,
     HeartbeatOut,
     HostOut,
@@ -22,8 +26,9 @@ from slices_blueprint.hosts.schemas import (
 from slices_blueprint.identity.deps import CallerDep, get_caller
 from slices_blueprint.telemetry import service as telemetry
 
+log = structlog.get_logger(__name__)
 router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
-bearer = HTTPBearer(auto_error=False, description="registration secret, host token or admin token")
+bearer = HTTPBearer(auto_error=False, description="enrolment token, host token or admin token")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
@@ -33,20 +38,40 @@ def _presented(credentials: HTTPAuthorizationCredentials | None) -> str:
     return credentials.credentials
 
 
+@router.post("/enrolments", response_model=EnrolmentOut, status_code=201)
+async def create_enrolment(body: EnrolmentRequest, caller: CallerDep, session: SessionDep,
+                           settings: SettingsDep) -> EnrolmentOut:
+    """A one-time token (shown once, expiring) with which the agent of host ``name`` enrols."""
+    admin = caller.require_admin()
+    return await service.create_enrolment(session, settings, body.name, admin.id,
+                                          replace=body.replace)
+
+
 @router.post("/register", response_model=RegistrationOut, status_code=201)
 async def register(
     body: HostRegistration, request: Request, session: SessionDep, settings: SettingsDep,
     credentials: BearerDep,
 ) -> RegistrationOut:
-    """An agent registers (or re-registers) with the site's registration secret, or an
-    admin registers a host with their own token."""
-    policy = service.HostPolicy.of(settings)
-    if not service.secret_matches(_presented(credentials), policy.registration_secret):
+    """An agent enrols (its enrolment token) or registers again (its own host token); an
+    admin may register a new name with their own token. Nobody else may take a name over."""
+    presented = _presented(credentials)
+    if enrolment := await service.claim_enrolment(session, presented):
+        host = await service.enrol(session, settings, enrolment, body)
+    elif (known := await service.by_name(session, body.name)) and service.owns(
+            settings, known, presented):
+        host = await service.register(session, settings, body, known)
+    else:
+        if known is not None:
+            log.warning("hosts.registration_refused", name=body.name,
+                        reason="not the host's own token")
         caller = await get_caller(request, session, credentials)
         caller.require_admin()
-    host = await service.register(session, settings, body)
+        if known is not None:
+            raise Conflict(f"host {body.name} is already registered; only its own agent may "
+                           "register it again")
+        host = await service.register(session, settings, body)
     return RegistrationOut(id=service.host_out(host, settings.site_id).id,
-                           heartbeat_seconds=policy.heartbeat_seconds)
+                           heartbeat_seconds=service.HostPolicy.of(settings).heartbeat_seconds)
 
 
 @router.post("/{host_id}/heartbeat", response_model=HeartbeatOut)

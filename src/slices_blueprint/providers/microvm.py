@@ -1,15 +1,16 @@
 """MicroVM provider (flavor type ``microvm``): places VMs on registered hosts and drives their
-agents (``slices-blueprint agent``) over HTTP with each host's own token.
+agents (``slices-blueprint agent``) over HTTPS with each host's own token, trusting only the
+certificate pinned when the host enrolled (``hosts/pinning.py``).
 
 ``provider_resource_id`` is ``<host uuid>/<vm id>``; the VM id on the agent is our resource
-TypeID, so ``create`` is idempotent: a VM with that id on any host is adopted. Agent
+TypeID, so ``create`` is idempotent: a VM with that id on the host its placement (booking)
+names is adopted; no other host is asked, whatever it would answer. Agent
 failures become :class:`TransientProviderError` (unreachable, timeouts, 5xx) or
 :class:`ProviderError` (refusals, a guest that failed to boot), each naming the host.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -18,9 +19,9 @@ import structlog
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database, resolve_database_url
-from slices_blueprint.core.errors import NotFound
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
+from slices_blueprint.hosts.pinning import is_pin_mismatch, pinned_context
 from slices_blueprint.providers.base import (
     Catalog,
     CatalogFlavor,
@@ -50,20 +51,34 @@ class GuestNotReady(ProviderError):
 
 
 class AgentClient:
-    """Calls to one host's agent; errors carry the host's name."""
+    """Calls to one host's agent over TLS pinned to its certificate; errors name the host."""
 
-    def __init__(self, host: Host, token: str) -> None:
+    def __init__(self, host: Host, token: str, cert_pem: str) -> None:
         self.host = host
         self.client = httpx.AsyncClient(
             base_url=host.url, headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(30.0, read=BOOT_TIMEOUT_S + 30),
+            verify=pinned_context(cert_pem), timeout=httpx.Timeout(30.0, read=BOOT_TIMEOUT_S + 30),
         )
+
+    @classmethod
+    def of(cls, settings: Settings, host: Host) -> AgentClient:
+        """A client for ``host``; :class:`ProviderError` when the service cannot call it."""
+        try:
+            return cls(host, *hosts.agent_credentials(settings, host))
+        except hosts.HostUnusable as exc:
+            raise ProviderError(str(exc)) from exc
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         where = f"microVM host {self.host.name} ({self.host.url})"
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            if is_pin_mismatch(exc):
+                log.error("microvm.agent_certificate_mismatch", host=self.host.name,
+                          url=self.host.url, pinned_sha256=self.host.cert_sha256)
+                raise ProviderError(
+                    f"{where} presented a TLS certificate other than the one pinned when it "
+                    f"enrolled (sha256 {self.host.cert_sha256}); refused") from exc
             raise TransientProviderError(f"{where} unreachable: {exc!r}") from exc
         if response.status_code == 404:
             return response
@@ -125,20 +140,18 @@ class MicroVMDriver(ComputeDriver):
             host = await session.get(Host, host_id)
             if host is None:
                 return None
-            return AgentClient(host, hosts.host_token(self.settings, host))
+            return AgentClient.of(self.settings, host)
 
-    async def _clients(self, reachable_only: bool = False) -> list[AgentClient]:
-        """A client per registered host whose token we can read (others are logged)."""
+    async def _clients(self) -> list[AgentClient]:
+        """A client per registered host the service can call (others are logged)."""
         async with self.db.session() as session:
             rows = await hosts.list_hosts(session)
         clients = []
         for host in rows:
-            if reachable_only and host.status == hosts.LOST:
-                continue
             try:
-                clients.append(AgentClient(host, hosts.host_token(self.settings, host)))
-            except (ValueError, NotFound) as exc:
-                log.warning("microvm.host_token_unusable", host=host.name, error=str(exc))
+                clients.append(AgentClient.of(self.settings, host))
+            except ProviderError as exc:
+                log.warning("microvm.host_unusable", host=host.name, error=str(exc))
         return clients
 
     def _split(self, provider_resource_id: str) -> tuple[uuid.UUID, str]:
@@ -149,21 +162,25 @@ class MicroVMDriver(ComputeDriver):
             raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
 
     async def _find(self, vm_id: str) -> tuple[AgentClient, dict[str, Any]] | None:
-        """The host already running a VM with this id (a create retried after a crash)."""
-        clients = await self._clients(reachable_only=True)
-        try:
-            answers = await asyncio.gather(
-                *(c.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S) for c in clients),
-                return_exceptions=True,
-            )
-            for client, answer in zip(clients, answers, strict=True):
-                if isinstance(answer, httpx.Response) and answer.status_code == 200:
-                    clients.remove(client)
-                    return client, answer.json()
+        """The VM of an earlier attempt of this create (retried after a crash), asked of the
+        host its placement names, and of no other: a host answering for a VM it was never
+        given must not receive the create (the user's keys and user-data)."""
+        async with self.db.session() as session:
+            host = await hosts.placed_on(session, vm_id)
+        if host is None or host.status == hosts.LOST:
             return None
-        finally:
-            for client in clients:
-                await client.close()
+        try:
+            agent = AgentClient.of(self.settings, host)
+        except ProviderError:
+            return None
+        try:
+            answer = await agent.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S)
+        except ProviderError:
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            return agent, answer.json()
+        await agent.close()
+        return None
 
     async def _place(self, spec: NodeSpec) -> AgentClient:
         async with self.db.session() as session:
@@ -176,7 +193,7 @@ class MicroVMDriver(ComputeDriver):
                         "no microVM host is registered at this site (run `slices-blueprint agent run` on a host)"
                     ) from exc
                 raise TransientProviderError(str(exc)) from exc
-            return AgentClient(host, hosts.host_token(self.settings, host))
+            return AgentClient.of(self.settings, host)
 
     # verbs ---------------------------------------------------------------------------------
     async def create(self, spec: NodeSpec, progress: Progress) -> NodeInfo:

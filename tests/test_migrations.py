@@ -29,7 +29,7 @@ def _ours(obj, name, type_, reflected, compare_to) -> bool:
 def test_upgrade_is_idempotent(database_url: str) -> None:
     migrations.upgrade(database_url)
     with psycopg.connect(database_url) as conn:
-        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
 
 
 def test_events_cannot_be_updated_or_deleted(database_url: str) -> None:

@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -46,8 +47,16 @@ class Conflict(ProblemError):
     status, title = 409, "Conflict"
 
 
+class PayloadTooLarge(ProblemError):
+    status, title = 413, "Payload too large"
+
+
 class Invalid(ProblemError):
     status, title = 422, "Invalid input"
+
+
+class TooManyRequests(ProblemError):
+    status, title = 429, "Too many requests"
 
 
 class BadGateway(ProblemError):
@@ -58,10 +67,49 @@ class ServiceUnavailable(ProblemError):
     status, title = 503, "Service unavailable"
 
 
+class Problem(BaseModel):
+    """An RFC 9457 problem-details body (some problems add fields, e.g. ``quota``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+PROBLEM_SCHEMA = Problem.model_json_schema()
+PROBLEM_DESCRIPTIONS = {
+    403: "not allowed (e.g. over the project's quota: the problem names used, requested, allowed)",
+    404: "no such entry, or not one the caller may see",
+    413: "the request body is larger than the site allows",
+    422: "invalid input (the problem names the field and the limit)",
+    429: "too many concurrent requests; retry after Retry-After seconds",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem-details statuses a route may answer."""
+    return {
+        status: {"description": PROBLEM_DESCRIPTIONS[status],
+                 "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for status in statuses
+    }
+
+
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def problem_with_headers(exc: ProblemError) -> JSONResponse:
+    """The problem-details response of ``exc``, with its ``headers`` extra as HTTP headers."""
+    extra = dict(exc.extra)
+    headers = extra.pop("headers", None)
+    response = problem(exc.status, exc.title, exc.detail, **extra)
+    response.headers.update(headers or {})
+    return response
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -69,7 +117,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem_with_headers(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,5 +136,5 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 413: PayloadTooLarge.title}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))

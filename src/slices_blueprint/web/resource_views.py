@@ -14,7 +14,7 @@ from slices_blueprint.catalog import service as catalog
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep, SettingsDep
-from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
+from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.credentials.service import plaintext_for
@@ -22,6 +22,7 @@ from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types, offers
+from slices_blueprint.quotas.service import QuotaExceeded
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -108,6 +109,9 @@ async def create_resources(
         batch, _ = await service.create_resources(db, settings, request.app.state.queue, caller, body, user.user)
     except FieldErrors as exc:
         raise FormRejected(request, "create.html", await _form_context(db, settings, caller, user, form), exc.errors) from exc
+    except QuotaExceeded as exc:
+        context = await _form_context(db, settings, caller, user, form)
+        raise FormRejected(request, "create.html", context, {"count": exc.detail}) from exc
     except (Invalid, Conflict) as exc:  # raising rolls the request's transaction back
         where, message = ("name", exc.detail) if isinstance(exc, Conflict) else message_field(exc.detail)
         context = await _form_context(db, settings, caller, user, form)
@@ -118,10 +122,8 @@ async def create_resources(
 
 async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
     task = await db.get(Task, path_id(task_id, "task"))
-    if task is None:
+    if task is None or task.experiment_id != caller.require_experiment().id:  # another's: as if missing
         raise NotFound("no such task")
-    if task.experiment_id != caller.require_experiment().id:
-        raise Forbidden("this task belongs to another experiment")
     return task
 
 

@@ -47,8 +47,19 @@ class Conflict(ProblemError):
     status, title = 409, "Conflict"
 
 
-class PayloadTooLarge(ProblemError):
-    status, title = 413, "Payload too large"
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the site's cap, raised while it streams in (an ``HTTPException``,
+    so the framework answers it as it is instead of as a body parsing error)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the {limit} bytes this site allows")
+        self.limit = limit
+
+
+def too_large(exc: BodyTooLarge) -> JSONResponse:
+    """The 413 problem for ``exc`` (logged: an oversized body may be an attack)."""
+    log.info("request.body_too_large", limit=exc.limit)
+    return problem(413, "Payload too large", str(exc.detail), limit=exc.limit)
 
 
 class Invalid(ProblemError):
@@ -134,7 +145,11 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("request.failed", method=request.method, path=request.url.path)
         return problem(500, "Internal error", "the service failed unexpectedly; the error is logged with this request's id")
 
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return too_large(exc)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized", 413: PayloadTooLarge.title}
+        titles = {404: "Not found", 405: "Method not allowed", 401: "Unauthorized"}
         return problem(exc.status_code, titles.get(exc.status_code, "Error"), str(exc.detail))

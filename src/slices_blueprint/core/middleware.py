@@ -9,14 +9,12 @@ import uuid
 
 import structlog
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from slices_blueprint.core.errors import PayloadTooLarge, problem
+from slices_blueprint.core.errors import BodyTooLarge, too_large
 from slices_blueprint.core.metrics import REQUEST_SECONDS, REQUESTS
 
 REQUEST_ID_HEADER = b"x-request-id"
-log = structlog.get_logger(__name__)
 
 
 class RequestContextMiddleware:
@@ -46,14 +44,6 @@ class RequestContextMiddleware:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 REQUESTS.labels(scope["method"], route, str(status)).inc()
                 REQUEST_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - start)
-
-
-class BodyTooLarge(HTTPException):
-    """Raised from ``receive`` once a streamed body passes the cap (an ``HTTPException``, so
-    the framework answers it as it is instead of as a body parsing error)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than the {limit} bytes this site allows")
 
 
 class BodySizeLimitMiddleware:
@@ -97,6 +87,4 @@ class BodySizeLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        log.info("request.body_too_large", path=scope.get("path"), limit=self.max_bytes)
-        error = PayloadTooLarge(BodyTooLarge(self.max_bytes).detail, limit=self.max_bytes)
-        await problem(error.status, error.title, error.detail, **error.extra)(scope, receive, send)
+        await too_large(BodyTooLarge(self.max_bytes))(scope, receive, send)

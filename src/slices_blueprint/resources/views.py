@@ -26,11 +26,10 @@ from slices_blueprint.core.ids import body_id, format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity import service as identity
-from slices_blueprint.identity.deps import Caller, CallerDep, verifier
+from slices_blueprint.identity.deps import CallerDep, verifier
 from slices_blueprint.identity.models import User
 from slices_blueprint.providers.base import NotSupported, ProviderError
 from slices_blueprint.resources import service, states
-from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     EventOut,
     ExtendRequest,
@@ -130,26 +129,21 @@ async def wait_for_resource(
     rid = path_id(resource_id, "resource")
     resource = await service.get_resource(session, caller, rid)  # authorised once, here
     await session.commit()  # no connection or transaction is held while waiting
+    deadline = time.monotonic() + timeout
     with request.app.state.wait_slots.take(resource.experiment_id, settings.max_waits_per_experiment):
-        return await _wait(request, caller, resource, state, time.monotonic() + timeout, timeout)
-
-
-async def _wait(request: Request, caller: Caller, resource: ComputeResource, state: str | None,
-                deadline: float, timeout: float) -> ResourceOut:
-    settings = request.app.state.settings
-    while True:
-        if resource.status == state or (state is None and resource.status in states.FINAL):
-            return service.resource_out(resource, settings.site_id)
-        if resource.status in states.FINAL:  # settled, but not as asked
-            reason = f": {resource.status_reason}" if resource.status_reason else ""
-            raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
-                           current_status=resource.status)
-        if time.monotonic() >= deadline:
-            raise RequestTimeout(f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
-                                 current_status=resource.status)
-        await asyncio.sleep(WAIT_POLL_SECONDS)
-        async with request.app.state.db.session() as poll:
-            resource = await service.get_resource(poll, caller, resource.id)
+        while True:
+            if resource.status == state or (state is None and resource.status in states.FINAL):
+                return service.resource_out(resource, settings.site_id)
+            if resource.status in states.FINAL:  # settled, but not as asked
+                reason = f": {resource.status_reason}" if resource.status_reason else ""
+                raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
+                               current_status=resource.status)
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
+                                     current_status=resource.status)
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+            async with request.app.state.db.session() as poll:
+                resource = await service.get_resource(poll, caller, rid)
 
 
 ACTIONS = {

@@ -22,6 +22,7 @@ from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types, offers
+from slices_blueprint.quotas import service as quotas
 from slices_blueprint.quotas.service import QuotaExceeded
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.models import ComputeResource
@@ -39,6 +40,7 @@ from slices_blueprint.web.deps import (
     render,
 )
 from slices_blueprint.web.forms import CreateForm, FieldErrors, fits, message_field
+from slices_blueprint.web.quota_views import quota_rows
 
 router = APIRouter(prefix=UI)
 EXTEND_CHOICES = (1, 4, 24, 72, 168)
@@ -47,9 +49,10 @@ Text = Annotated[str, Form()]
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
-    """The user's projects, the experiment in use, and their resources (live)."""
+    """The user's projects with their quota usage, the experiment in use, and their resources (live)."""
+    usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
-                  **await _table(db, settings, caller))
+                  quotas=usage, rows_of=quota_rows, **await _table(db, settings, caller))
 
 
 @router.get("/fragments/resources", response_class=HTMLResponse)

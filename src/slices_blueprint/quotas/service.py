@@ -117,8 +117,9 @@ async def quota_out(session: AsyncSession, settings: Settings, project_id: str) 
                     usage=await usage_of(session, project_id), override=override)
 
 
-async def known_projects(session: AsyncSession) -> list[str]:
-    return list(await session.scalars(select(Project.id).order_by(Project.id)))
+async def known_projects(session: AsyncSession) -> dict[str, str | None]:
+    """Every project on record: id -> name."""
+    return dict((await session.execute(select(Project.id, Project.name).order_by(Project.id))).tuples().all())
 
 
 async def set_override(session: AsyncSession, project_id: str, body: QuotaUpdate, actor: str) -> None:

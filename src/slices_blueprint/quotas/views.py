@@ -19,7 +19,7 @@ ProjectId = Annotated[str, Path(min_length=1, max_length=200)]
 async def visible_projects(session: SessionDep, caller: Caller) -> list[str]:
     """The projects whose quotas the caller may read: an experiment's, a user's, all for admins."""
     if caller.is_admin:
-        return await service.known_projects(session)
+        return list(await service.known_projects(session))
     return sorted(caller.project_ids)
 
 

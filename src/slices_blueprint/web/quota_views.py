@@ -49,8 +49,9 @@ def parsed(field: str, text: str) -> tuple[bool, int | None]:
 async def quotas_page(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """Every known project's limits and usage, each with a form to change its quota (admins)."""
     caller.require_admin()
-    rows = [await quotas.quota_out(db, settings, p) for p in await quotas.known_projects(db)]
-    return render(request, "quotas.html", quotas=rows, totals=TOTALS, types=enabled_types(settings),
+    names = await quotas.known_projects(db)
+    rows = [await quotas.quota_out(db, settings, p) for p in names]
+    return render(request, "quotas.html", quotas=rows, names=names, totals=TOTALS, types=enabled_types(settings),
                   site=quotas.site_limits(settings), rows_of=quota_rows, shown=shown)
 
 

@@ -101,11 +101,14 @@ PROBLEM_DESCRIPTIONS = {
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problem-details statuses a route may answer."""
-    return {
-        status: {"description": PROBLEM_DESCRIPTIONS[status],
-                 "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
-        for status in statuses
-    }
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response = {"description": PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                   "schema": {"type": "integer"}}}
+        responses[status] = response
+    return responses
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:

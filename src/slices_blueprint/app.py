@@ -46,7 +46,9 @@ def routers() -> list:
     from slices_blueprint.telemetry.views import router as telemetry
     from slices_blueprint.web.views import router as web
 
-    return [catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, quotas, dev, web]
+    return [
+        catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, quotas, dev, web
+    ]
 
 
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:

@@ -17,13 +17,16 @@ from tests.helpers import Api
 pytestmark = pytest.mark.browser
 
 
-def test_admin_sets_a_quota_the_user_sees_and_meets(page: Any, live: LiveServer, api: Api,
-                                                    catalog: dict[str, str]) -> None:
+def test_admin_sets_a_quota_the_user_sees_and_meets(
+    page: Any, live: LiveServer, api: Api, catalog: dict[str, str]
+) -> None:
     from playwright.sync_api import expect
 
     project = f"quota-ui-{uuid.uuid4().hex[:6]}"
     token = api.token("quser", project, "qexp")
-    api.create(token, ["first"], catalog["flavor"], catalog["image"])  # the project is known, 1 instance
+    api.create(
+        token, ["first"], catalog["flavor"], catalog["image"]
+    )  # the project is known, 1 instance
     project_id = dev_ids("quser", project, None)["project"]
 
     dev_login(page, live, "admin", "ops-exp", project="ops")
@@ -45,7 +48,11 @@ def test_admin_sets_a_quota_the_user_sees_and_meets(page: Any, live: LiveServer,
     page.goto(f"{live.url}/ui/resources/new")
     page.get_by_label("Name", exact=True).fill("second")
     page.get_by_label("Disk image").select_option(catalog["image"])
-    expect(page.locator("label[for=flavor]")).to_have_text(re.compile("those that fit"))  # htmx swapped
+    expect(page.locator("label[for=flavor]")).to_have_text(
+        re.compile("those that fit")
+    )  # htmx swapped
     page.get_by_label(re.compile("^Flavor")).select_option(catalog["flavor"])
     page.get_by_role("button", name="Create").click()
-    assert "instances: 1 used + 1 requested > 1 allowed" in page.locator("#count-error").inner_text()
+    assert (
+        "instances: 1 used + 1 requested > 1 allowed" in page.locator("#count-error").inner_text()
+    )

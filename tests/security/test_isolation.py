@@ -14,7 +14,10 @@ from tests.helpers import Api
 ROUTES = [
     ("GET", "/resources/{id}", None),
     ("DELETE", "/resources/{id}", None),
-    *[("POST", f"/resources/{{id}}/{action}", None) for action in ("reset", "pause", "resume", "stop", "start")],
+    *[
+        ("POST", f"/resources/{{id}}/{action}", None)
+        for action in ("reset", "pause", "resume", "stop", "start")
+    ],
     ("POST", "/resources/{id}/extend", {"duration_hours": 1}),
     ("GET", "/resources/{id}/wait?timeout=1", None),
     ("GET", "/resources/{id}/events", None),
@@ -52,7 +55,9 @@ def answer(api: Api, method: str, path: str, token: str, body: dict | None) -> t
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
-def test_another_experiments_resource_answers_like_a_missing_one(api: Api, victim, method, path, body) -> None:
+def test_another_experiments_resource_answers_like_a_missing_one(
+    api: Api, victim, method, path, body
+) -> None:
     owner, rid, _ = victim
     missing = format_id("resource", api.live.settings.site_id, uuid.uuid4())
     for who, token in strangers(api).items():
@@ -61,14 +66,18 @@ def test_another_experiments_resource_answers_like_a_missing_one(api: Api, victi
         assert theirs == nothing, who
         assert theirs[0] == 404 and theirs[1]["detail"] == "no such resource", who
     assert api.call("GET", f"/resources/{rid}", owner).status_code == 200  # it does exist
-    assert api.ok("GET", f"/resources/{rid}", owner)["status"] == "running"  # and no probe changed it
+    assert (
+        api.ok("GET", f"/resources/{rid}", owner)["status"] == "running"
+    )  # and no probe changed it
 
 
 def test_another_experiments_task_answers_like_a_missing_one(api: Api, victim) -> None:
     owner, _, task = victim
     missing = format_id("task", api.live.settings.site_id, uuid.uuid4())
     for who, token in strangers(api).items():
-        assert answer(api, "GET", f"/tasks/{task}", token, None) == answer(api, "GET", f"/tasks/{missing}", token, None), who
+        assert answer(api, "GET", f"/tasks/{task}", token, None) == answer(
+            api, "GET", f"/tasks/{missing}", token, None
+        ), who
         assert api.call("GET", f"/tasks/{task}", token).status_code == 404
     assert api.call("GET", f"/tasks/{task}", owner).status_code == 200
 
@@ -80,7 +89,10 @@ def test_hidden_catalog_entries_answer_non_admins_like_missing_ones(api: Api) ->
         api.ok("PATCH", f"{path}/{entry}", admin, json={"hidden": True})
         kind = "flavor" if path == "/flavors" else "image"
         missing = format_id(kind, api.live.settings.site_id, uuid.uuid4())
-        for token in (api.token("mallory", "iso-attackers"), api.token("mallory", "iso-attackers", "iso-probe")):
+        for token in (
+            api.token("mallory", "iso-attackers"),
+            api.token("mallory", "iso-attackers", "iso-probe"),
+        ):
             hidden = answer(api, "GET", f"{path}/{entry}", token, None)
             assert hidden == answer(api, "GET", f"{path}/{missing}", token, None)
             assert hidden[0] == 404

@@ -76,12 +76,16 @@ async def create_image(session: AsyncSession, data: DiskImageCreate) -> DiskImag
     return image
 
 
-async def get_flavor(session: AsyncSession, flavor_id: uuid.UUID, offered_types: list[str] | None = None) -> Flavor:
+async def get_flavor(
+    session: AsyncSession, flavor_id: uuid.UUID, offered_types: list[str] | None = None
+) -> Flavor:
     """A flavor; with ``offered_types`` (non-admins), hidden ones are 404 as if missing."""
     return await _get(session, Flavor, flavor_id, "flavor", offered_types)
 
 
-async def get_image(session: AsyncSession, image_id: uuid.UUID, offered_types: list[str] | None = None) -> DiskImage:
+async def get_image(
+    session: AsyncSession, image_id: uuid.UUID, offered_types: list[str] | None = None
+) -> DiskImage:
     """A disk image; with ``offered_types`` (non-admins), hidden ones are 404 as if missing."""
     return await _get(session, DiskImage, image_id, "disk image", offered_types)
 

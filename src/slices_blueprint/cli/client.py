@@ -273,9 +273,11 @@ def quota_rows(projects: list[dict[str, Any]]) -> list[dict[str, Any]]:
         limits, usage = project["limits"], project["usage"]
         pairs = [(name, usage[name], limits[name]) for name in ("instances", "vcpus", "ram_mib")]
         types = sorted({*limits["flavor_types"], *usage["flavor_types"]})
-        pairs += [(f"instances of {t}", usage["flavor_types"].get(t, 0), limits["flavor_types"].get(t)) for t in types]
+        per_type = limits["flavor_types"]
+        pairs += [(f"instances of {t}", usage["flavor_types"].get(t, 0), per_type.get(t)) for t in types]
         rows += [{"project": project["project_id"], "limit": name, "used": used,
-                  "allowed": "unlimited" if allowed is None else allowed} for name, used, allowed in pairs]
+                  "allowed": "unlimited" if allowed is None else allowed}
+                 for name, used, allowed in pairs]
     return rows
 
 

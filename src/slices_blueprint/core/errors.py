@@ -103,7 +103,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problem-details statuses a route may answer."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
-        response = {"description": PROBLEM_DESCRIPTIONS[status], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        response = {"description": PROBLEM_DESCRIPTIONS[status],
+                    "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
         if status == 429:
             response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
                                                    "schema": {"type": "integer"}}}

@@ -26,9 +26,9 @@ def limit_rate(db: Database, per_minute: int) -> None:
 
 async def _recent_count(session: AsyncSession, resource_id: uuid.UUID, cap: int) -> int:
     """The resource's events of the last minute, counted up to ``cap``."""
-    recent = (select(Event.id).where(Event.resource_id == resource_id,
-                                     Event.at > func.now() - dt.timedelta(minutes=1)).limit(cap).subquery())
-    return await session.scalar(select(func.count()).select_from(recent)) or 0
+    since = func.now() - dt.timedelta(minutes=1)
+    recent = select(Event.id).where(Event.resource_id == resource_id, Event.at > since).limit(cap)
+    return await session.scalar(select(func.count()).select_from(recent.subquery())) or 0
 
 
 async def record(
@@ -49,8 +49,9 @@ async def record(
     Past the session's per-resource rate (``limit_rate``), the first event over it becomes
     one ``audit.rate_limited`` event and later ones that minute are only logged: a flood of
     actions never fails a request and never grows the table without bound."""
-    fields = {"outcome": outcome, "actor": actor, "resource_id": str(resource_id) if resource_id else None,
-              "task_id": str(task_id) if task_id else None, "message": message, **detail}
+    fields = {"outcome": outcome, "actor": actor, "message": message, **detail,
+              "resource_id": str(resource_id) if resource_id else None,
+              "task_id": str(task_id) if task_id else None}
     per_minute = session.info.get(RATE_KEY)
     if resource_id is not None and per_minute is not None:
         recent = await _recent_count(session, resource_id, per_minute + 1)
@@ -59,8 +60,9 @@ async def record(
             return
         if recent == per_minute:
             log.warning(RATE_LIMITED, **fields, dropped=action)
-            action, outcome, detail = RATE_LIMITED, "dropped", {"first_dropped": action, "per_minute": per_minute}
-            message = f"more than {per_minute} events of this resource in a minute: the rest of it is only logged"
+            detail = {"first_dropped": action, "per_minute": per_minute}
+            action, outcome = RATE_LIMITED, "dropped"
+            message = f"over {per_minute} events of this resource in a minute: the rest are only logged"
     session.add(
         Event(
             actor=actor,

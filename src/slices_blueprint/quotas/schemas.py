@@ -17,7 +17,8 @@ class QuotaLimits(BaseModel):
     vcpus: Limit = None
     ram_mib: Limit = None
     flavor_types: dict[FlavorType, Limit] = Field(
-        default_factory=dict, description="live resources per flavor type, e.g. {\"microvm\": 4}")
+        default_factory=dict, description='live resources per flavor type, e.g. {"microvm": 4}'
+    )
 
 
 class QuotaUpdate(QuotaLimits):
@@ -36,7 +37,9 @@ class QuotaUsage(BaseModel):
 
 class QuotaOut(BaseModel):
     project_id: str
-    limits: QuotaLimits = Field(description="in effect: the site defaults with the project's override")
+    limits: QuotaLimits = Field(
+        description="in effect: the site defaults with the project's override"
+    )
     usage: QuotaUsage = Field(description="the project's live (not deleted) resources")
     override: dict = Field(description="what an admin set for this project (empty: site defaults)")
 

@@ -34,8 +34,12 @@ class QuotaExceeded(Forbidden):
 
 
 def site_limits(settings: Settings) -> QuotaLimits:
-    return QuotaLimits(instances=settings.quota_instances, vcpus=settings.quota_vcpus,
-                       ram_mib=settings.quota_ram_mib, flavor_types=dict(settings.quota_flavor_types))
+    return QuotaLimits(
+        instances=settings.quota_instances,
+        vcpus=settings.quota_vcpus,
+        ram_mib=settings.quota_ram_mib,
+        flavor_types=dict(settings.quota_flavor_types),
+    )
 
 
 def effective(settings: Settings, override: dict) -> QuotaLimits:
@@ -47,7 +51,8 @@ def effective(settings: Settings, override: dict) -> QuotaLimits:
 
 def is_bounded(limits: QuotaLimits) -> bool:
     return any(getattr(limits, name) is not None for name in TOTALS) or any(
-        v is not None for v in limits.flavor_types.values())
+        v is not None for v in limits.flavor_types.values()
+    )
 
 
 async def override_of(session: AsyncSession, project_id: str) -> dict:
@@ -58,7 +63,9 @@ async def override_of(session: AsyncSession, project_id: str) -> dict:
 async def usage_of(session: AsyncSession, project_id: str) -> QuotaUsage:
     """The project's live (not deleted) resources, with their flavors' sizes."""
     rows = await session.execute(
-        select(ComputeResource.provider, func.count(), func.sum(Flavor.vcpus), func.sum(Flavor.ram_mib))
+        select(
+            ComputeResource.provider, func.count(), func.sum(Flavor.vcpus), func.sum(Flavor.ram_mib)
+        )
         .join(Flavor, Flavor.id == ComputeResource.flavor_id)
         .where(ComputeResource.project_id == project_id, ComputeResource.status != "deleted")
         .group_by(ComputeResource.provider)
@@ -83,14 +90,29 @@ def _total(rows: Iterable[tuple[str, int, int, int]]) -> QuotaUsage:
 
 def excesses(limits: QuotaLimits, used: QuotaUsage, requested: QuotaUsage) -> list[QuotaExcess]:
     """Every limit that ``used + requested`` would pass."""
-    checks = [(name, getattr(limits, name), getattr(used, name), getattr(requested, name)) for name in TOTALS]
-    checks += [(f"flavor_types.{kind}", limits.flavor_types.get(kind), used.flavor_types.get(kind, 0), count)
-               for kind, count in requested.flavor_types.items()]
-    return [QuotaExcess(limit=name, used=u, requested=r, allowed=a)
-            for name, a, u, r in checks if a is not None and r > 0 and u + r > a]
+    checks = [
+        (name, getattr(limits, name), getattr(used, name), getattr(requested, name))
+        for name in TOTALS
+    ]
+    checks += [
+        (
+            f"flavor_types.{kind}",
+            limits.flavor_types.get(kind),
+            used.flavor_types.get(kind, 0),
+            count,
+        )
+        for kind, count in requested.flavor_types.items()
+    ]
+    return [
+        QuotaExcess(limit=name, used=u, requested=r, allowed=a)
+        for name, a, u, r in checks
+        if a is not None and r > 0 and u + r > a
+    ]
 
 
-async def admit(session: AsyncSession, settings: Settings, project_id: str, flavors: list[Flavor]) -> None:
+async def admit(
+    session: AsyncSession, settings: Settings, project_id: str, flavors: list[Flavor]
+) -> None:
     """Refuse (403, naming used, requested and allowed) new resources of these flavors when
     they would take the project past a limit.
 
@@ -105,30 +127,57 @@ async def admit(session: AsyncSession, settings: Settings, project_id: str, flav
     used = await usage_of(session, project_id)
     over = excesses(limits, used, requested_by(flavors))
     if over:
-        detail = "; ".join(f"{e.limit}: {e.used} used + {e.requested} requested > {e.allowed} allowed" for e in over)
+        detail = "; ".join(
+            f"{e.limit}: {e.used} used + {e.requested} requested > {e.allowed} allowed"
+            for e in over
+        )
         log.info("quota.exceeded", project_id=project_id, detail=detail)
-        raise QuotaExceeded(f"project {project_id} is over its quota: {detail}",
-                            quota=[e.model_dump() for e in over])
+        raise QuotaExceeded(
+            f"project {project_id} is over its quota: {detail}",
+            quota=[e.model_dump() for e in over],
+        )
 
 
 async def quota_out(session: AsyncSession, settings: Settings, project_id: str) -> QuotaOut:
     override = await override_of(session, project_id)
-    return QuotaOut(project_id=project_id, limits=effective(settings, override),
-                    usage=await usage_of(session, project_id), override=override)
+    return QuotaOut(
+        project_id=project_id,
+        limits=effective(settings, override),
+        usage=await usage_of(session, project_id),
+        override=override,
+    )
 
 
 async def known_projects(session: AsyncSession) -> dict[str, str | None]:
     """Every project on record: id -> name."""
-    return dict((await session.execute(select(Project.id, Project.name).order_by(Project.id))).tuples().all())
+    return dict(
+        (await session.execute(select(Project.id, Project.name).order_by(Project.id)))
+        .tuples()
+        .all()
+    )
 
 
-async def set_override(session: AsyncSession, project_id: str, body: QuotaUpdate, actor: str) -> None:
+async def set_override(
+    session: AsyncSession, project_id: str, body: QuotaUpdate, actor: str
+) -> None:
     """Replace a project's override (recording the project if no token named it yet)."""
     limits = body.model_dump(exclude_unset=True)
-    await session.execute(insert(Project).values(id=project_id).on_conflict_do_nothing(index_elements=["id"]))
     await session.execute(
-        insert(ProjectQuota).values(project_id=project_id, limits=limits, updated_by=actor)
-        .on_conflict_do_update(index_elements=["project_id"],
-                               set_={"limits": limits, "updated_by": actor, "updated_at": func.now()})
+        insert(Project).values(id=project_id).on_conflict_do_nothing(index_elements=["id"])
     )
-    await record(session, actor=actor, action="quota.update", outcome="ok", project_id=project_id, limits=limits)
+    await session.execute(
+        insert(ProjectQuota)
+        .values(project_id=project_id, limits=limits, updated_by=actor)
+        .on_conflict_do_update(
+            index_elements=["project_id"],
+            set_={"limits": limits, "updated_by": actor, "updated_at": func.now()},
+        )
+    )
+    await record(
+        session,
+        actor=actor,
+        action="quota.update",
+        outcome="ok",
+        project_id=project_id,
+        limits=limits,
+    )

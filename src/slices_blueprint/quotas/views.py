@@ -24,13 +24,20 @@ async def visible_projects(session: SessionDep, caller: Caller) -> list[str]:
 
 
 @router.get("", response_model=list[QuotaOut])
-async def list_quotas(caller: CallerDep, session: SessionDep, settings: SettingsDep) -> list[QuotaOut]:
+async def list_quotas(
+    caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> list[QuotaOut]:
     """Limits and usage of the caller's project(s) (every known project for admins)."""
-    return [await service.quota_out(session, settings, p) for p in await visible_projects(session, caller)]
+    return [
+        await service.quota_out(session, settings, p)
+        for p in await visible_projects(session, caller)
+    ]
 
 
 @router.get("/{project_id}", response_model=QuotaOut, responses=problem_responses(404))
-async def get_quota(project_id: ProjectId, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> QuotaOut:
+async def get_quota(
+    project_id: ProjectId, caller: CallerDep, session: SessionDep, settings: SettingsDep
+) -> QuotaOut:
     """Limits and usage of one of the caller's projects."""
     if not (caller.is_admin or project_id in caller.project_ids):
         raise NotFound("no such project among yours")
@@ -39,7 +46,11 @@ async def get_quota(project_id: ProjectId, caller: CallerDep, session: SessionDe
 
 @router.put("/{project_id}", response_model=QuotaOut, responses=problem_responses(403))
 async def put_quota(
-    project_id: ProjectId, body: QuotaUpdate, caller: CallerDep, session: SessionDep, settings: SettingsDep
+    project_id: ProjectId,
+    body: QuotaUpdate,
+    caller: CallerDep,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> QuotaOut:
     """Set a project's quota (admins). The body replaces the project's override: a field
     left out inherits the site default, ``null`` is unlimited; ``{}`` restores the defaults."""

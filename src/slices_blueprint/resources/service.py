@@ -79,7 +79,8 @@ def check_sizes(settings: Settings, spec: ResourceSpec, index: int) -> None:
     userdata = len(spec.userdata.encode()) if spec.userdata else 0
     if userdata > settings.max_userdata_bytes:
         raise Invalid(f"resources.{index}.userdata: {userdata} bytes, more than the "
-                      f"{settings.max_userdata_bytes} bytes this site allows", limit=settings.max_userdata_bytes)
+                      f"{settings.max_userdata_bytes} bytes this site allows",
+                      limit=settings.max_userdata_bytes)
     config = len(json.dumps(spec.request_config, separators=(",", ":")).encode())
     if config > settings.max_request_config_bytes:
         raise Invalid(f"resources.{index}.request_config: {config} bytes as JSON, more than the "

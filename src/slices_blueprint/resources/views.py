@@ -53,7 +53,8 @@ async def _body_user(request: Request, session: SessionDep, body: ResourcesReque
     return None
 
 
-@router.post("/resources", response_model=TaskOut, status_code=202, responses=problem_responses(403, 413, 422))
+@router.post("/resources", response_model=TaskOut, status_code=202,
+             responses=problem_responses(403, 413, 422))
 async def create_resources(
     body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> TaskOut:
@@ -103,9 +104,9 @@ class WaitSlots:
     def take(self, experiment_id: str, limit: int) -> Iterator[None]:
         """Hold one of the experiment's ``limit`` slots; 429 with Retry-After when none is free."""
         if self.running[experiment_id] >= limit:
-            raise TooManyRequests(f"{limit} waits on this experiment's resources are running already; "
-                                  "retry when one ends", limit=limit,
-                                  headers={"Retry-After": str(WAIT_RETRY_AFTER_SECONDS)})
+            raise TooManyRequests(
+                f"{limit} waits on this experiment's resources are running; retry when one ends",
+                limit=limit, headers={"Retry-After": str(WAIT_RETRY_AFTER_SECONDS)})
         self.running[experiment_id] += 1
         try:
             yield
@@ -130,7 +131,8 @@ async def wait_for_resource(
     resource = await service.get_resource(session, caller, rid)  # authorised once, here
     await session.commit()  # no connection or transaction is held while waiting
     deadline = time.monotonic() + timeout
-    with request.app.state.wait_slots.take(resource.experiment_id, settings.max_waits_per_experiment):
+    slots = request.app.state.wait_slots
+    with slots.take(resource.experiment_id, settings.max_waits_per_experiment):
         while True:
             if resource.status == state or (state is None and resource.status in states.FINAL):
                 return service.resource_out(resource, settings.site_id)
@@ -139,8 +141,9 @@ async def wait_for_resource(
                 raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
                                current_status=resource.status)
             if time.monotonic() >= deadline:
-                raise RequestTimeout(f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
-                                     current_status=resource.status)
+                raise RequestTimeout(
+                    f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
+                    current_status=resource.status)
             await asyncio.sleep(WAIT_POLL_SECONDS)
             async with request.app.state.db.session() as poll:
                 resource = await service.get_resource(poll, caller, rid)
@@ -164,8 +167,8 @@ def _action_route(action: str, method: str, path: str, doc: str) -> None:
         return await task_out(session, task, settings.site_id)
 
     router.add_api_route(path, endpoint, methods=[method], response_model=TaskOut, status_code=202,
-                         name=f"{action}_resource", summary=f"{action.capitalize()} resource", description=doc,
-                         responses=PER_RESOURCE)
+                         name=f"{action}_resource", summary=f"{action.capitalize()} resource",
+                         description=doc, responses=PER_RESOURCE)
 
 
 for _name, (_method, _path, _doc) in ACTIONS.items():
@@ -185,14 +188,16 @@ async def extend_resource(
     return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted, capped=capped)
 
 
-@router.get("/resources/{resource_id}/events", response_model=list[EventOut], responses=PER_RESOURCE)
+@router.get("/resources/{resource_id}/events", response_model=list[EventOut],
+            responses=PER_RESOURCE)
 async def resource_events(resource_id: str, caller: CallerDep, session: SessionDep) -> list[EventOut]:
     """The audit trail of one resource, newest first."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
     return [EventOut.model_validate(e, from_attributes=True) for e in await for_resource(session, resource.id)]
 
 
-@router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse, responses=PER_RESOURCE)
+@router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse,
+            responses=PER_RESOURCE)
 async def resource_logs(
     resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     tail: int = Query(default=200, ge=1, le=10000, description="last lines"),

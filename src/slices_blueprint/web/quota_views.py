@@ -23,7 +23,10 @@ def quota_rows(quota: QuotaOut) -> list[tuple[str, int, int | None]]:
     limits, usage = quota.limits, quota.usage
     rows = [(label, getattr(usage, name), getattr(limits, name)) for name, label in TOTALS.items()]
     types = sorted({*limits.flavor_types, *usage.flavor_types})
-    return rows + [(f"Instances of {t}", usage.flavor_types.get(t, 0), limits.flavor_types.get(t)) for t in types]
+    return rows + [
+        (f"Instances of {t}", usage.flavor_types.get(t, 0), limits.flavor_types.get(t))
+        for t in types
+    ]
 
 
 def shown(override: dict, name: str) -> str:
@@ -41,23 +44,37 @@ def parsed(field: str, text: str) -> tuple[bool, int | None]:
     if text == UNLIMITED:
         return True, None
     if not text.isdigit():
-        raise Invalid(f"{field}: give a whole number, '{UNLIMITED}', or nothing for the site default")
+        raise Invalid(
+            f"{field}: give a whole number, '{UNLIMITED}', or nothing for the site default"
+        )
     return True, int(text)
 
 
 @router.get("/quotas", response_class=HTMLResponse)
-async def quotas_page(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+async def quotas_page(
+    request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep
+) -> HTMLResponse:
     """Every known project's limits and usage, each with a form to change its quota (admins)."""
     caller.require_admin()
     names = await quotas.known_projects(db)
     rows = [await quotas.quota_out(db, settings, p) for p in names]
-    return render(request, "quotas.html", quotas=rows, names=names, totals=TOTALS, types=enabled_types(settings),
-                  site=quotas.site_limits(settings), rows_of=quota_rows, shown=shown)
+    return render(
+        request,
+        "quotas.html",
+        quotas=rows,
+        names=names,
+        totals=TOTALS,
+        types=enabled_types(settings),
+        site=quotas.site_limits(settings),
+        rows_of=quota_rows,
+        shown=shown,
+    )
 
 
 @router.post("/quotas/{project_id}", dependencies=[CsrfChecked])
-async def set_quota(project_id: str, request: Request, db: SessionDep, settings: SettingsDep,
-                    caller: UserDep) -> RedirectResponse:
+async def set_quota(
+    project_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep
+) -> RedirectResponse:
     """Replace a project's quota override from the form (admins)."""
     admin = caller.require_admin()
     form = await request.form()
@@ -68,7 +85,9 @@ async def set_quota(project_id: str, request: Request, db: SessionDep, settings:
             values[name] = limit
     per_type = {}
     for flavor_type in enabled_types(settings):
-        given, limit = parsed(f"instances of {flavor_type}", str(form.get(f"type:{flavor_type}", "")))
+        given, limit = parsed(
+            f"instances of {flavor_type}", str(form.get(f"type:{flavor_type}", ""))
+        )
         if given:
             per_type[flavor_type] = limit
     if per_type:

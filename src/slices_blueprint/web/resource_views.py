@@ -49,7 +49,7 @@ Text = Annotated[str, Form()]
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
-    """The user's projects with their quota usage, the experiment in use, and their resources (live)."""
+    """The user's projects and their quota usage, the experiment in use, its resources (live)."""
     usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
                   quotas=usage, rows_of=quota_rows, **await _table(db, settings, caller))
@@ -125,7 +125,7 @@ async def create_resources(
 
 async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
     task = await db.get(Task, path_id(task_id, "task"))
-    if task is None or task.experiment_id != caller.require_experiment().id:  # another's: as if missing
+    if task is None or task.experiment_id != caller.require_experiment().id:  # another's: 404 too
         raise NotFound("no such task")
     return task
 

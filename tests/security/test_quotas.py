@@ -217,6 +217,14 @@ def test_an_admin_override_takes_effect_and_can_be_undone(api: Api, catalog) -> 
     assert post(api, token, ["o5"], catalog).status_code == 403
 
 
+def test_an_unknown_flavor_type_is_refused(api: Api) -> None:
+    response = put_quota(
+        api, api.token("admin"), project_id("q-typo"), {"flavor_types": {"mikrovm": 1}}
+    )
+    assert response.status_code == 422
+    assert "mikrovm not offered by this site" in response.json()["detail"]
+
+
 def test_a_non_admin_cannot_change_quotas(api: Api, catalog) -> None:
     project = project_id("q-self")
     user, experiment = api.token("eve", "q-self"), api.token("eve", "q-self", "e1")

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import NotFound, problem_responses
+from slices_blueprint.core.errors import Invalid, NotFound, problem_responses
 from slices_blueprint.identity.deps import Caller, CallerDep
+from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.quotas import service
 from slices_blueprint.quotas.schemas import QuotaOut, QuotaUpdate
 
@@ -55,5 +56,11 @@ async def put_quota(
     """Set a project's quota (admins). The body replaces the project's override: a field
     left out inherits the site default, ``null`` is unlimited; ``{}`` restores the defaults."""
     admin = caller.require_admin()
+    offered = enabled_types(settings)
+    unknown = sorted(set(body.flavor_types) - set(offered))
+    if unknown:
+        raise Invalid(
+            f"flavor_types: {', '.join(unknown)} not offered by this site ({', '.join(offered)})"
+        )
     await service.set_override(session, project_id, body, admin.id)
     return await service.quota_out(session, settings, project_id)

@@ -21,7 +21,7 @@ from slices_blueprint.catalog.schemas import (
     SyncResult,
 )
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Invalid, problem_responses
+from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep
@@ -85,10 +85,10 @@ def _routes(kind: CatalogKind) -> None:
     router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
     entry = f"{kind.path}/{{entry_id}}"
     router.add_api_route(entry, get_entry, methods=["GET"], response_model=out,
-                         summary=f"Get a {kind.label}", responses=problem_responses(404))
+                         summary=f"Get a {kind.label}", responses=problem_responses(404, 422))
     router.add_api_route(entry, patch_entry, methods=["PATCH"], response_model=out,
                          summary=f"Hide or show a {kind.label} (admins)",
-                         responses=problem_responses(403, 404))
+                         responses=problem_responses(403, 404, *BODY_PROBLEMS))
 
 
 for _kind in KINDS:

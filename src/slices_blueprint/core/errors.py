@@ -91,6 +91,8 @@ class Problem(BaseModel):
 
 PROBLEM_SCHEMA = Problem.model_json_schema()
 PROBLEM_DESCRIPTIONS = {
+    400: "the body could not be read (not UTF-8 JSON)",
+    401: "no valid token (the bearer token, or one sent in the body)",
     403: "not allowed (e.g. over the project's quota: the problem names used, requested, allowed)",
     404: "no such entry, or not one the caller may see",
     413: "the request body is larger than the site allows",
@@ -99,8 +101,12 @@ PROBLEM_DESCRIPTIONS = {
 }
 
 
+BODY_PROBLEMS = (400, 413, 422)  # what a route with a JSON body may answer besides its own
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the problem-details statuses a route may answer."""
+    """OpenAPI ``responses`` for the problem-details statuses a route may answer (declaring
+    422 here replaces the framework's plain-JSON validation error schema)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
         response = {"description": PROBLEM_DESCRIPTIONS[status],

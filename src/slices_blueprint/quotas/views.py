@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Invalid, NotFound, problem_responses
+from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, NotFound, problem_responses
 from slices_blueprint.identity.deps import Caller, CallerDep
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.quotas import service
@@ -35,7 +35,7 @@ async def list_quotas(
     ]
 
 
-@router.get("/{project_id}", response_model=QuotaOut, responses=problem_responses(404))
+@router.get("/{project_id}", response_model=QuotaOut, responses=problem_responses(404, 422))
 async def get_quota(
     project_id: ProjectId, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> QuotaOut:
@@ -45,7 +45,9 @@ async def get_quota(
     return await service.quota_out(session, settings, project_id)
 
 
-@router.put("/{project_id}", response_model=QuotaOut, responses=problem_responses(403))
+@router.put(
+    "/{project_id}", response_model=QuotaOut, responses=problem_responses(403, *BODY_PROBLEMS)
+)
 async def put_quota(
     project_id: ProjectId,
     body: QuotaUpdate,

@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import (
+    BODY_PROBLEMS,
     BadGateway,
     Conflict,
     Invalid,
@@ -42,7 +43,7 @@ from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
-PER_RESOURCE = problem_responses(404)  # another experiment's resource is 404 like a missing one
+PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
 
 
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
@@ -54,7 +55,7 @@ async def _body_user(request: Request, session: SessionDep, body: ResourcesReque
 
 
 @router.post("/resources", response_model=TaskOut, status_code=202,
-             responses=problem_responses(403, 413, 422))
+             responses=problem_responses(401, 403, *BODY_PROBLEMS))
 async def create_resources(
     body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> TaskOut:
@@ -65,13 +66,13 @@ async def create_resources(
     return await task_out(session, batch, settings.site_id, subtasks)
 
 
-@router.get("/resources", response_model=list[ResourceOut])
+@router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
 async def list_resources(
     response: Response,
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
-    status: str | None = None,
+    status: states.Status | None = None,
     include_deleted: bool = False,
     limit: int = Query(default=100, ge=1, le=1000),
     after: str | None = Query(default=None, description="the last id of the previous page"),
@@ -119,7 +120,7 @@ class WaitSlots:
 @router.get("/resources/{resource_id}/wait", response_model=ResourceOut,
             responses={408: {"description": "the timeout passed first (the problem names the status)"},
                        409: {"description": "the resource settled in another state"},
-                       **problem_responses(404, 429)})
+                       **problem_responses(404, 422, 429)})
 async def wait_for_resource(
     resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     state: str | None = Query(default=None, description="the status to wait for; default: any settled one"),
@@ -175,7 +176,8 @@ for _name, (_method, _path, _doc) in ACTIONS.items():
     _action_route(_name, _method, _path, _doc)
 
 
-@router.post("/resources/{resource_id}/extend", response_model=ExtendResult, responses=PER_RESOURCE)
+@router.post("/resources/{resource_id}/extend", response_model=ExtendResult,
+             responses=problem_responses(404, *BODY_PROBLEMS))
 async def extend_resource(
     resource_id: str, body: ExtendRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> ExtendResult:

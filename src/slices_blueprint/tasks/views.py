@@ -16,7 +16,7 @@ from slices_blueprint.tasks.service import task_out
 router = APIRouter(prefix=BI_PREFIX, tags=["tasks"])
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut, responses=problem_responses(404))
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=problem_responses(404, 422))
 async def get_task(task_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
     """A task's status and progress (``completed``, 0-100); a batch aggregates its subtasks."""
     task = await session.get(Task, path_id(task_id, "task"))

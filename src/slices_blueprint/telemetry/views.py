@@ -17,7 +17,7 @@ router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
 
 
 @router.get("/resources/{resource_id}/metrics", response_model=ResourceMetrics,
-            responses=problem_responses(404))
+            responses=problem_responses(404, 422))
 async def resource_metrics(
     resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     minutes: int = Query(default=60, ge=1, le=7 * 24 * 60, description="how far back"),

@@ -22,12 +22,14 @@ from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
-from slices_blueprint.core.middleware import RequestContextMiddleware
+from slices_blueprint.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.core.security_headers import SecurityHeaders
+from slices_blueprint.events.service import limit_rate
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.resources.views import WaitSlots
 from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
 from slices_blueprint.web.deps import UI, install_web, templates
 
@@ -41,12 +43,15 @@ def routers() -> list:
     from slices_blueprint.core.dev_views import router as dev
     from slices_blueprint.credentials.views import router as credentials
     from slices_blueprint.hosts.views import router as hosts
+    from slices_blueprint.quotas.views import router as quotas
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
     from slices_blueprint.telemetry.views import router as telemetry
     from slices_blueprint.web.views import router as web
 
-    return [catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, dev, web]
+    return [
+        catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, quotas, dev, web
+    ]
 
 
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
@@ -59,6 +64,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         queue = build_queue(settings, db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
+        limit_rate(db, settings.audit_events_per_resource_per_minute)
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
         app.state.admin_ids = set(settings.admin_user_ids)
@@ -92,8 +98,10 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.state.wait_slots = WaitSlots()
     install_metrics(app, settings)
-    app.add_middleware(RefuseNul)
+    app.add_middleware(RefuseNul)  # reads text bodies whole: inside the size cap below
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(SecurityHeaders)
     if settings.dev_mode:

@@ -57,7 +57,8 @@ def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api
     rid = task["resource_ids"][0]
     dev_login(page, live, "admin", experiment)  # a site admin: the operator pages too
     for path in ("/ui/", "/ui/resources/new", f"/ui/resources/{rid}", f"/ui/tasks/{task['id']}",
-                 f"/ui/resources/{rid}/delete", "/ui/credentials", "/ui/catalog", "/ui/hosts"):
+                 f"/ui/resources/{rid}/delete", "/ui/credentials", "/ui/catalog", "/ui/hosts",
+                 "/ui/quotas"):
         found[path] = violations(page, f"{live.url}{path}")
     page.goto(f"{live.url}/ui/resources/new")
     page.get_by_role("button", name="Create").click()  # nothing chosen: errors beside the fields

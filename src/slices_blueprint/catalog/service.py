@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -15,10 +16,12 @@ from slices_blueprint.catalog.schemas import (
     FlavorCreate,
     FlavorOut,
 )
-from slices_blueprint.core.errors import Conflict
+from slices_blueprint.core.errors import Conflict, NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import get_or_404
 from slices_blueprint.events.service import record
+
+EntryT = TypeVar("EntryT", Flavor, DiskImage)
 
 
 def flavor_out(flavor: Flavor, site: str) -> FlavorOut:
@@ -73,12 +76,26 @@ async def create_image(session: AsyncSession, data: DiskImageCreate) -> DiskImag
     return image
 
 
-async def get_flavor(session: AsyncSession, flavor_id: uuid.UUID) -> Flavor:
-    return await get_or_404(session, Flavor, flavor_id, "flavor")
+async def get_flavor(
+    session: AsyncSession, flavor_id: uuid.UUID, offered_types: list[str] | None = None
+) -> Flavor:
+    """A flavor; with ``offered_types`` (non-admins), hidden ones are 404 as if missing."""
+    return await _get(session, Flavor, flavor_id, "flavor", offered_types)
 
 
-async def get_image(session: AsyncSession, image_id: uuid.UUID) -> DiskImage:
-    return await get_or_404(session, DiskImage, image_id, "disk image")
+async def get_image(
+    session: AsyncSession, image_id: uuid.UUID, offered_types: list[str] | None = None
+) -> DiskImage:
+    """A disk image; with ``offered_types`` (non-admins), hidden ones are 404 as if missing."""
+    return await _get(session, DiskImage, image_id, "disk image", offered_types)
+
+
+async def _get(session: AsyncSession, model: type[EntryT], key: uuid.UUID, what: str,
+               offered_types: list[str] | None) -> EntryT:
+    entry = await get_or_404(session, model, key, what)
+    if offered_types is not None and (entry.hidden or entry.flavor_type not in offered_types):
+        raise NotFound(f"no such {what}")
+    return entry
 
 
 async def set_hidden(session: AsyncSession, entry: Flavor | DiskImage, hidden: bool, actor: str, what: str) -> None:

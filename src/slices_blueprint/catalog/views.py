@@ -21,7 +21,7 @@ from slices_blueprint.catalog.schemas import (
     SyncResult,
 )
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Invalid
+from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep
@@ -69,7 +69,9 @@ def _routes(kind: CatalogKind) -> None:
         return kind.out(row, settings.site_id)
 
     async def get_entry(entry_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
-        return kind.out(await kind.getting(session, path_id(entry_id, kind.id_type)), settings.site_id)
+        offered = None if caller.is_admin else enabled_types(settings)  # hidden: as if missing
+        row = await kind.getting(session, path_id(entry_id, kind.id_type), offered)
+        return kind.out(row, settings.site_id)
 
     async def patch_entry(entry_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
         admin = caller.require_admin()
@@ -81,8 +83,12 @@ def _routes(kind: CatalogKind) -> None:
     out = kind.out_schema
     router.add_api_route(kind.path, list_entries, methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
     router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
-    router.add_api_route(f"{kind.path}/{{entry_id}}", get_entry, methods=["GET"], response_model=out, summary=f"Get a {kind.label}")
-    router.add_api_route(f"{kind.path}/{{entry_id}}", patch_entry, methods=["PATCH"], response_model=out, summary=f"Hide or show a {kind.label} (admins)")
+    entry = f"{kind.path}/{{entry_id}}"
+    router.add_api_route(entry, get_entry, methods=["GET"], response_model=out,
+                         summary=f"Get a {kind.label}", responses=problem_responses(404, 422))
+    router.add_api_route(entry, patch_entry, methods=["PATCH"], response_model=out,
+                         summary=f"Hide or show a {kind.label} (admins)",
+                         responses=problem_responses(403, 404, *BODY_PROBLEMS))
 
 
 for _kind in KINDS:

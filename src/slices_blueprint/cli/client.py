@@ -266,9 +266,33 @@ def credentials_delete(kind: str, url: ServiceUrl, user_token: UserToken = None)
     typer.echo(f"{kind} credential deleted")
 
 
+def quota_rows(projects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per project and limit: what is used and what is allowed."""
+    rows = []
+    for project in projects:
+        limits, usage = project["limits"], project["usage"]
+        pairs = [(name, usage[name], limits[name]) for name in ("instances", "vcpus", "ram_mib")]
+        types = sorted({*limits["flavor_types"], *usage["flavor_types"]})
+        per_type = limits["flavor_types"]
+        pairs += [(f"instances of {t}", usage["flavor_types"].get(t, 0), per_type.get(t)) for t in types]
+        rows += [{"project": project["project_id"], "limit": name, "used": used,
+                  "allowed": "unlimited" if allowed is None else allowed}
+                 for name, used, allowed in pairs]
+    return rows
+
+
+def quota(url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """Your project's quota: what it uses and what it may use (all projects for admins)."""
+    projects = request_json("GET", f"{url}{API_PREFIX}/quotas", resolve_token(token))
+    if as_json:
+        _print(projects, True, [])
+        return
+    _print(quota_rows(projects), False, ["project", "limit", "used", "allowed"], title="Quotas")
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the root CLI."""
-    for command in (flavors, images, create, show, wait, extend, metrics, task):
+    for command in (flavors, images, create, show, wait, extend, metrics, task, quota):
         app.command(rich_help_panel="Client")(command)
     app.command("list", rich_help_panel="Client")(list_)
     app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))

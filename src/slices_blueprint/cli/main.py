@@ -94,6 +94,7 @@ def worker(
     """Run a worker only (start as many as you like, on as many machines)."""
     from slices_blueprint.core.bootstrap import prepare
     from slices_blueprint.core.database import Database
+    from slices_blueprint.events.service import limit_rate
     from slices_blueprint.tasks.queue import build_queue, run_worker
 
     settings = _settings(data_dir=data_dir, worker_concurrency=concurrency)
@@ -101,6 +102,7 @@ def worker(
 
     async def main() -> None:
         db = Database(url)
+        limit_rate(db, settings.audit_events_per_resource_per_minute)
         queue = build_queue(settings, db)
         async with queue.open_async():
             await run_worker(queue, settings, name=name or f"worker@{socket.gethostname()}", install_signal_handlers=True)

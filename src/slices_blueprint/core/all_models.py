@@ -6,6 +6,7 @@ from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.models import Event
 from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
 from slices_blueprint.identity.models import Experiment, Project, User
+from slices_blueprint.quotas.models import ProjectQuota
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.telemetry.models import VMMetricSample
@@ -23,6 +24,7 @@ __all__ = [
     "HostBooking",
     "HostEnrolment",
     "Project",
+    "ProjectQuota",
     "RevokedWebSession",
     "Task",
     "User",

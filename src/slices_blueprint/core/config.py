@@ -12,7 +12,15 @@ from urllib.parse import urlsplit
 
 import platformdirs
 from cryptography.fernet import Fernet
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -133,6 +141,18 @@ class Settings(BaseSettings):
     # (CIDRs; loopback is added in dev mode); everyone else gets 403.
     metrics_token: SecretStr | None = None
     metrics_allowed_networks: list[str] = []
+
+    # Quotas and request limits (quotas: site defaults per project, unset = unlimited;
+    # admins override them per project with PUT /api/v1/quotas/{project_id})
+    quota_instances: int | None = Field(default=None, ge=0)  # live resources per project
+    quota_vcpus: int | None = Field(default=None, ge=0)  # their flavors' vCPUs, summed
+    quota_ram_mib: int | None = Field(default=None, ge=0)  # their flavors' RAM, summed
+    quota_flavor_types: dict[str, NonNegativeInt] = {}  # per flavor type, e.g. {microvm = 4}
+    max_request_body_bytes: int = Field(default=1024 * 1024, ge=1024)  # larger bodies: 413
+    max_request_config_bytes: int = Field(default=16 * 1024, ge=2)  # a request_config, as JSON
+    max_userdata_bytes: int = Field(default=64 * 1024, ge=0)  # a resource's userdata, UTF-8
+    max_waits_per_experiment: int = Field(default=10, ge=1)  # concurrent GET .../wait (per process)
+    audit_events_per_resource_per_minute: int = Field(default=60, ge=1)  # more: only logged
 
     # Logs
     log_level: str = "INFO"

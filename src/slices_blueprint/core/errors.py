@@ -48,8 +48,27 @@ class Conflict(ProblemError):
     status, title = 409, "Conflict"
 
 
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the site's cap, raised while it streams in (an ``HTTPException``,
+    so the framework answers it as it is instead of as a body parsing error)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than the {limit} bytes this site allows")
+        self.limit = limit
+
+
+def too_large(exc: BodyTooLarge) -> JSONResponse:
+    """The 413 problem for ``exc`` (logged: an oversized body may be an attack)."""
+    log.info("request.body_too_large", limit=exc.limit)
+    return problem(413, "Payload too large", str(exc.detail), limit=exc.limit)
+
+
 class Invalid(ProblemError):
     status, title = 422, "Invalid input"
+
+
+class TooManyRequests(ProblemError):
+    status, title = 429, "Too many requests"
 
 
 class BadGateway(ProblemError):
@@ -61,30 +80,52 @@ class ServiceUnavailable(ProblemError):
 
 
 class Problem(BaseModel):
-    """An error's body (RFC 9457 problem details); some errors add fields (``errors``)."""
+    """An RFC 9457 problem-details body (some problems add fields: ``errors``, ``quota``)."""
 
     model_config = ConfigDict(extra="allow")
+
     type: str = "about:blank"
     title: str
     status: int
     detail: str
 
 
-ERROR_STATUSES = {
-    400: "Malformed request", 401: "Missing, invalid or expired token",
-    403: "Not allowed: another experiment, not an admin, or over quota",
-    404: "No such thing (or not yours)", 409: "Conflicts with the current state",
-    413: "Request body too large", 422: "Invalid input", 429: "Too many requests at once",
-    503: "A dependency (database, provider) is unavailable",
+PROBLEM_SCHEMA = Problem.model_json_schema()
+PROBLEM_DESCRIPTIONS = {
+    400: "the body could not be read (not UTF-8 JSON)",
+    401: "no valid token (the bearer token, or one sent in the body)",
+    403: "not allowed: another experiment's write, not an admin, or over the project's quota "
+         "(the problem names used, requested, allowed)",
+    404: "no such entry, or not one the caller may see",
+    409: "conflicts with the current state (e.g. an action on a resource being deleted)",
+    413: "the request body is larger than the site allows",
+    422: "invalid input (the problem names the field and the limit)",
+    429: "too many concurrent requests; retry after Retry-After seconds",
+    503: "a dependency (the database, a provider) is unavailable",
 }
 
 
+BODY_PROBLEMS = (400, 413, 422)  # what a route with a JSON body may answer besides its own
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the problem-details statuses a route may answer (declaring
+    422 here replaces the framework's plain-JSON validation error schema)."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        response = {"description": PROBLEM_DESCRIPTIONS[status],
+                    "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        if status == 429:
+            response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
+                                                   "schema": {"type": "integer"}}}
+        responses[status] = response
+    return responses
+
+
 def documented_errors() -> dict[int | str, dict[str, Any]]:
-    """The error answers every operation may give, documented as problem+json (the app's
-    ``responses``, so the OpenAPI document matches what clients receive)."""
-    schema = {"$ref": "#/components/schemas/Problem"}
-    return {status: {"model": Problem, "description": text, "content": {PROBLEM_JSON: {"schema": schema}}}
-            for status, text in ERROR_STATUSES.items()}
+    """The error answers any operation may give (the app's ``responses``), so the OpenAPI
+    document matches what clients receive; routes add or refine theirs."""
+    return problem_responses(*PROBLEM_DESCRIPTIONS)
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -93,12 +134,21 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def problem_with_headers(exc: ProblemError) -> JSONResponse:
+    """The problem-details response of ``exc``, with its ``headers`` extra as HTTP headers."""
+    extra = dict(exc.extra)
+    headers = extra.pop("headers", None)
+    response = problem(exc.status, exc.title, exc.detail, **extra)
+    response.headers.update(headers or {})
+    return response
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error, ours and the framework's, as problem details."""
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, **exc.extra)
+        return problem_with_headers(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -114,6 +164,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("request.failed", method=request.method, path=request.url.path)
         return problem(500, "Internal error", "the service failed unexpectedly; the error is logged with this request's id")
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
+        return too_large(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

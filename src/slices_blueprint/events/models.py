@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Identity, String, Text, func
+from sqlalchemy import BigInteger, DateTime, Identity, Index, String, Text, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -15,6 +15,7 @@ from slices_blueprint.core.models import Base
 
 class Event(Base):
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_resource_at", "resource_id", "at"),)  # the rate bound
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(

@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.database import Database
 from slices_blueprint.events.models import Event
 
 log = structlog.get_logger(__name__)
+RATE_KEY = "audit_events_per_resource_per_minute"  # in the session's ``info``
+RATE_LIMITED = "audit.rate_limited"
+
+
+def limit_rate(db: Database, per_minute: int) -> None:
+    """Bound the events that ``db``'s sessions record per resource per minute: the event
+    past the bound is one ``audit.rate_limited`` event, later ones that minute are only logged."""
+    db.sessions.configure(info={RATE_KEY: per_minute})
+
+
+async def _recent_count(session: AsyncSession, resource_id: uuid.UUID, cap: int) -> int:
+    """The resource's events of the last minute, counted up to ``cap``."""
+    since = func.now() - dt.timedelta(minutes=1)
+    recent = select(Event.id).where(Event.resource_id == resource_id, Event.at > since).limit(cap)
+    return await session.scalar(select(func.count()).select_from(recent.subquery())) or 0
 
 
 async def record(
@@ -27,7 +44,25 @@ async def record(
     message: str | None = None,
     **detail: Any,
 ) -> None:
-    """Append one event, and log it with the same fields."""
+    """Append one event, and log it with the same fields.
+
+    Past the session's per-resource rate (``limit_rate``), the first event over it becomes
+    one ``audit.rate_limited`` event and later ones that minute are only logged: a flood of
+    actions never fails a request and never grows the table without bound."""
+    fields = {"outcome": outcome, "actor": actor, "message": message, **detail,
+              "resource_id": str(resource_id) if resource_id else None,
+              "task_id": str(task_id) if task_id else None}
+    per_minute = session.info.get(RATE_KEY)
+    if resource_id is not None and per_minute is not None:
+        recent = await _recent_count(session, resource_id, per_minute + 1)
+        if recent > per_minute:
+            log.info(action, audit_dropped=True, **fields)
+            return
+        if recent == per_minute:
+            log.warning(RATE_LIMITED, **fields, dropped=action)
+            detail = {"first_dropped": action, "per_minute": per_minute}
+            action, outcome = RATE_LIMITED, "dropped"
+            message = f"over {per_minute} events of this resource in a minute: the rest are only logged"
     session.add(
         Event(
             actor=actor,
@@ -41,7 +76,8 @@ async def record(
             detail=detail,
         )
     )
-    log.info(action, outcome=outcome, actor=actor, resource_id=str(resource_id) if resource_id else None, task_id=str(task_id) if task_id else None, message=message, **detail)
+    if action != RATE_LIMITED:
+        log.info(action, **fields)
 
 
 async def for_resource(session: AsyncSession, resource_id: uuid.UUID, limit: int = 200) -> list[Event]:

@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-MAX_USERDATA = 64 * 1024
 
 
 class NetworkInterface(BaseModel):
@@ -30,11 +29,12 @@ class ResourceSpec(BaseModel):
     friendly_name: str = Field(pattern=NAME_PATTERN, description="DNS label, unique among the experiment's live resources")
     disk_image_id: str
     flavor_id: str
-    userdata: str | None = Field(default=None, max_length=MAX_USERDATA, description="cloud-init user data")
+    userdata: str | None = Field(default=None, description="cloud-init user data (size capped)")
     network_interfaces: list[str | NetworkInterface] = Field(default_factory=list, max_length=8)
     public_ipv4: bool = False
     ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32)
-    request_config: dict[str, Any] = Field(default_factory=dict, description="provider-specific options")
+    request_config: dict[str, Any] = Field(
+        default_factory=dict, description="provider-specific options (size as JSON capped)")
 
     @field_validator("ssh_authorized_keys")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import uuid
 
 import procrastinate
@@ -14,7 +15,7 @@ from sqlalchemy.orm import defer
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
+from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
@@ -22,6 +23,7 @@ from slices_blueprint.identity.deps import Caller
 from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
+from slices_blueprint.quotas.service import admit
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import ResourceOut, ResourceSpec, ResourcesRequest
@@ -71,6 +73,20 @@ def experiment_cap(settings: Settings, experiment: Experiment) -> dt.datetime:
 def _request_hash(body: ResourcesRequest) -> str:
     payload = body.model_dump_json(exclude={"tokens", "request_id"})
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def check_sizes(settings: Settings, spec: ResourceSpec, index: int) -> None:
+    """Refuse (422, naming the limit) a userdata or request_config larger than the site allows."""
+    userdata = len(spec.userdata.encode()) if spec.userdata else 0
+    if userdata > settings.max_userdata_bytes:
+        raise Invalid(f"resources.{index}.userdata: {userdata} bytes, more than the "
+                      f"{settings.max_userdata_bytes} bytes this site allows",
+                      limit=settings.max_userdata_bytes)
+    config = len(json.dumps(spec.request_config, separators=(",", ":")).encode())
+    if config > settings.max_request_config_bytes:
+        raise Invalid(f"resources.{index}.request_config: {config} bytes as JSON, more than the "
+                      f"{settings.max_request_config_bytes} bytes this site allows",
+                      limit=settings.max_request_config_bytes)
 
 
 async def _resolve_catalog(
@@ -124,7 +140,10 @@ async def create_resources(
         raise Invalid("expires_at: must be in the future")
     if expires_at > cap:
         raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    for i, spec in enumerate(body.resources):
+        check_sizes(settings, spec, i)
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
+    await admit(session, settings, experiment.project_id, [flavor for flavor, _ in resolved])
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None
@@ -215,20 +234,18 @@ async def list_resources(
 
 
 async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:
-    """One resource the caller may see (and change, with ``write``: only its experiment)."""
-    query = select(ComputeResource).where(ComputeResource.id == resource_id)
+    """One resource the caller may see (and change, with ``write``: only its experiment).
+
+    A resource the caller may not see is "no such resource", exactly as a missing one: the
+    answer tells nothing about other experiments' resources."""
+    query = scoped_query(caller).where(ComputeResource.id == resource_id)
     if write:
         query = query.with_for_update()
     resource = await session.scalar(query)
     if resource is None:
         raise NotFound("no such resource")
-    visible = await session.scalar(scoped_query(caller).where(ComputeResource.id == resource_id).with_only_columns(ComputeResource.id))
-    if visible is None:
-        raise Forbidden("this resource belongs to another experiment")
     if write:
-        experiment = caller.require_experiment()
-        if resource.experiment_id != experiment.id:
-            raise Forbidden("this resource belongs to another experiment")
+        caller.require_experiment()  # a user token sees its projects' resources but changes none
     return resource
 
 

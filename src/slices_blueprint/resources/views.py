@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
+from collections import Counter
+from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import BadGateway, Conflict, Invalid, NotFound, RequestTimeout
+from slices_blueprint.core.errors import (
+    BODY_PROBLEMS,
+    BadGateway,
+    Conflict,
+    Invalid,
+    NotFound,
+    RequestTimeout,
+    TooManyRequests,
+    problem_responses,
+)
 from slices_blueprint.core.ids import body_id, format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
@@ -31,6 +43,7 @@ from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
+PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
 
 
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
@@ -41,7 +54,8 @@ async def _body_user(request: Request, session: SessionDep, body: ResourcesReque
     return None
 
 
-@router.post("/resources", response_model=TaskOut, status_code=202)
+@router.post("/resources", response_model=TaskOut, status_code=202,
+             responses=problem_responses(401, 403, *BODY_PROBLEMS))
 async def create_resources(
     body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> TaskOut:
@@ -52,13 +66,13 @@ async def create_resources(
     return await task_out(session, batch, settings.site_id, subtasks)
 
 
-@router.get("/resources", response_model=list[ResourceOut])
+@router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
 async def list_resources(
     response: Response,
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
-    status: str | None = None,
+    status: states.Status | None = None,
     include_deleted: bool = False,
     limit: int = Query(default=100, ge=1, le=1000),
     after: str | None = Query(default=None, description="the last id of the previous page"),
@@ -71,18 +85,42 @@ async def list_resources(
     return [service.resource_out(r, settings.site_id) for r in rows]
 
 
-@router.get("/resources/{resource_id}", response_model=ResourceOut)
+@router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
 async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ResourceOut:
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
     return service.resource_out(resource, settings.site_id)
 
 
 WAIT_POLL_SECONDS = 0.5
+WAIT_RETRY_AFTER_SECONDS = 5
+
+
+class WaitSlots:
+    """The waits running per experiment in this process (each polls the database)."""
+
+    def __init__(self) -> None:
+        self.running: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def take(self, experiment_id: str, limit: int) -> Iterator[None]:
+        """Hold one of the experiment's ``limit`` slots; 429 with Retry-After when none is free."""
+        if self.running[experiment_id] >= limit:
+            raise TooManyRequests(
+                f"{limit} waits on this experiment's resources are running; retry when one ends",
+                limit=limit, headers={"Retry-After": str(WAIT_RETRY_AFTER_SECONDS)})
+        self.running[experiment_id] += 1
+        try:
+            yield
+        finally:
+            self.running[experiment_id] -= 1
+            if not self.running[experiment_id]:
+                del self.running[experiment_id]
 
 
 @router.get("/resources/{resource_id}/wait", response_model=ResourceOut,
             responses={408: {"description": "the timeout passed first (the problem names the status)"},
-                       409: {"description": "the resource settled in another state"}})
+                       409: {"description": "the resource settled in another state"},
+                       **problem_responses(404, 422, 429)})
 async def wait_for_resource(
     resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     state: str | None = Query(default=None, description="the status to wait for; default: any settled one"),
@@ -94,19 +132,22 @@ async def wait_for_resource(
     resource = await service.get_resource(session, caller, rid)  # authorised once, here
     await session.commit()  # no connection or transaction is held while waiting
     deadline = time.monotonic() + timeout
-    while True:
-        if resource.status == state or (state is None and resource.status in states.FINAL):
-            return service.resource_out(resource, settings.site_id)
-        if resource.status in states.FINAL:  # settled, but not as asked
-            reason = f": {resource.status_reason}" if resource.status_reason else ""
-            raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
-                           current_status=resource.status)
-        if time.monotonic() >= deadline:
-            raise RequestTimeout(f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
-                                 current_status=resource.status)
-        await asyncio.sleep(WAIT_POLL_SECONDS)
-        async with request.app.state.db.session() as poll:
-            resource = await service.get_resource(poll, caller, rid)
+    slots = request.app.state.wait_slots
+    with slots.take(resource.experiment_id, settings.max_waits_per_experiment):
+        while True:
+            if resource.status == state or (state is None and resource.status in states.FINAL):
+                return service.resource_out(resource, settings.site_id)
+            if resource.status in states.FINAL:  # settled, but not as asked
+                reason = f": {resource.status_reason}" if resource.status_reason else ""
+                raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
+                               current_status=resource.status)
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(
+                    f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
+                    current_status=resource.status)
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+            async with request.app.state.db.session() as poll:
+                resource = await service.get_resource(poll, caller, rid)
 
 
 ACTIONS = {
@@ -127,14 +168,16 @@ def _action_route(action: str, method: str, path: str, doc: str) -> None:
         return await task_out(session, task, settings.site_id)
 
     router.add_api_route(path, endpoint, methods=[method], response_model=TaskOut, status_code=202,
-                         name=f"{action}_resource", summary=f"{action.capitalize()} resource", description=doc)
+                         name=f"{action}_resource", summary=f"{action.capitalize()} resource",
+                         description=doc, responses=PER_RESOURCE)
 
 
 for _name, (_method, _path, _doc) in ACTIONS.items():
     _action_route(_name, _method, _path, _doc)
 
 
-@router.post("/resources/{resource_id}/extend", response_model=ExtendResult)
+@router.post("/resources/{resource_id}/extend", response_model=ExtendResult,
+             responses=problem_responses(404, *BODY_PROBLEMS))
 async def extend_resource(
     resource_id: str, body: ExtendRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> ExtendResult:
@@ -147,14 +190,16 @@ async def extend_resource(
     return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted, capped=capped)
 
 
-@router.get("/resources/{resource_id}/events", response_model=list[EventOut])
+@router.get("/resources/{resource_id}/events", response_model=list[EventOut],
+            responses=PER_RESOURCE)
 async def resource_events(resource_id: str, caller: CallerDep, session: SessionDep) -> list[EventOut]:
     """The audit trail of one resource, newest first."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
     return [EventOut.model_validate(e, from_attributes=True) for e in await for_resource(session, resource.id)]
 
 
-@router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse)
+@router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse,
+            responses=PER_RESOURCE)
 async def resource_logs(
     resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     tail: int = Query(default=200, ge=1, le=10000, description="last lines"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import Forbidden, NotFound
+from slices_blueprint.core.errors import NotFound, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.resources.models import ComputeResource
@@ -16,14 +16,12 @@ from slices_blueprint.tasks.service import task_out
 router = APIRouter(prefix=BI_PREFIX, tags=["tasks"])
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut)
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=problem_responses(404, 422))
 async def get_task(task_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> TaskOut:
     """A task's status and progress (``completed``, 0-100); a batch aggregates its subtasks."""
     task = await session.get(Task, path_id(task_id, "task"))
-    if task is None:
+    if task is None or not await _may_see(session, caller, task):  # another's: as if missing
         raise NotFound("no such task")
-    if not await _may_see(session, caller, task):
-        raise Forbidden("this task belongs to another experiment")
     return await task_out(session, task, settings.site_id)
 
 

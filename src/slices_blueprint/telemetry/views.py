@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import NotFound
+from slices_blueprint.core.errors import NotFound, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.providers.registry import driver_class
@@ -16,7 +16,8 @@ from slices_blueprint.telemetry.schemas import ResourceMetrics
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
 
 
-@router.get("/resources/{resource_id}/metrics", response_model=ResourceMetrics)
+@router.get("/resources/{resource_id}/metrics", response_model=ResourceMetrics,
+            responses=problem_responses(404, 422))
 async def resource_metrics(
     resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     minutes: int = Query(default=60, ge=1, le=7 * 24 * 60, description="how far back"),

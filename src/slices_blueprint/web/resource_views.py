@@ -14,7 +14,7 @@ from slices_blueprint.catalog import service as catalog
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep, SettingsDep
-from slices_blueprint.core.errors import Conflict, Forbidden, Invalid, NotFound
+from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.credentials.service import plaintext_for
@@ -22,6 +22,8 @@ from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import Caller
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types, offers
+from slices_blueprint.quotas import service as quotas
+from slices_blueprint.quotas.service import QuotaExceeded
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -38,6 +40,7 @@ from slices_blueprint.web.deps import (
     render,
 )
 from slices_blueprint.web.forms import CreateForm, FieldErrors, fits, message_field
+from slices_blueprint.web.quota_views import quota_rows
 
 router = APIRouter(prefix=UI)
 EXTEND_CHOICES = (1, 4, 24, 72, 168)
@@ -46,9 +49,10 @@ Text = Annotated[str, Form()]
 
 @router.get("/", response_class=HTMLResponse)
 async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
-    """The user's projects, the experiment in use, and their resources (live)."""
+    """The user's projects and their quota usage, the experiment in use, its resources (live)."""
+    usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
-                  **await _table(db, settings, caller))
+                  quotas=usage, rows_of=quota_rows, **await _table(db, settings, caller))
 
 
 @router.get("/fragments/resources", response_class=HTMLResponse)
@@ -108,6 +112,9 @@ async def create_resources(
         batch, _ = await service.create_resources(db, settings, request.app.state.queue, caller, body, user.user)
     except FieldErrors as exc:
         raise FormRejected(request, "create.html", await _form_context(db, settings, caller, user, form), exc.errors) from exc
+    except QuotaExceeded as exc:
+        context = await _form_context(db, settings, caller, user, form)
+        raise FormRejected(request, "create.html", context, {"count": exc.detail}) from exc
     except (Invalid, Conflict) as exc:  # raising rolls the request's transaction back
         where, message = ("name", exc.detail) if isinstance(exc, Conflict) else message_field(exc.detail)
         context = await _form_context(db, settings, caller, user, form)
@@ -118,10 +125,8 @@ async def create_resources(
 
 async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
     task = await db.get(Task, path_id(task_id, "task"))
-    if task is None:
+    if task is None or task.experiment_id != caller.require_experiment().id:  # another's: 404 too
         raise NotFound("no such task")
-    if task.experiment_id != caller.require_experiment().id:
-        raise Forbidden("this task belongs to another experiment")
     return task
 
 

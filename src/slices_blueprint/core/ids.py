@@ -17,6 +17,13 @@ _ID = re.compile(
 )
 
 
+def id_schema(type_: str, *, or_empty: bool = False) -> dict[str, str]:
+    """The OpenAPI description of a ``type_`` id (documented, not enforced by the schema:
+    :func:`parse_id` refuses a bad one with a message saying what an id looks like)."""
+    pattern = rf"{type_}_[a-z0-9][a-z0-9.\-]*_[0-7][0-9a-hjkmnp-tv-z]{{25}}"
+    return {"pattern": f"^(|{pattern})$" if or_empty else f"^{pattern}$"}
+
+
 class InvalidId(ValueError):
     """A string that is not a TypeID of the expected type."""
 

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-FlavorType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][-a-z0-9]{0,31}$")]
+FLAVOR_TYPE_PATTERN = r"^[a-z0-9][-a-z0-9]{0,31}$"
+FlavorType = Annotated[str, StringConstraints(pattern=FLAVOR_TYPE_PATTERN)]
 Limit = Annotated[int | None, Field(ge=0)]
 
 
@@ -17,7 +18,8 @@ class QuotaLimits(BaseModel):
     vcpus: Limit = None
     ram_mib: Limit = None
     flavor_types: dict[FlavorType, Limit] = Field(
-        default_factory=dict, description='live resources per flavor type, e.g. {"microvm": 4}'
+        default_factory=dict, description='live resources per flavor type, e.g. {"microvm": 4}',
+        json_schema_extra={"propertyNames": {"pattern": FLAVOR_TYPE_PATTERN}},
     )
 
 

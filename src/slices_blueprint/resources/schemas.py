@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from slices_blueprint.core.ids import id_schema
+
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+SSH_KEY_PATTERN = r"^\s*(ssh-|ecdsa-|sk-)\S*\s+\S"  # a key type, then its base64 (a comment may follow)
 
 
 class NetworkInterface(BaseModel):
@@ -27,12 +31,13 @@ class ResourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     friendly_name: str = Field(pattern=NAME_PATTERN, description="DNS label, unique among the experiment's live resources")
-    disk_image_id: str
-    flavor_id: str
+    disk_image_id: str = Field(json_schema_extra=id_schema("image"))
+    flavor_id: str = Field(json_schema_extra=id_schema("flavor"))
     userdata: str | None = Field(default=None, description="cloud-init user data (size capped)")
     network_interfaces: list[str | NetworkInterface] = Field(default_factory=list, max_length=8)
     public_ipv4: bool = False
-    ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32)
+    ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32, json_schema_extra={
+        "items": {"type": "string", "pattern": SSH_KEY_PATTERN}})
     request_config: dict[str, Any] = Field(
         default_factory=dict, description="provider-specific options (size as JSON capped)")
 
@@ -40,8 +45,7 @@ class ResourceSpec(BaseModel):
     @classmethod
     def _keys_look_like_keys(cls, keys: list[str]) -> list[str]:
         for key in keys:
-            parts = key.strip().split()
-            if len(parts) < 2 or not (parts[0].startswith(("ssh-", "ecdsa-", "sk-"))):
+            if not re.match(SSH_KEY_PATTERN, key):
                 raise ValueError(f"not an OpenSSH public key: {key[:40]!r}")
         return [k.strip() for k in keys]
 
@@ -70,10 +74,12 @@ class ResourcesRequest(BaseModel):
 
 
 class ExtendRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["expires_at"]}, {"required": ["duration_hours"]}]})
 
-    expires_at: AwareDatetime | None = None
-    duration_hours: float | None = Field(default=None, gt=0, le=24 * 366, description="from now")
+    # exactly one of the two; not nullable (an explicit null is refused like a wrong type)
+    expires_at: AwareDatetime = Field(default=None)  # type: ignore[assignment]
+    duration_hours: float = Field(default=None, gt=0, le=24 * 366, description="from now")  # type: ignore[assignment]
 
 
 class ExtendResult(BaseModel):

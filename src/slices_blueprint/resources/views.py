@@ -23,7 +23,7 @@ from slices_blueprint.core.errors import (
     TooManyRequests,
     problem_responses,
 )
-from slices_blueprint.core.ids import body_id, format_id, path_id
+from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity import service as identity
@@ -75,7 +75,8 @@ async def list_resources(
     status: states.Status | None = None,
     include_deleted: bool = False,
     limit: int = Query(default=100, ge=1, le=1000),
-    after: str | None = Query(default=None, description="the last id of the previous page"),
+    after: str | None = Query(default=None, description="the last id of the previous page",
+                              json_schema_extra=id_schema("resource", or_empty=True)),
 ) -> list[ResourceOut]:
     """The experiment's resources (experiment token), or the user's projects' (user token)."""
     after_id = body_id(after, "resource", "after") if after else None

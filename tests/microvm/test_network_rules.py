@@ -24,7 +24,8 @@ def test_allocation_skips_the_gateway_and_every_address_in_use() -> None:
 
 
 def test_ruleset_is_whole_and_limits_egress_only_when_told() -> None:
-    rules = network().ruleset([Forward("vm-b", 22001, "10.9.0.3"), Forward("vm-a", 22000, "10.9.0.2")])
+    rules = network().ruleset([Forward("vm-b", 22001, "10.9.0.3", "sbtb", "52:54:00:00:00:0b"),
+                               Forward("vm-a", 22000, "10.9.0.2", "sbta", "52:54:00:00:00:0a")])
     assert rules.startswith("table ip slices_slicesbr0\ndelete table ip slices_slicesbr0\n")
     assert rules.index("dport 22000") < rules.index("dport 22001")
     assert 'dnat to 10.9.0.2:22 comment "vm:vm-a"' in rules

@@ -181,10 +181,10 @@ class BridgeNetwork:
 
     def _bridge_table(self, forwards: list[Forward]) -> str:
         rules = "".join(
-            f'    iifname "{f.tap}" ether saddr != {f.mac} drop\n'
-            f'    iifname "{f.tap}" ether type ip ip saddr != {f.guest_ipv4} drop\n'
-            f'    iifname "{f.tap}" ether type arp arp saddr ether != {f.mac} drop\n'
-            f'    iifname "{f.tap}" ether type arp arp saddr ip != {f.guest_ipv4} drop\n'
+            f'    iifname "{f.tap}" ether saddr != {f.mac} counter drop\n'
+            f'    iifname "{f.tap}" ether type ip ip saddr != {f.guest_ipv4} counter drop\n'
+            f'    iifname "{f.tap}" ether type arp arp saddr ether != {f.mac} counter drop\n'
+            f'    iifname "{f.tap}" ether type arp arp saddr ip != {f.guest_ipv4} counter drop\n'
             f'    iifname "{f.tap}" ether type {{ ip, arp }} accept\n'
             for f in forwards
         )

@@ -8,6 +8,7 @@ that the real jailer isolates it (the vmlinux itself is booted under QEMU in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -75,7 +76,8 @@ def calls(plan: LaunchPlan) -> list[dict]:
 
 
 async def test_firecracker_contract_launch_configures_then_starts(binary, plan) -> None:
-    pid = await FirecrackerVMM(binary).launch(plan)
+    launched = await FirecrackerVMM(binary).launch(plan)
+    pid = launched.pid
     try:
         assert process_alive(pid, plan.vm_dir)
         made = calls(plan)
@@ -91,7 +93,9 @@ async def test_firecracker_contract_launch_configures_then_starts(binary, plan) 
         assert made[4]["body"] == {"iface_id": "eth0", "host_dev_name": "sbtabc",
                                    "guest_mac": "52:54:00:00:00:01"}
         assert made[5]["body"] == {"action_type": "InstanceStart"}
-        assert "slices-guest-ready" in plan.console_log.read_text()
+        # the console is a stream to the agent (console.py caps it on disk), not a file
+        assert b"slices-guest-ready" in await asyncio.wait_for(
+            launched.console.readuntil(b"slices-guest-ready"), 5)
     finally:
         await kill_process(pid, plan.vm_dir)
     assert not process_alive(pid, plan.vm_dir)
@@ -99,7 +103,7 @@ async def test_firecracker_contract_launch_configures_then_starts(binary, plan) 
 
 async def test_firecracker_contract_pause_and_resume_patch_vm(binary, plan) -> None:
     vmm = FirecrackerVMM(binary)
-    pid = await vmm.launch(plan)
+    pid = (await vmm.launch(plan)).pid
     try:
         await vmm.pause(plan.vm_dir)
         await vmm.resume(plan.vm_dir)

@@ -40,7 +40,6 @@ from slices_blueprint.agent.vmm.base import (
     remove_control_sockets,
 )
 from slices_blueprint.agent.vmm.qemu import QemuMicroVM
-from slices_blueprint.agent.waiting import wait_until
 from tests.conftest import free_port
 from tests.microvm.conftest import require_microvm_host
 
@@ -214,10 +213,10 @@ async def test_default_image_vmlinux_boots_under_qemu_microvm(
                       memory_mib=192, net=UserNet(mac="52:54:00:00:00:0f", bind="127.0.0.1",
                                                   host_port=free_port()))
     started = time.monotonic()
-    pid = await QemuMicroVM("qemu-system-x86_64", "tcg", None).launch(plan)
+    launched = await QemuMicroVM("qemu-system-x86_64", "tcg", None).launch(plan)
+    pid = launched.pid
     try:
-        await wait_until(lambda: READY_MARKER in plan.console_log.read_text(errors="replace"),
-                         BOOT_TIMEOUT, "guest ready marker", interval=0.1)
+        await asyncio.wait_for(launched.console.readuntil(READY_MARKER.encode()), BOOT_TIMEOUT)
         print(f"vmlinux (PVH) to the guest-ready marker: {time.monotonic() - started:.1f} s")
     finally:
         await kill_process(pid, vm_dir)

@@ -254,8 +254,7 @@ class VMManager:
         else:
             net = UserNet(mac=record.mac, bind=self.settings.forward_bind,
                           host_port=record.ssh_port)
-        console = self.console(record.id)
-        console.reset()
+        self.console(record.id).reset()
         plan = LaunchPlan(
             vm_id=record.id, vm_dir=vm_dir, kernel=record.boot.kernel, initrd=record.boot.initrd,
             cmdline=record.boot.cmdline, rootfs=vm_dir / "rootfs.img", seed=vm_dir / "seed.img",

@@ -9,8 +9,9 @@ Hardening: QEMU runs under its seccomp filter (``-sandbox``: no fork/exec, no ob
 resource-control calls) and, when the agent is root, drops to ``vm_user`` (``-runas``) once it
 has opened every file, the TAP and its sockets, so the VM's files stay root's (0600). Then
 ``elevateprivileges`` must stay allowed: QEMU's own setuid runs after the filter is loaded;
-with every uid unprivileged and no capabilities there is nothing left to elevate to. User-mode networking is ``restrict=on``: the guest reaches nothing on or
-beyond the host but explicit ``guestfwd`` services. The serial console is a Unix socket the
+with every uid unprivileged and no capabilities there is nothing left to elevate to.
+User-mode networking is ``restrict=on``: the guest reaches nothing on or beyond the host
+(not even slirp's DNS) but explicit ``guestfwd`` services; the SSH ``hostfwd`` still works. The serial console is a Unix socket the
 agent reads (``console.py``); QEMU starts paused (``-S``) and runs once the agent is attached.
 """
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.network import tap_name
 from slices_blueprint.agent.vmm.base import (
     LaunchPlan,
@@ -34,6 +35,7 @@ from slices_blueprint.agent.vmm.base import (
     vmm_processes,
 )
 from slices_blueprint.agent.vmm.firecracker import FirecrackerVMM, instance_id
+from slices_blueprint.agent.waiting import wait_until
 from tests.microvm.conftest import require_microvm_host
 
 DOUBLE = Path(__file__).with_name("firecracker_double.py")
@@ -93,11 +95,14 @@ async def test_firecracker_contract_launch_configures_then_starts(binary, plan) 
         assert made[4]["body"] == {"iface_id": "eth0", "host_dev_name": "sbtabc",
                                    "guest_mac": "52:54:00:00:00:01"}
         assert made[5]["body"] == {"action_type": "InstanceStart"}
-        # the console is a stream to the agent (console.py caps it on disk), not a file
-        assert b"slices-guest-ready" in await asyncio.wait_for(
-            launched.console.readuntil(b"slices-guest-ready"), 5)
+        # the console is a FIFO the agent's recorder copies into the capped console.log
+        console = ConsoleLog(plan.vm_dir, 1024 * 1024)
+        recorder = asyncio.create_task(record("fc1", launched.console, console))
+        await wait_until(console.ready, 5, "guest ready marker")
+        assert "slices-guest-ready" in console.tail(5)
     finally:
         await kill_process(pid, plan.vm_dir)
+    await asyncio.wait_for(recorder, 5)  # the VMM's end closes the FIFO: the recorder ends
     assert not process_alive(pid, plan.vm_dir)
 
 

@@ -22,6 +22,7 @@ import lz4.block
 import pytest
 
 from slices_blueprint.agent.config import FileRef
+from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.default_image import (
     READY_MARKER,
     DefaultImage,
@@ -40,6 +41,7 @@ from slices_blueprint.agent.vmm.base import (
     remove_control_sockets,
 )
 from slices_blueprint.agent.vmm.qemu import QemuMicroVM
+from slices_blueprint.agent.waiting import wait_until
 from tests.conftest import free_port
 from tests.microvm.conftest import require_microvm_host
 
@@ -216,8 +218,12 @@ async def test_default_image_vmlinux_boots_under_qemu_microvm(
     launched = await QemuMicroVM("qemu-system-x86_64", "tcg", None).launch(plan)
     pid = launched.pid
     try:
-        await asyncio.wait_for(launched.console.readuntil(READY_MARKER.encode()), BOOT_TIMEOUT)
+        console = ConsoleLog(vm_dir, 1024 * 1024)
+        recorder = asyncio.create_task(record("vm-pvh", launched.console, console))
+        await wait_until(console.ready, BOOT_TIMEOUT, "guest ready marker", interval=0.1)
+        assert READY_MARKER in console.tail(20)
         print(f"vmlinux (PVH) to the guest-ready marker: {time.monotonic() - started:.1f} s")
     finally:
         await kill_process(pid, vm_dir)
         remove_control_sockets(vm_dir)
+    await asyncio.wait_for(recorder, 5)  # QEMU's end closes the console: the recorder ends

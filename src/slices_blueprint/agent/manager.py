@@ -281,16 +281,16 @@ class VMManager:
             await asyncio.to_thread(self.network.remove_tap, tap_name(record.id))
             record.tap = None
 
-    def _record_console(self, vm_id: str, stream: asyncio.StreamReader) -> None:
-        self._consoles[vm_id] = asyncio.create_task(record(vm_id, stream, self.console(vm_id)))
+    def _record_console(self, vm_id: str, fd: int) -> None:
+        self._consoles[vm_id] = asyncio.create_task(record(vm_id, fd, self.console(vm_id)))
 
     async def _reattach_console(self, vm_id: str) -> None:
         try:
-            stream = await self.vmm.open_console(self.store.vm_dir(vm_id))
+            fd = self.vmm.open_console(self.store.vm_dir(vm_id))
         except OSError as exc:
             log.warning("agent.console_unattached", vm_id=vm_id, error=str(exc))
             return
-        self._record_console(vm_id, stream)
+        self._record_console(vm_id, fd)
 
     async def _sync_rules(self) -> None:
         if not self.network:

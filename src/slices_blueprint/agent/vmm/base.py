@@ -73,10 +73,10 @@ class LaunchPlan:
 
 @dataclass(frozen=True)
 class Launched:
-    """A started VMM: its pid and the guest's serial console as a byte stream."""
+    """A started VMM: its pid and the guest's serial console, a non-blocking fd to read."""
 
     pid: int
-    console: asyncio.StreamReader
+    console: int
 
 
 class VMM(abc.ABC):
@@ -95,8 +95,9 @@ class VMM(abc.ABC):
         first byte."""
 
     @abc.abstractmethod
-    async def open_console(self, vm_dir: Path) -> asyncio.StreamReader:
-        """Attach again to a running VM's console (after an agent restart)."""
+    def open_console(self, vm_dir: Path) -> int:
+        """Attach again to a running VM's console (after an agent restart): a non-blocking
+        fd the caller reads and closes."""
 
     @abc.abstractmethod
     async def pause(self, vm_dir: Path) -> None: ...

@@ -3,8 +3,9 @@
 Order of calls: PUT /machine-config, /boot-source, /drives/rootfs, /drives/seed,
 /network-interfaces/eth0, then PUT /actions ``InstanceStart``; pause and resume are
 PATCH /vm ``Paused``/``Resumed``. The guest's serial console is Firecracker's stdout, a
-FIFO in the VM directory that the agent reads into the capped ``console.log`` (``console.py``;
-while no agent reads it, Firecracker's console writes fail instead of filling a disk); ``--log-path`` puts the VM directory on its command line, which is
+FIFO in the VM directory that the agent reads into the capped ``console.log``
+(``console.py``; while no agent reads it, Firecracker's console writes fail instead of
+filling a disk). ``--log-path`` puts the VM directory on its command line, which is
 how the agent recognises its processes. Firecracker boots an uncompressed ``vmlinux`` (not a
 bzImage) and has no user-mode networking, so it needs bridge mode. With a jailer configured
 (``jailer.py``) it runs chrooted as an unprivileged user; the VM's control-socket path is
@@ -115,8 +116,21 @@ class FirecrackerVMM(VMM):
         fifo = plan.vm_dir / CONSOLE_FIFO
         fifo.unlink(missing_ok=True)
         os.mkfifo(fifo, 0o600)
-        console = await self.open_console(plan.vm_dir)  # a reader first: the writer's open waits
+        console = self.open_console(plan.vm_dir)  # a reader first: the writer's open waits
+        try:
+            pid = await self._start(plan, argv, api_plan, sock)
+        except BaseException:
+            os.close(console)
+            raise
+        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=pid,
+                 jailed=self.jailer is not None)
+        return Launched(pid=pid, console=console)
+
+    async def _start(self, plan: LaunchPlan, argv: list[str], api_plan: LaunchPlan,
+                     sock: Path) -> int:
+        """Run Firecracker with the console FIFO as stdout, configure and start the VM."""
         errors_path = plan.vm_dir / "vmm.log"
+        fifo = plan.vm_dir / CONSOLE_FIFO
         with fifo.open("wb", buffering=0) as out, errors_path.open("wb") as errors:
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -140,16 +154,10 @@ class FirecrackerVMM(VMM):
             raise VMMError(str(exc)) from exc
         finally:
             await api.close()
-        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=proc.pid,
-                 jailed=self.jailer is not None)
-        return Launched(pid=proc.pid, console=console)
+        return proc.pid
 
-    async def open_console(self, vm_dir: Path) -> asyncio.StreamReader:
-        fd = os.open(vm_dir / CONSOLE_FIFO, os.O_RDONLY | os.O_NONBLOCK)
-        reader = asyncio.StreamReader()
-        await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
-        return reader
+    def open_console(self, vm_dir: Path) -> int:
+        return os.open(vm_dir / CONSOLE_FIFO, os.O_RDONLY | os.O_NONBLOCK)
 
     async def _command(self, plan: LaunchPlan, sock: Path) -> tuple[list[str], LaunchPlan]:
         """The argv to run, and the plan with the paths as Firecracker sees them."""

@@ -11,8 +11,9 @@ has opened every file, the TAP and its sockets, so the VM's files stay root's (0
 ``elevateprivileges`` must stay allowed: QEMU's own setuid runs after the filter is loaded;
 with every uid unprivileged and no capabilities there is nothing left to elevate to.
 User-mode networking is ``restrict=on``: the guest reaches nothing on or beyond the host
-(not even slirp's DNS) but explicit ``guestfwd`` services; the SSH ``hostfwd`` still works. The serial console is a Unix socket the
-agent reads (``console.py``); QEMU starts paused (``-S``) and runs once the agent is attached.
+(not even slirp's DNS) but explicit ``guestfwd`` services; the SSH ``hostfwd`` still works.
+The serial console is a Unix socket the agent reads (``console.py``); QEMU starts paused
+(``-S``) and runs once the agent is attached, so not a byte of the boot is lost.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import socket
 from pathlib import Path
 
 import structlog
@@ -123,25 +125,28 @@ class QemuMicroVM(VMM):
                 *self.argv(plan), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=errors, start_new_session=True,
             )
+        console: int | None = None
         try:
             await wait_until(lambda: qmp_socket.exists() or proc.returncode is not None,
                              LAUNCH_TIMEOUT, "QEMU's QMP socket")
             if proc.returncode is not None:
                 raise VMMError(f"QEMU failed ({proc.returncode}): "
                                f"{log_path.read_text(errors='replace').strip()}")
-            console = await self.open_console(plan.vm_dir)
+            console = self.open_console(plan.vm_dir)
             await qmp(qmp_socket, "cont", timeout=LAUNCH_TIMEOUT)  # answered once QEMU is up
         except (OSError, VMMError, TimeoutError) as exc:
+            if console is not None:
+                os.close(console)
             await kill_process(proc.pid, plan.vm_dir)
             raise VMMError(str(exc)) from exc
         log.info("agent.qemu_started", vm_id=plan.vm_id, pid=proc.pid, user=self.run_as)
         return Launched(pid=proc.pid, console=console)
 
-    async def open_console(self, vm_dir: Path) -> asyncio.StreamReader:
-        reader = asyncio.StreamReader()
-        await asyncio.get_running_loop().create_unix_connection(
-            lambda: asyncio.StreamReaderProtocol(reader), str(control_socket(vm_dir, "console")))
-        return reader
+    def open_console(self, vm_dir: Path) -> int:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(control_socket(vm_dir, "console")))
+            sock.setblocking(False)
+            return sock.detach()
 
     async def pause(self, vm_dir: Path) -> None:
         await qmp(control_socket(vm_dir, "qmp"), "stop")

@@ -83,6 +83,7 @@ class StateStore:
         user-data and keys)."""
         folder = self.vm_dir(record.id)
         folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # also a directory an older agent made
         tmp = folder / "vm.json.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

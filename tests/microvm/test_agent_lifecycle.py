@@ -57,7 +57,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
 
 
 def test_lifecycle_port_forward_pause_resume_delete(make_host) -> None:
-    host = make_host()
+    host = make_host.prepare()
+    # guests reach no private address unless allowed: this one stands for a public server
+    host.start_agent(guest_allowed_networks=f'["{host.gateway}/32"]')
     # outside the namespace, where only NAT'ed egress from the guest can arrive
     web = http.server.ThreadingHTTPServer((host.gateway, 0), _Recorder)
     threading.Thread(target=web.serve_forever, daemon=True).start()

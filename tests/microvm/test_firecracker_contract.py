@@ -8,6 +8,7 @@ that the real jailer isolates it (the vmlinux itself is booted under QEMU in
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.network import tap_name
 from slices_blueprint.agent.vmm.base import (
     LaunchPlan,
@@ -33,6 +35,7 @@ from slices_blueprint.agent.vmm.base import (
     vmm_processes,
 )
 from slices_blueprint.agent.vmm.firecracker import FirecrackerVMM, instance_id
+from slices_blueprint.agent.waiting import wait_until
 from tests.microvm.conftest import require_microvm_host
 
 DOUBLE = Path(__file__).with_name("firecracker_double.py")
@@ -75,7 +78,8 @@ def calls(plan: LaunchPlan) -> list[dict]:
 
 
 async def test_firecracker_contract_launch_configures_then_starts(binary, plan) -> None:
-    pid = await FirecrackerVMM(binary).launch(plan)
+    launched = await FirecrackerVMM(binary).launch(plan)
+    pid = launched.pid
     try:
         assert process_alive(pid, plan.vm_dir)
         made = calls(plan)
@@ -91,15 +95,20 @@ async def test_firecracker_contract_launch_configures_then_starts(binary, plan) 
         assert made[4]["body"] == {"iface_id": "eth0", "host_dev_name": "sbtabc",
                                    "guest_mac": "52:54:00:00:00:01"}
         assert made[5]["body"] == {"action_type": "InstanceStart"}
-        assert "slices-guest-ready" in plan.console_log.read_text()
+        # the console is a FIFO the agent's recorder copies into the capped console.log
+        console = ConsoleLog(plan.vm_dir, 1024 * 1024)
+        recorder = asyncio.create_task(record("fc1", launched.console, console))
+        await wait_until(console.ready, 5, "guest ready marker")
+        assert "slices-guest-ready" in console.tail(5)
     finally:
         await kill_process(pid, plan.vm_dir)
+    await asyncio.wait_for(recorder, 5)  # the VMM's end closes the FIFO: the recorder ends
     assert not process_alive(pid, plan.vm_dir)
 
 
 async def test_firecracker_contract_pause_and_resume_patch_vm(binary, plan) -> None:
     vmm = FirecrackerVMM(binary)
-    pid = await vmm.launch(plan)
+    pid = (await vmm.launch(plan)).pid
     try:
         await vmm.pause(plan.vm_dir)
         await vmm.resume(plan.vm_dir)

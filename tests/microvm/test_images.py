@@ -22,6 +22,7 @@ import lz4.block
 import pytest
 
 from slices_blueprint.agent.config import FileRef
+from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.default_image import (
     READY_MARKER,
     DefaultImage,
@@ -214,11 +215,15 @@ async def test_default_image_vmlinux_boots_under_qemu_microvm(
                       memory_mib=192, net=UserNet(mac="52:54:00:00:00:0f", bind="127.0.0.1",
                                                   host_port=free_port()))
     started = time.monotonic()
-    pid = await QemuMicroVM("qemu-system-x86_64", "tcg", None).launch(plan)
+    launched = await QemuMicroVM("qemu-system-x86_64", "tcg", None).launch(plan)
+    pid = launched.pid
     try:
-        await wait_until(lambda: READY_MARKER in plan.console_log.read_text(errors="replace"),
-                         BOOT_TIMEOUT, "guest ready marker", interval=0.1)
+        console = ConsoleLog(vm_dir, 1024 * 1024)
+        recorder = asyncio.create_task(record("vm-pvh", launched.console, console))
+        await wait_until(console.ready, BOOT_TIMEOUT, "guest ready marker", interval=0.1)
+        assert READY_MARKER in console.tail(20)
         print(f"vmlinux (PVH) to the guest-ready marker: {time.monotonic() - started:.1f} s")
     finally:
         await kill_process(pid, vm_dir)
         remove_control_sockets(vm_dir)
+    await asyncio.wait_for(recorder, 5)  # QEMU's end closes the console: the recorder ends

@@ -1,14 +1,17 @@
-"""Address allocation and the NAT table text (no root needed; the rules are applied for real
+"""Address allocation, the QEMU user-mode netdev and the nftables text (no root needed; the rules are applied for real
 by the microvm-marked tests)."""
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.network import BridgeNetwork, Forward, tap_name
+from slices_blueprint.agent.vmm.base import GuestForward, UserNet
+from slices_blueprint.agent.vmm.qemu import user_netdev
 
 
 def network(**overrides) -> BridgeNetwork:
@@ -24,7 +27,8 @@ def test_allocation_skips_the_gateway_and_every_address_in_use() -> None:
 
 
 def test_ruleset_is_whole_and_limits_egress_only_when_told() -> None:
-    rules = network().ruleset([Forward("vm-b", 22001, "10.9.0.3"), Forward("vm-a", 22000, "10.9.0.2")])
+    rules = network().ruleset([Forward("vm-b", 22001, "10.9.0.3", "sbtb", "52:54:00:00:00:0b"),
+                               Forward("vm-a", 22000, "10.9.0.2", "sbta", "52:54:00:00:00:0a")])
     assert rules.startswith("table ip slices_slicesbr0\ndelete table ip slices_slicesbr0\n")
     assert rules.index("dport 22000") < rules.index("dport 22001")
     assert 'dnat to 10.9.0.2:22 comment "vm:vm-a"' in rules
@@ -36,3 +40,25 @@ def test_ruleset_is_whole_and_limits_egress_only_when_told() -> None:
 def test_tap_names_fit_linux_and_differ_per_vm() -> None:
     assert len(tap_name("resource_site_" + "x" * 60)) <= 15
     assert tap_name("a") != tap_name("b")
+
+
+def test_user_mode_is_restricted_and_forwards_only_named_services() -> None:
+    net = UserNet(mac="52:54:00:00:00:01", bind="127.0.0.1", host_port=22000)
+    assert user_netdev(net) == ("user,id=net0,net=10.0.2.0/24,restrict=on,"
+                                "hostfwd=tcp:127.0.0.1:22000-:22")
+    kme = GuestForward(guest_ip="10.0.2.100", guest_port=443, host="127.0.0.1", host_port=8443)
+    assert user_netdev(replace(net, guest_forwards=(kme,))).endswith(
+        ",restrict=on,hostfwd=tcp:127.0.0.1:22000-:22,"
+        "guestfwd=tcp:10.0.2.100:443-tcp:127.0.0.1:8443")
+
+
+def test_bridge_rules_confine_guests_and_pin_each_tap_to_its_addresses() -> None:
+    net = network(guest_allowed_networks=["10.20.0.0/16"])
+    rules = net.ruleset([Forward("vm-a", 22000, "10.9.0.2", "sbta", "52:54:00:00:00:0a")])
+    assert 'iifname "slicesbr0" counter drop comment "guests reach nothing on the host"' in rules
+    assert 'iifname "slicesbr0" ip daddr { 10.20.0.0/16 } accept' in rules
+    assert rules.index("10.20.0.0/16 } accept") < rules.index("169.254.0.0/16")
+    assert 'iifname "sbta" ether saddr != 52:54:00:00:00:0a counter drop' in rules
+    assert 'iifname "sbta" ether type ip ip saddr != 10.9.0.2 counter drop' in rules
+    assert rules.rstrip().endswith('iifname "sbt*" counter drop '
+                                   'comment "spoofed, not IPv4/ARP, or no running VM"\n  }\n}')

@@ -44,7 +44,8 @@ def build_vmm(settings: AgentSettings) -> VMM:
             jailer = Jailer(settings.jailer_binary, settings.jailer_uid, settings.jailer_gid,
                             settings.jailer_cgroup_version, settings.jailer_netns)
         return FirecrackerVMM(settings.firecracker_binary, jailer)
-    return QemuMicroVM(settings.qemu_binary, settings.qemu_accel, settings.tsc_khz)
+    return QemuMicroVM(settings.qemu_binary, settings.qemu_accel, settings.tsc_khz,
+                       run_as=settings.vm_user)
 
 
 def _manager(request: Request) -> VMManager:
@@ -107,11 +108,7 @@ async def act(vm_id: str, action: Literal["start", "stop", "pause", "resume"],
 
 @router.get("/vms/{vm_id}/console", response_class=PlainTextResponse)
 async def console(vm_id: str, request: Request, tail: int = Query(200, ge=1, le=10000)) -> str:
-    manager = _manager(request)
-    manager.get(vm_id)
-    path = manager.store.vm_dir(vm_id) / "console.log"
-    text = path.read_text(errors="replace") if path.exists() else ""
-    return "\n".join(text.splitlines()[-tail:])
+    return _manager(request).console_tail(vm_id, tail)
 
 
 metrics_router = APIRouter(dependencies=[Depends(require_token)])

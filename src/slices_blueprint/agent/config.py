@@ -84,6 +84,11 @@ class AgentSettings(BaseSettings):
     forward_port_base: int = 22000
     forward_port_count: int = 1000
 
+    # Guest isolation: what a VM may reach, the VMM's user, the console's cap on disk
+    guest_allowed_networks: list[ipaddress.IPv4Network] = []  # non-public nets guests may reach
+    vm_user: str | None = "slices-vm"  # QEMU -runas as root; created if missing; "" keeps root
+    console_log_max_bytes: int = Field(default=8 * 1024 * 1024, ge=256 * 1024)
+
     # Capacity offered to the service
     vcpu_overcommit: float = 4.0
     reserved_memory_mib: int = 512

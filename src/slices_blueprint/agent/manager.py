@@ -8,12 +8,13 @@ the record is saved before anything is created, so a crash at any point leaves a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import structlog
 
 from slices_blueprint.agent.config import AgentSettings
-from slices_blueprint.agent.default_image import READY_MARKER
+from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.images import ImageCache, writable_disk
 from slices_blueprint.agent.network import (
     USER_MODE_GUEST,
@@ -60,6 +61,7 @@ class VMManager:
         self.network = BridgeNetwork(settings) if self.mode == "bridge" else None
         self._alloc_lock = asyncio.Lock()
         self._vm_locks: dict[str, asyncio.Lock] = {}
+        self._consoles: dict[str, asyncio.Task[None]] = {}
 
     def _lock(self, vm_id: str) -> asyncio.Lock:
         return self._vm_locks.setdefault(vm_id, asyncio.Lock())
@@ -85,6 +87,7 @@ class VMManager:
             if record.state in ("running", "paused", "creating"):
                 if process_alive(record.pid, self.store.vm_dir(record.id)):
                     report["adopted"].append(record.id)
+                    await self._reattach_console(record.id)
                     continue
                 if record.state == "creating":  # the agent died half-way through a create
                     record.state, record.reason = "error", "the agent stopped during the create"
@@ -114,16 +117,17 @@ class VMManager:
     def list(self) -> list[VMRecord]:
         return self.store.all()
 
+    def console(self, vm_id: str) -> ConsoleLog:
+        return ConsoleLog(self.store.vm_dir(vm_id), self.settings.console_log_max_bytes)
+
+    def console_tail(self, vm_id: str, lines: int) -> str:
+        """The last ``lines`` lines of the VM's serial console (only the tail is read)."""
+        self.get(vm_id)
+        return self.console(vm_id).tail(lines)
+
     def guest_ready(self, record: VMRecord) -> bool:
         """Whether the guest printed the ready marker on its console since its last boot."""
-        if record.state not in ("running", "paused"):
-            return False
-        try:
-            return READY_MARKER in (self.store.vm_dir(record.id) / "console.log").read_text(
-                errors="replace"
-            )
-        except FileNotFoundError:
-            return False
+        return record.state in ("running", "paused") and self.console(record.id).ready()
 
     async def wait_ready(self, vm_id: str, timeout: float) -> VMRecord:
         await wait_until(lambda: self.guest_ready(self.get(vm_id)), timeout,
@@ -146,6 +150,7 @@ class VMManager:
                 record.boot = boot
                 vm_dir = self.store.vm_dir(spec.id)
                 await writable_disk(base, vm_dir / "rootfs.img", spec.disk_mib)
+                (vm_dir / "rootfs.img").chmod(0o600)
                 ipv4, gateway, dns = self._guest_net(record)
                 await write_seed(vm_dir / "seed.img", spec, ipv4, gateway, dns, record.mac)
                 await self._launch(record)
@@ -250,13 +255,15 @@ class VMManager:
         else:
             net = UserNet(mac=record.mac, bind=self.settings.forward_bind,
                           host_port=record.ssh_port)
-        (vm_dir / "console.log").unlink(missing_ok=True)
+        self.console(record.id).reset()
         plan = LaunchPlan(
             vm_id=record.id, vm_dir=vm_dir, kernel=record.boot.kernel, initrd=record.boot.initrd,
             cmdline=record.boot.cmdline, rootfs=vm_dir / "rootfs.img", seed=vm_dir / "seed.img",
             vcpus=record.spec.vcpus, memory_mib=record.spec.memory_mib, net=net,
         )
-        record.pid = await self.vmm.launch(plan)
+        launched = await self.vmm.launch(plan)
+        self._record_console(record.id, launched.console)
+        record.pid = launched.pid
         record.state, record.reason = "running", None
         self.store.save(record)
         await self._sync_rules()
@@ -264,17 +271,33 @@ class VMManager:
     async def _teardown(self, record: VMRecord) -> None:
         """Kill the VMM process, remove what it used and the TAP (the disk and record stay)."""
         await kill_process(record.pid, self.store.vm_dir(record.id))
+        task = self._consoles.pop(record.id, None)
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.vmm.cleanup(self.store.vm_dir(record.id))
         remove_control_sockets(self.store.vm_dir(record.id))
         if self.network:
             await asyncio.to_thread(self.network.remove_tap, tap_name(record.id))
             record.tap = None
 
+    def _record_console(self, vm_id: str, fd: int) -> None:
+        self._consoles[vm_id] = asyncio.create_task(record(vm_id, fd, self.console(vm_id)))
+
+    async def _reattach_console(self, vm_id: str) -> None:
+        try:
+            fd = self.vmm.open_console(self.store.vm_dir(vm_id))
+        except OSError as exc:
+            log.warning("agent.console_unattached", vm_id=vm_id, error=str(exc))
+            return
+        self._record_console(vm_id, fd)
+
     async def _sync_rules(self) -> None:
         if not self.network:
             return
         forwards = [
-            Forward(r.id, r.ssh_port, r.ipv4.split("/")[0])
+            Forward(r.id, r.ssh_port, r.ipv4.split("/")[0], tap_name(r.id), r.mac)
             for r in self.store.all() if r.state in ("running", "paused")
         ]
         await self.network.sync_rules(forwards)

@@ -3,8 +3,16 @@
 - a bridge holding the subnet's first address (the guests' gateway);
 - one TAP per running VM, enslaved to the bridge, named from the VM id (``sbt…``);
 - the table ``ip slices_<bridge>``: masquerade for the subnet's egress and one DNAT per VM
-  from ``host:ssh_port`` to ``guest:22``. The table is rewritten whole, atomically, from the
-  VM records on every change, so rules are idempotent and a deleted VM leaves none behind.
+  from ``host:ssh_port`` to ``guest:22``; and the guests' confinement: nothing addressed to
+  the host itself (the agent, the service, any local address) is accepted from the bridge
+  but replies, and nothing is forwarded from it to a non-public destination (private,
+  link-local such as 169.254.169.254, loopback, shared, reserved, multicast) unless it is
+  in ``guest_allowed_networks``; public addresses are NAT'd out;
+- the table ``bridge slices_<bridge>``: anti-spoofing per TAP: frames from a VM's TAP must
+  carry its MAC, and its IPv4 address in IPv4 and ARP; anything else (IPv6, other
+  ethertypes, a TAP of no running VM) is dropped before the bridge learns or forwards it.
+Both tables are rewritten whole, atomically, from the VM records on every change, so rules
+are idempotent and a deleted VM leaves none behind.
 
 Nothing here touches the uplink: egress NAT is a rule on our own table, optionally limited
 to ``egress_interface``; ``net.ipv4.ip_forward`` is set only with ``manage_ip_forward``.
@@ -28,6 +36,13 @@ from slices_blueprint.agent.config import AgentSettings
 log = structlog.get_logger(__name__)
 
 TAP_PREFIX = "sbt"
+# IPv4 blocks that are not globally reachable (IANA special-purpose registry): a guest may
+# reach them only where the operator allowed it (``guest_allowed_networks``).
+NON_PUBLIC_V4 = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)
 USER_MODE_GUEST = ("10.0.2.15/24", "10.0.2.2", "10.0.2.3")  # QEMU slirp: address, gw, dns
 
 
@@ -43,9 +58,13 @@ def mac_for(ipv4: str, vm_id: str) -> str:
 
 @dataclass(frozen=True)
 class Forward:
+    """A running VM as the rules see it: its SSH forward and the addresses its TAP may use."""
+
     vm_id: str
     host_port: int
     guest_ipv4: str  # without prefix
+    tap: str
+    mac: str
 
 
 class BridgeNetwork:
@@ -58,6 +77,7 @@ class BridgeNetwork:
         self.dns = settings.dns
         self.egress_interface = settings.egress_interface
         self.manage_ip_forward = settings.manage_ip_forward
+        self.allowed = settings.guest_allowed_networks
         self.table = f"slices_{self.bridge}".replace("-", "_")
 
     # addresses -----------------------------------------------------------------------------
@@ -123,28 +143,63 @@ class BridgeNetwork:
         except FileNotFoundError:
             return {}
 
-    # NAT -----------------------------------------------------------------------------------
+    # rules -------------------------------------------------------------------------------
     def ruleset(self, forwards: Iterable[Forward]) -> str:
+        """Both tables, each deleted and recreated in the same transaction."""
+        forwards = sorted(forwards, key=lambda f: f.host_port)
+        return self._ip_table(forwards) + self._bridge_table(forwards)
+
+    def _ip_table(self, forwards: list[Forward]) -> str:
         egress = f'oifname "{self.egress_interface}" ' if self.egress_interface else ""
-        dnat = "\n".join(
+        dnat = "".join(
             f"    fib daddr type local tcp dport {f.host_port} dnat to {f.guest_ipv4}:22 "
-            f'comment "vm:{f.vm_id}"'
-            for f in sorted(forwards, key=lambda f: f.host_port)
+            f'comment "vm:{f.vm_id}"\n'
+            for f in forwards
         )
+        br = f'iifname "{self.bridge}"'
+        allowed = (f"    {br} ip daddr {{ {', '.join(map(str, self.allowed))} }} accept\n"
+                   if self.allowed else "")
         return (
             f"table ip {self.table}\ndelete table ip {self.table}\n"
             f"table ip {self.table} {{\n"
             "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
-            f"{dnat}\n  }}\n"
+            f"{dnat}  }}\n"
             "  chain output {\n    type nat hook output priority -100; policy accept;\n"
-            f"{dnat}\n  }}\n"
+            f"{dnat}  }}\n"
             "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
             f"    ip saddr {self.subnet} ip daddr != {self.subnet} {egress}masquerade\n  }}\n"
+            "  chain guest_to_host {\n    type filter hook input priority filter; policy accept;\n"
+            f"    {br} ct state established,related accept\n"
+            f'    {br} counter drop comment "guests reach nothing on the host"\n  }}\n'
+            "  chain guest_forward {\n"
+            "    type filter hook forward priority filter; policy accept;\n"
+            f"    {br} ct state established,related accept\n{allowed}"
+            f"    {br} ip daddr {{ {', '.join(NON_PUBLIC_V4)} }} counter drop "
+            'comment "guests reach public addresses only"\n  }\n'
+            "}\n"
+        )
+
+    def _bridge_table(self, forwards: list[Forward]) -> str:
+        rules = "".join(
+            f'    iifname "{f.tap}" ether saddr != {f.mac} counter drop\n'
+            f'    iifname "{f.tap}" ether type ip ip saddr != {f.guest_ipv4} counter drop\n'
+            f'    iifname "{f.tap}" ether type arp arp saddr ether != {f.mac} counter drop\n'
+            f'    iifname "{f.tap}" ether type arp arp saddr ip != {f.guest_ipv4} counter drop\n'
+            f'    iifname "{f.tap}" ether type {{ ip, arp }} accept\n'
+            for f in forwards
+        )
+        return (
+            f"table bridge {self.table}\ndelete table bridge {self.table}\n"
+            f"table bridge {self.table} {{\n"
+            "  chain guest_ingress {\n"
+            "    type filter hook prerouting priority -200; policy accept;\n"
+            f'{rules}    iifname "{TAP_PREFIX}*" counter drop '
+            'comment "spoofed, not IPv4/ARP, or no running VM"\n  }\n'
             "}\n"
         )
 
     async def sync_rules(self, forwards: Iterable[Forward]) -> None:
-        """Make the NAT table exactly the masquerade rule plus these forwards (atomic)."""
+        """Make both tables exactly the rules for these running VMs (atomic)."""
         await _nft(self.ruleset(forwards))
 
 

@@ -29,7 +29,7 @@ def hostname_for(name: str) -> str:
 
 async def write_seed(dest: Path, spec: VMSpec, ipv4: str, gateway: str, dns: str,
                      mac: str) -> None:
-    """Write the seed disk image to ``dest``."""
+    """Write the seed disk image to ``dest``, readable by its owner only."""
     hostname = hostname_for(spec.name)
     keys = "".join(k.strip() + "\n" for k in spec.ssh_authorized_keys)
     meta = {"instance-id": spec.id, "local-hostname": hostname}
@@ -55,5 +55,7 @@ async def write_seed(dest: Path, spec: VMSpec, ipv4: str, gateway: str, dns: str
             "".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items())
         )
         (root / "slices/authorized_keys").write_text(keys)
+        dest.touch(mode=0o600)  # mkfs keeps an existing file's mode: never readable by others
+        dest.chmod(0o600)
         await run("mkfs.ext4", "-q", "-F", "-L", SEED_LABEL, "-d", str(root), str(dest),
                   f"{SEED_MIB}M")

@@ -66,7 +66,8 @@ class StateStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.chmod(0o700)
 
     def vm_dir(self, vm_id: str) -> Path:
         return self.root / vm_id
@@ -78,10 +79,15 @@ class StateStore:
             return None
 
     def save(self, record: VMRecord) -> None:
+        """Write the record atomically, readable by the agent's user only (it holds the
+        user-data and keys)."""
         folder = self.vm_dir(record.id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)  # also a directory an older agent made
         tmp = folder / "vm.json.tmp"
-        tmp.write_text(record.model_dump_json(indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(record.model_dump_json(indent=2))
         os.replace(tmp, folder / "vm.json")
 
     def all(self) -> list[VMRecord]:

@@ -36,12 +36,25 @@ class TapNet:
 
 
 @dataclass(frozen=True)
+class GuestForward:
+    """One service a user-mode guest may reach: connections to ``guest_ip:guest_port`` inside
+    the guest's network go to ``host:host_port`` (QEMU ``guestfwd``)."""
+
+    guest_ip: str
+    guest_port: int
+    host: str
+    host_port: int
+
+
+@dataclass(frozen=True)
 class UserNet:
-    """QEMU user-mode networking with one host port forwarded to the guest's port 22."""
+    """QEMU user-mode networking, restricted: one host port forwarded to the guest's port 22,
+    and the guest reaches nothing outside but its ``guest_forwards``."""
 
     mac: str
     bind: str
     host_port: int
+    guest_forwards: tuple[GuestForward, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,9 +70,13 @@ class LaunchPlan:
     memory_mib: int
     net: TapNet | UserNet
 
-    @property
-    def console_log(self) -> Path:
-        return self.vm_dir / "console.log"
+
+@dataclass(frozen=True)
+class Launched:
+    """A started VMM: its pid and the guest's serial console, a non-blocking fd to read."""
+
+    pid: int
+    console: int
 
 
 class VMM(abc.ABC):
@@ -73,8 +90,14 @@ class VMM(abc.ABC):
         return None
 
     @abc.abstractmethod
-    async def launch(self, plan: LaunchPlan) -> int:
-        """Start the VM and answer the VMM's pid once the guest is booting."""
+    async def launch(self, plan: LaunchPlan) -> Launched:
+        """Start the VM; answer once the guest is booting, its console attached from the
+        first byte."""
+
+    @abc.abstractmethod
+    def open_console(self, vm_dir: Path) -> int:
+        """Attach again to a running VM's console (after an agent restart): a non-blocking
+        fd the caller reads and closes."""
 
     @abc.abstractmethod
     async def pause(self, vm_dir: Path) -> None: ...

@@ -2,8 +2,10 @@
 
 Order of calls: PUT /machine-config, /boot-source, /drives/rootfs, /drives/seed,
 /network-interfaces/eth0, then PUT /actions ``InstanceStart``; pause and resume are
-PATCH /vm ``Paused``/``Resumed``. The guest's serial console is Firecracker's stdout,
-kept in ``console.log``; ``--log-path`` puts the VM directory on its command line, which is
+PATCH /vm ``Paused``/``Resumed``. The guest's serial console is Firecracker's stdout, a
+FIFO in the VM directory that the agent reads into the capped ``console.log``
+(``console.py``; while no agent reads it, Firecracker's console writes fail instead of
+filling a disk). ``--log-path`` puts the VM directory on its command line, which is
 how the agent recognises its processes. Firecracker boots an uncompressed ``vmlinux`` (not a
 bzImage) and has no user-mode networking, so it needs bridge mode. With a jailer configured
 (``jailer.py``) it runs chrooted as an unprivileged user; the VM's control-socket path is
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ import structlog
 
 from slices_blueprint.agent.vmm.base import (
     VMM,
+    Launched,
     LaunchPlan,
     TapNet,
     VMMError,
@@ -35,6 +39,7 @@ from slices_blueprint.agent.waiting import wait_until
 log = structlog.get_logger(__name__)
 
 ID_MAX = 64  # Firecracker's limit on --id
+CONSOLE_FIFO = "console.fifo"
 
 
 class FirecrackerAPI:
@@ -102,16 +107,34 @@ class FirecrackerVMM(VMM):
     def tap_owner(self) -> tuple[int, int] | None:
         return (self.jailer.uid, self.jailer.gid) if self.jailer else None
 
-    async def launch(self, plan: LaunchPlan) -> int:
+    async def launch(self, plan: LaunchPlan) -> Launched:
         if not isinstance(plan.net, TapNet):
             raise VMMError("Firecracker needs bridge networking (a TAP per VM)")
         sock = control_socket(plan.vm_dir, "api")
         sock.unlink(missing_ok=True)
         argv, api_plan = await self._command(plan, sock)
-        with plan.console_log.open("ab") as console:
+        fifo = plan.vm_dir / CONSOLE_FIFO
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo, 0o600)
+        console = self.open_console(plan.vm_dir)  # a reader first: the writer's open waits
+        try:
+            pid = await self._start(plan, argv, api_plan, sock)
+        except BaseException:
+            os.close(console)
+            raise
+        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=pid,
+                 jailed=self.jailer is not None)
+        return Launched(pid=pid, console=console)
+
+    async def _start(self, plan: LaunchPlan, argv: list[str], api_plan: LaunchPlan,
+                     sock: Path) -> int:
+        """Run Firecracker with the console FIFO as stdout, configure and start the VM."""
+        errors_path = plan.vm_dir / "vmm.log"
+        fifo = plan.vm_dir / CONSOLE_FIFO
+        with fifo.open("wb", buffering=0) as out, errors_path.open("wb") as errors:
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console, stderr=console,
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=errors,
                     start_new_session=True,
                 )
             except OSError as exc:
@@ -121,7 +144,7 @@ class FirecrackerVMM(VMM):
             await wait_until(lambda: sock.exists() or proc.returncode is not None, 5.0,
                              "Firecracker API socket")
             if proc.returncode is not None:
-                output = plan.console_log.read_text(errors="replace").strip().splitlines()
+                output = errors_path.read_text(errors="replace").strip().splitlines()
                 raise VMMError(f"{Path(argv[0]).name} exited with {proc.returncode}: "
                                f"{output[-1] if output else 'no output'}")
             await api.configure(api_plan)
@@ -131,9 +154,10 @@ class FirecrackerVMM(VMM):
             raise VMMError(str(exc)) from exc
         finally:
             await api.close()
-        log.info("agent.firecracker_started", vm_id=plan.vm_id, pid=proc.pid,
-                 jailed=self.jailer is not None)
         return proc.pid
+
+    def open_console(self, vm_dir: Path) -> int:
+        return os.open(vm_dir / CONSOLE_FIFO, os.O_RDONLY | os.O_NONBLOCK)
 
     async def _command(self, plan: LaunchPlan, sock: Path) -> tuple[list[str], LaunchPlan]:
         """The argv to run, and the plan with the paths as Firecracker sees them."""

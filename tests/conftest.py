@@ -162,6 +162,20 @@ def start_server(settings: Settings, database_url: str, *, worker: bool = True) 
     return LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings, server=server, thread=thread)
 
 
+@contextmanager
+def service_of_its_own(pg_admin_url: str, data_dir: Path, *, worker: bool = True,
+                       **overrides: object) -> Iterator[LiveServer]:
+    """The service on a fresh database of its own: what a test module does there (quotas it
+    fills, limits it sets, a fuzzer's writes) stays there, and no other test's worker runs
+    its jobs."""
+    with fresh_database(pg_admin_url) as url:
+        server = start_server(make_settings(data_dir, url, free_port(), **overrides), url, worker=worker)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="session")
 def live(database_url: str, data_dir: Path) -> Iterator[LiveServer]:
     """The service with an in-process worker, dev mode on, the test-double provider enabled."""

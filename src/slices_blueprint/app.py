@@ -25,7 +25,6 @@ from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_
 from slices_blueprint.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
 from slices_blueprint.core.security import TokenVerifier
-from slices_blueprint.core.security_headers import SecurityHeaders
 from slices_blueprint.events.service import limit_rate
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.resources.models import ComputeResource
@@ -103,7 +102,6 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     app.add_middleware(RefuseNul)  # reads text bodies whole: inside the size cap below
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    app.add_middleware(SecurityHeaders)
     if settings.dev_mode:
         app.add_middleware(LoopbackHostOnly)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)

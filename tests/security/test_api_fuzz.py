@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from slices_blueprint.core.dev_issuer import mint_dev_token
-from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
+from tests.conftest import LiveServer, service_of_its_own
 
 SECONDS = int(os.environ.get("SLICES_BLUEPRINT_FUZZ_SECONDS", "45"))
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # the few checks turned off, and why
@@ -29,12 +29,9 @@ SCHEMATHESIS = shutil.which("schemathesis") or str(Path(sys.executable).with_nam
 @pytest.fixture(scope="module")
 def fuzz_site(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A service of its own: what the fuzzer creates, hides and deletes stays there."""
-    with fresh_database(pg_admin_url) as url:
-        settings = make_settings(tmp_path_factory.mktemp("fuzz"), url, free_port(), providers=["test-double"],
-                                 log_level="ERROR")
-        server = start_server(settings, url)
+    with service_of_its_own(pg_admin_url, tmp_path_factory.mktemp("fuzz"), providers=["test-double"],
+                            log_level="ERROR") as server:
         yield server
-        server.stop()
 
 
 @pytest.mark.parametrize("who", ["experiment", "user", "admin"])

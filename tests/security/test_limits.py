@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
+from tests.conftest import LiveServer, service_of_its_own
 from tests.helpers import Api
 
 MIB = 1024 * 1024
@@ -23,19 +23,10 @@ EVENTS_PER_MINUTE = 5
 @pytest.fixture(scope="module")
 def server(pg_admin_url, data_dir) -> Iterator[LiveServer]:
     """Small limits; no worker, so resources stay pending (a wait on them waits)."""
-    with fresh_database(pg_admin_url) as database_url:  # no other test's worker runs its jobs
-        settings = make_settings(
-            data_dir,
-            database_url,
-            free_port(),
-            max_userdata_bytes=1024,
-            max_request_config_bytes=512,
-            max_waits_per_experiment=WAITS,
-            audit_events_per_resource_per_minute=EVENTS_PER_MINUTE,
-        )
-        live = start_server(settings, database_url, worker=False)
+    with service_of_its_own(pg_admin_url, data_dir, worker=False, max_userdata_bytes=1024,
+                            max_request_config_bytes=512, max_waits_per_experiment=WAITS,
+                            audit_events_per_resource_per_minute=EVENTS_PER_MINUTE) as live:
         yield live
-        live.stop()
 
 
 @pytest.fixture(scope="module")

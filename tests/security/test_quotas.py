@@ -17,7 +17,7 @@ import pytest
 
 from slices_blueprint.core.deps import API_PREFIX
 from slices_blueprint.core.dev_issuer import dev_ids
-from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
+from tests.conftest import LiveServer, service_of_its_own
 from tests.helpers import Api
 
 SITE_VCPUS = 6
@@ -27,17 +27,9 @@ SITE_VCPUS = 6
 def server(pg_admin_url, data_dir) -> Iterator[LiveServer]:
     """The service with site quotas (6 vCPUs, 5 test-double instances per project); no
     worker, so resources stay pending and count as live."""
-    with fresh_database(pg_admin_url) as database_url:  # no other test's worker runs its jobs
-        settings = make_settings(
-            data_dir,
-            database_url,
-            free_port(),
-            quota_vcpus=SITE_VCPUS,
-            quota_flavor_types={"test-double": 5},
-        )
-        live = start_server(settings, database_url, worker=False)
+    with service_of_its_own(pg_admin_url, data_dir, worker=False, quota_vcpus=SITE_VCPUS,
+                            quota_flavor_types={"test-double": 5}) as live:
         yield live
-        live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Pure-ASGI middleware for every request: a request id bound to the logs and echoed in
-``X-Request-ID`` with the Prometheus request counters; and the request body size cap.
+``X-Request-ID``, the security headers (:mod:`core.security_headers`) and the Prometheus
+request counters; and the request body size cap.
 (Pure ASGI: no per-request task or body buffering, unlike decorator-style HTTP middleware.)"""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from slices_blueprint.core.errors import BodyTooLarge, too_large
 from slices_blueprint.core.metrics import REQUEST_SECONDS, REQUESTS
+from slices_blueprint.core.security_headers import SECURITY_HEADERS
 
 REQUEST_ID_HEADER = b"x-request-id"
 
@@ -34,7 +36,10 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode("latin-1"))]
+                headers = message.get("headers", [])
+                present = {name.lower() for name, _ in headers}
+                message["headers"] = [*headers, (REQUEST_ID_HEADER, request_id.encode("latin-1")),
+                                      *((k, v) for k, v in SECURITY_HEADERS if k not in present)]
             await send(message)
 
         with structlog.contextvars.bound_contextvars(request_id=request_id):

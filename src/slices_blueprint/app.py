@@ -103,7 +103,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     if settings.dev_mode:
-        app.add_middleware(LoopbackHostOnly)  # outermost: nothing runs for a foreign Host
+        app.add_middleware(LoopbackHostOnly, networks=settings.dev_allowed_networks)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)
     for router in routers():
         app.include_router(router)

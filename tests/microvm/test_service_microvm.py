@@ -46,7 +46,8 @@ def own_database(pg_admin_url: str):
 
 @pytest.fixture
 def service(own_database: str, tmp_path: Path):
-    settings = make_settings(tmp_path / "svc", own_database, free_port(), host_heartbeat_seconds=1)
+    settings = make_settings(tmp_path / "svc", own_database, free_port(), host_heartbeat_seconds=1,
+                             dev_allowed_networks=["10.250.0.0/16"])  # agents reach it from their namespaces
     server = start_server(settings, own_database)
     yield server
     server.stop()

@@ -96,3 +96,11 @@ def test_loopback_names_are_answered(live: LiveServer, http: httpx.Client, host:
     port = live.settings.port
     minted = http.post(f"{live.url}/dev/tokens", json={"user": "alice"}, headers={"Host": f"{host}:{port}"})
     assert minted.status_code == 200 and minted.json()["token"]
+
+
+def test_dev_allowed_networks_admit_addresses_never_names(tmp_path: Path) -> None:
+    from slices_blueprint.core.dev_guard import allowed
+
+    networks = Settings(data_dir=tmp_path, dev_mode=True, dev_allowed_networks=["10.250.0.0/16"]).dev_allowed_networks
+    assert allowed("10.250.3.1", networks) and allowed("localhost", networks)
+    assert not allowed("10.251.0.1", networks) and not allowed("rebound.attacker.invalid", networks)

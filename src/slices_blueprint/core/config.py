@@ -16,6 +16,7 @@ from pydantic import (
     AliasChoices,
     BaseModel,
     Field,
+    IPvAnyNetwork,
     NonNegativeInt,
     SecretStr,
     field_validator,
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
     # Dev mode: a local issuer whose tokens the service trusts. Only when asked for (this
     # setting or `serve --dev`), and only with a loopback listener and a loopback public URL.
     dev_mode: bool = False
+    # In dev mode, requests must name a loopback host; a test network's agents (in network
+    # namespaces, through a relay) may also name IP addresses in these networks. IP literals
+    # only: a DNS name could be rebound.
+    dev_allowed_networks: list[IPvAnyNetwork] = []
     trusted_issuers: list[TrustedIssuer] = Field(
         default_factory=lambda: [TrustedIssuer(issuer="https://portal.slices-ri.eu")]
     )

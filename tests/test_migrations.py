@@ -10,8 +10,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
 from slices_blueprint.core import migrations
-from slices_blueprint.core.all_models import Base
 from slices_blueprint.core.database import sqlalchemy_url
+from slices_blueprint.migrations.models import Base
 
 
 def test_migrations_match_the_models(database_url: str) -> None:

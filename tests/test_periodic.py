@@ -9,8 +9,8 @@ import time
 import psycopg
 
 from slices_blueprint.core.database import Database
-from slices_blueprint.tasks.jobs import Runtime
-from slices_blueprint.tasks.periodic import reconcile
+from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.resources.scheduled import reconcile
 from tests.helpers import Api
 
 

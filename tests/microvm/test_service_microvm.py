@@ -17,8 +17,8 @@ import pytest
 from slices_blueprint.agent.local import enrol_local_host, start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
 from slices_blueprint.core.database import Database
-from slices_blueprint.tasks.jobs import Runtime
-from slices_blueprint.tasks.periodic import reconcile
+from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.resources.scheduled import reconcile
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api, some_certificate
 from tests.microvm.conftest import Relay, require_microvm_host

@@ -1,8 +1,7 @@
-"""The ``Caller`` dependency: who is calling, with which experiment, and may they."""
+"""The ``Caller`` dependency: the verified caller of a request (see ``identity.caller``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,41 +9,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.deps import SessionDep
-from slices_blueprint.core.errors import Forbidden, Unauthorized
-from slices_blueprint.core.security import TokenVerifier, VerifiedToken
+from slices_blueprint.core.errors import Unauthorized
+from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.identity import service
-from slices_blueprint.identity.models import Experiment, User
+from slices_blueprint.identity.caller import Caller
 
 bearer = HTTPBearer(auto_error=False, description="A SLICES user id-token or experiment JWT")
-
-
-@dataclass
-class Caller:
-    """The verified caller of one request."""
-
-    kind: str  # "user" | "experiment"
-    token: VerifiedToken
-    user: User | None = None
-    experiment: Experiment | None = None
-    is_admin: bool = False
-    project_ids: set[str] = field(default_factory=set)
-
-    @property
-    def actor(self) -> str:
-        """Who to name in the audit trail."""
-        if self.user:
-            return self.user.id
-        return str(self.token.claims.get("user") or self.token.subject)
-
-    def require_experiment(self) -> Experiment:
-        if self.experiment is None:
-            raise Forbidden("this operation needs an experiment token (slices experiment jwt <exp>)")
-        return self.experiment
-
-    def require_admin(self) -> User:
-        if not (self.user and self.is_admin):
-            raise Forbidden("this operation is for site administrators")
-        return self.user
 
 
 def verifier(request: Request) -> TokenVerifier:

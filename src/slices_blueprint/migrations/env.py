@@ -6,8 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool, text
 
-from slices_blueprint.core.all_models import Base
 from slices_blueprint.core.database import sqlalchemy_url
+from slices_blueprint.migrations.models import Base
 
 MIGRATION_LOCK = 727_100_001
 

@@ -19,7 +19,7 @@ from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import record
-from slices_blueprint.identity.deps import Caller
+from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers

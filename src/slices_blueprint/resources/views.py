@@ -15,10 +15,8 @@ from fastapi.responses import PlainTextResponse
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import (
     BODY_PROBLEMS,
-    BadGateway,
     Conflict,
     Invalid,
-    NotFound,
     RequestTimeout,
     TooManyRequests,
     problem_responses,
@@ -29,8 +27,8 @@ from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity import service as identity
 from slices_blueprint.identity.deps import CallerDep, verifier
 from slices_blueprint.identity.models import User
-from slices_blueprint.providers.base import NotSupported, ProviderError
 from slices_blueprint.resources import service, states
+from slices_blueprint.resources.logs import read_logs
 from slices_blueprint.resources.schemas import (
     EventOut,
     ExtendRequest,
@@ -38,7 +36,6 @@ from slices_blueprint.resources.schemas import (
     ResourceOut,
     ResourcesRequest,
 )
-from slices_blueprint.tasks.jobs import Runtime, driver_for
 from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
@@ -202,19 +199,9 @@ async def resource_events(resource_id: str, caller: CallerDep, session: SessionD
 @router.get("/resources/{resource_id}/logs", response_class=PlainTextResponse,
             responses=PER_RESOURCE)
 async def resource_logs(
-    resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
+    resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     tail: int = Query(default=200, ge=1, le=10000, description="last lines"),
 ) -> str:
     """The container log of a pod (where the cluster keeps logs), as plain text."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
-    if not resource.provider_resource_id:
-        raise Conflict(f"resource {resource.friendly_name!r} has no {resource.provider} node yet")
-    driver = await driver_for(Runtime(settings=settings, db=request.app.state.db), resource)
-    try:
-        return await driver.logs(resource.provider_resource_id, tail)
-    except NotSupported as exc:
-        raise NotFound(f"no logs: {exc}") from exc
-    except ProviderError as exc:
-        raise BadGateway(str(exc)) from exc
-    finally:
-        await driver.close()
+    return await read_logs(session, settings, resource, tail)

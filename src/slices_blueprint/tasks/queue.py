@@ -1,4 +1,6 @@
-"""The Procrastinate app: the operation job, the periodic jobs, and the worker loop.
+"""The Procrastinate app: registers the jobs the domains define (the resource operation,
+the resource, catalog, host and telemetry periodic jobs), retries stalled jobs, and runs the
+worker loop.
 
 Procrastinate keeps its jobs in PostgreSQL (its schema is created by our first migration),
 so enqueueing joins the caller's transaction and any number of workers on any number of
@@ -13,12 +15,14 @@ from typing import Any
 import procrastinate
 import structlog
 
+from slices_blueprint.catalog.scheduled import sync_site_catalogs
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.hosts.service import mark_lost
 from slices_blueprint.providers.base import TransientProviderError
-from slices_blueprint.tasks import periodic
-from slices_blueprint.tasks.jobs import Runtime, run_operation
+from slices_blueprint.resources import scheduled as resources
+from slices_blueprint.resources.flows import run_operation
 from slices_blueprint.tasks.service import OPERATION_JOB
 from slices_blueprint.telemetry import service as telemetry
 
@@ -26,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 QUEUE = "operations"
 STALLED_CHECK_SECONDS = 15
+STALLED_AFTER_SECONDS = 30  # a worker that missed heartbeats this long is presumed dead
 CATALOG_SYNC_JOB = "sb:catalog_sync"
 
 
@@ -54,22 +59,22 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
     @app.periodic(cron=cron_every(settings.reaper_interval_seconds), periodic_id="reaper")
     @app.task(name="sb:reap_expired", queue=QUEUE, queueing_lock="sb:reap_expired", pass_context=True)
     async def reap(context: procrastinate.JobContext, timestamp: int) -> None:
-        await periodic.reap_expired(runtime, context.app)
+        await resources.reap_expired(runtime, context.app)
 
     @app.periodic(cron=cron_every(settings.reconcile_interval_seconds), periodic_id="reconciler")
     @app.task(name="sb:reconcile", queue=QUEUE, queueing_lock="sb:reconcile")
     async def reconcile(timestamp: int) -> None:
-        await periodic.reconcile(runtime)
+        await resources.reconcile(runtime)
 
     @app.periodic(cron=cron_every(settings.catalog_sync_interval_seconds), periodic_id="catalog")
     @app.task(name=CATALOG_SYNC_JOB, queue=QUEUE, queueing_lock=CATALOG_SYNC_JOB)
     async def catalog_sync(timestamp: int) -> None:
-        await periodic.sync_site_catalogs(runtime)
+        await sync_site_catalogs(runtime)
 
     @app.periodic(cron=cron_every(STALLED_CHECK_SECONDS), periodic_id="stalled")
     @app.task(name="sb:retry_stalled", queue=QUEUE, queueing_lock="sb:retry_stalled", pass_context=True)
     async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
-        await periodic.retry_stalled_jobs(context.app)
+        await retry_stalled_jobs(context.app)
 
     @app.periodic(cron=cron_every(STALLED_CHECK_SECONDS), periodic_id="hosts_lost")
     @app.task(name="sb:mark_lost_hosts", queue=QUEUE, queueing_lock="sb:mark_lost_hosts")
@@ -87,6 +92,13 @@ def build_queue(settings: Settings, db: Database) -> procrastinate.App:
     return app
 
 
+async def retry_stalled_jobs(queue: procrastinate.App) -> int:
+    """Put back jobs whose worker stopped sending heartbeats (killed, machine lost)."""
+    stalled = list(await queue.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS))
+    for job in stalled:
+        log.warning("queue.stalled_job_retried", job_id=job.id, task=job.task_name)
+        await queue.job_manager.retry_job(job)
+    return len(stalled)
 
 
 async def request_catalog_sync(queue: procrastinate.App) -> None:
@@ -103,9 +115,9 @@ async def run_worker(queue: procrastinate.App, settings: Settings, *, name: str,
         "concurrency": settings.worker_concurrency,
         "install_signal_handlers": install_signal_handlers,
         "update_heartbeat_interval": 5,
-        "stalled_worker_timeout": periodic.STALLED_AFTER_SECONDS,
+        "stalled_worker_timeout": STALLED_AFTER_SECONDS,
         "delete_jobs": "successful",
     }
-    await periodic.retry_stalled_jobs(queue)
+    await retry_stalled_jobs(queue)
     log.info("worker.started", name=name, concurrency=settings.worker_concurrency)
     await queue.run_worker_async(**worker_options)

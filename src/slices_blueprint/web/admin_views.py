@@ -17,7 +17,7 @@ from slices_blueprint.core.ids import path_id
 from slices_blueprint.credentials import service as credentials
 from slices_blueprint.events.models import Event
 from slices_blueprint.hosts import service as hosts
-from slices_blueprint.identity.deps import Caller
+from slices_blueprint.identity.caller import Caller
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.resources.service import resource_out

@@ -27,7 +27,8 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.identity.deps import Caller, caller_from_token
+from slices_blueprint.identity.caller import Caller
+from slices_blueprint.identity.deps import caller_from_token
 from slices_blueprint.web import oidc
 from slices_blueprint.web.session import (
     WebSession,

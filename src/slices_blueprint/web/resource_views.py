@@ -14,17 +14,16 @@ from slices_blueprint.catalog import service as catalog
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep, SettingsDep
-from slices_blueprint.core.errors import Conflict, Invalid, NotFound
+from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ProblemError
 from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.credentials.service import plaintext_for
 from slices_blueprint.events.service import for_resource
-from slices_blueprint.identity.deps import Caller
-from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.registry import build_driver, driver_class, enabled_types, offers
+from slices_blueprint.identity.caller import Caller
+from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas import service as quotas
 from slices_blueprint.quotas.service import QuotaExceeded
 from slices_blueprint.resources import service, states
+from slices_blueprint.resources.logs import read_logs
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.service import TERMINAL, task_out
@@ -173,14 +172,10 @@ async def resource_details(resource_id: str, request: Request, db: SessionDep, s
 async def resource_logs(resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """The last lines of the container's / VM's log, where the provider's driver has them."""
     resource = await service.get_resource(db, caller, path_id(resource_id, "resource"))
-    credential, selected = await plaintext_for(db, settings, driver_class(resource.provider).credential_kind, resource.created_by)
-    driver = build_driver(settings, resource.provider, credential, selected)
     try:
-        text, error = await driver.logs(resource.provider_resource_id or ""), None
-    except ProviderError as exc:  # NotSupported included
-        text, error = None, str(exc)
-    finally:
-        await driver.close()
+        text, error = await read_logs(db, settings, resource), None
+    except ProblemError as exc:  # no node, no logs, or the provider failed: said in the page
+        text, error = None, exc.detail
     return render(request, "fragments/logs.html", text=text, error=error)
 
 

@@ -1,5 +1,5 @@
-"""Periodic work: reap expired resources, reconcile stored state with providers, and
-retry jobs whose worker died."""
+"""The resource lifecycle's periodic jobs: reap expired resources, reconcile stored state
+with the providers (drift, orphans)."""
 
 from __future__ import annotations
 
@@ -10,22 +10,21 @@ import procrastinate
 import structlog
 from sqlalchemy import func, select
 
-from slices_blueprint.catalog.flows import site_configured, sync_from_provider
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.metrics import ORPHANS_DELETED
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ComputeDriver, ManagedNode, ProviderError
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.resources import service as resources
 from slices_blueprint.resources import states
+from slices_blueprint.resources.flows import resource_driver
 from slices_blueprint.resources.models import ComputeResource
-from slices_blueprint.tasks.jobs import Runtime, driver_for
 
 log = structlog.get_logger(__name__)
 
-STALLED_AFTER_SECONDS = 30  # a worker that missed heartbeats this long is presumed dead
 ORPHAN_LOOKBACK = dt.timedelta(days=1)  # accounts of resources deleted this recently are searched too
 
 
@@ -78,7 +77,7 @@ async def reconcile(runtime: Runtime) -> dict[str, int]:
 
 async def _reconcile_one(runtime: Runtime, resource: ComputeResource) -> int:
     try:
-        driver = await driver_for(runtime, resource)
+        driver = await resource_driver(runtime, resource)
         try:
             info = await driver.status(resource.provider_resource_id or "")
         finally:
@@ -118,7 +117,7 @@ async def _handle_orphans(runtime: Runtime, sample: ComputeResource) -> tuple[in
     """
     settings = runtime.settings
     try:
-        driver = await driver_for(runtime, sample)
+        driver = await resource_driver(runtime, sample)
     except ProviderError as exc:
         log.warning("reconciler.list_failed", provider=sample.provider, error=str(exc))
         return 0, 0
@@ -181,26 +180,3 @@ async def _delete_orphan(runtime: Runtime, driver: ComputeDriver, provider: str,
     log.info("reconciler.orphan_deleted", provider=provider, provider_resource_id=node.provider_resource_id)
     ORPHANS_DELETED.labels(provider=provider).inc()
     return 1
-
-
-async def sync_site_catalogs(runtime: Runtime) -> None:
-    """Import the catalogs of the operator's site-wide providers."""
-    for flavor_type in enabled_types(runtime.settings):
-        if not site_configured(runtime.settings, flavor_type):
-            continue
-        try:
-            async with runtime.db.session() as session:
-                await sync_from_provider(session, runtime.settings, flavor_type, "system:catalog-sync")
-        except ProviderError as exc:
-            log.warning("catalog.sync_failed", flavor_type=flavor_type, error=str(exc))
-
-
-async def retry_stalled_jobs(queue: procrastinate.App) -> int:
-    """Put back jobs whose worker stopped sending heartbeats (killed, machine lost)."""
-    stalled = list(await queue.job_manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS))
-    for job in stalled:
-        log.warning("queue.stalled_job_retried", job_id=job.id, task=job.task_name)
-        await queue.job_manager.retry_job(job)
-    return len(stalled)
-
-

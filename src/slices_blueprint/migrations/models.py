@@ -1,4 +1,4 @@
-"""Imports every domain's models so that ``Base.metadata`` knows all tables."""
+"""Every domain's models, so that ``Base.metadata`` (what Alembic compares) knows all tables."""
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.models import Base

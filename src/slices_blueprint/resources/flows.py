@@ -1,4 +1,4 @@
-"""The job that carries out one operation (create, delete, reset, pause, resume, stop, start)
+"""The resource lifecycle's worker side: the job that carries out one operation (create, delete, reset, pause, resume, stop, start)
 on one resource, through the resource's provider driver.
 
 Three short transactions: start (check the task is still to do, move the resource to its
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
 
 import structlog
 
@@ -21,7 +20,8 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.metrics import TASK_DURATION
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.credentials.service import plaintext_for
+from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.credentials.drivers import driver_for
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import (
     ComputeDriver,
@@ -30,7 +30,7 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
-from slices_blueprint.providers.registry import build_driver, driver_class
+from slices_blueprint.providers.registry import driver_class
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -39,20 +39,10 @@ from slices_blueprint.tasks.service import TERMINAL
 log = structlog.get_logger(__name__)
 
 
-@dataclass
-class Runtime:
-    """What jobs need from the process that runs them."""
-
-    settings: Settings
-    db: Database
-
-
-async def driver_for(runtime: Runtime, resource: ComputeResource) -> ComputeDriver:
+async def resource_driver(runtime: Runtime, resource: ComputeResource) -> ComputeDriver:
     """The driver for a resource, with its creator's credential (or the site's)."""
-    kind = driver_class(resource.provider).credential_kind
     async with runtime.db.session() as session:
-        plaintext, selected = await plaintext_for(session, runtime.settings, kind, resource.created_by)
-    return build_driver(runtime.settings, resource.provider, plaintext, selected)
+        return await driver_for(session, runtime.settings, resource.provider, resource.created_by)
 
 
 def node_spec(settings: Settings, resource: ComputeResource, flavor: Flavor, image: DiskImage) -> NodeSpec:
@@ -128,7 +118,7 @@ async def _start(runtime: Runtime, task_id: uuid.UUID) -> tuple[Task, ComputeRes
 
 
 async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource, spec: NodeSpec) -> NodeInfo | None:
-    driver = await driver_for(runtime, resource)
+    driver = await resource_driver(runtime, resource)
     progress = ProgressWriter(runtime.db, task.id)
     try:
         if task.kind == "create":

@@ -14,7 +14,6 @@ import shutil
 import socket
 import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from slices_blueprint.core.database import start_embedded_postgres
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.providers.endpoints import EndpointPolicy
+from tests.helpers import wait_for
 
 SERVER_PG = os.environ.get("SLICES_BLUEPRINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_INTEGRATION = os.environ.get("SLICES_BLUEPRINT_REQUIRE_INTEGRATION") == "1"
@@ -154,11 +154,12 @@ def start_server(settings: Settings, database_url: str, *, worker: bool = True) 
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
+    def started() -> bool:
+        if not thread.is_alive():
             raise RuntimeError("the test server did not start")
-        time.sleep(0.05)
+        return server.started
+
+    wait_for(started, 30, "the test server starting", interval=0.05)
     return LiveServer(url=f"http://127.0.0.1:{settings.port}", settings=settings, server=server, thread=thread)
 
 

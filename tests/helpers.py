@@ -1,18 +1,42 @@
-"""Test helpers: tokens from the dev issuer, catalog entries, waiting for tasks."""
+"""Test helpers: waiting for a condition, tokens from the dev issuer, catalog entries, waiting
+for tasks."""
 
 from __future__ import annotations
 
 import ssl
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import tenacity
 
 from slices_blueprint.core.dev_issuer import mint_dev_token
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], timeout: float, what: str | Callable[[], str], *,
+             interval: float = 0.2, ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """Call ``check`` every ``interval`` seconds until it answers something truthy, and answer
+    that. After ``timeout`` seconds the test fails naming ``what`` (a callable is asked then:
+    e.g. a log's tail) and the last answer. An exception from ``check`` fails at once, unless
+    it is one of ``ignoring`` (e.g. "not answering yet")."""
+
+    def timed_out(state: tenacity.RetryCallState) -> T:
+        outcome = state.outcome
+        last = outcome.exception() if outcome and outcome.failed else outcome and outcome.result()
+        message = what() if callable(what) else what
+        raise AssertionError(f"{message}: not within {timeout} s (last: {str(last)[:500]})")
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(interval),
+        retry=tenacity.retry_if_not_result(bool) | tenacity.retry_if_exception_type(ignoring),
+        retry_error_callback=timed_out,
+    )
+    return retrying(check)
 
 
 def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: float,
@@ -20,16 +44,12 @@ def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: floa
     """Wait until ``url`` answers 200 while ``process`` lives; fail with its log otherwise.
     ``verify``: the TLS context to trust (asked anew each try: e.g. a certificate the
     process makes when it starts)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def answering() -> bool:
         assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()[-3000:]}"
-        try:
-            if httpx.get(url, timeout=2, verify=verify() if verify else True).status_code == 200:
-                return
-        except (httpx.HTTPError, OSError):
-            pass
-        assert time.monotonic() < deadline, f"{url} did not answer in {timeout} s: {log.read_text()[-3000:]}"
-        time.sleep(0.2)
+        return httpx.get(url, timeout=2, verify=verify() if verify else True).status_code == 200
+
+    wait_for(answering, timeout, lambda: f"{url} answering 200: {log.read_text()[-3000:]}",
+             ignoring=(httpx.HTTPError, OSError))
 
 
 def some_certificate(directory: Path) -> str:
@@ -77,10 +97,9 @@ class Api:
         return self.ok("POST", "/resources", exp_token, 202, json=body)
 
     def wait_task(self, token: str, task_id: str, timeout: float = 60) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
+        def finished() -> dict | None:
             task = self.ok("GET", f"/tasks/{task_id}", token)
-            if task["status"] in ("succeeded", "failed", "cancelled"):
-                return task
-            assert time.monotonic() < deadline, f"task still {task['status']}: {task}"
-            time.sleep(0.2)
+            return task if task["status"] in ("succeeded", "failed", "cancelled") else None
+
+        return wait_for(finished, timeout,
+                        lambda: f"task finishing: still {self.ok('GET', f'/tasks/{task_id}', token)}")

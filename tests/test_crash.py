@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port, fresh_database, make_settings, start_server
-from tests.helpers import Api
+from tests.helpers import Api, wait_for
 
 COUNT = 20
 
@@ -49,10 +48,11 @@ def test_sigkill_worker_mid_batch_loses_nothing_and_creates_nothing_twice(crash_
     log = data_dir / "worker.log"
 
     first = start_worker(data_dir, url, server.settings.site_id, log)
-    deadline = time.monotonic() + 120
-    while not any(s["status"] == "succeeded" for s in api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"]):
-        assert time.monotonic() < deadline and first.poll() is None, log.read_text()[-2000:]
-        time.sleep(0.2)
+    def one_succeeded() -> bool:
+        assert first.poll() is None, log.read_text()[-2000:]
+        return any(s["status"] == "succeeded" for s in api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"])
+
+    wait_for(one_succeeded, 120, lambda: f"a first create succeeding: {log.read_text()[-2000:]}")
     first.send_signal(signal.SIGKILL)
     first.wait()
     mid = api.ok("GET", f"/tasks/{task['id']}", token)

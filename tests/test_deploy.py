@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 from tests.conftest import free_port, fresh_database, integration_unavailable
-from tests.helpers import wait_answering
+from tests.helpers import wait_answering, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 UNITS = ("slices-blueprint.service", "slices-blueprint-worker@.service", "slices-blueprint-agent.service")
@@ -101,13 +100,12 @@ def test_service_and_worker_units_run_and_do_jobs(unit_env: dict[str, str], tmp_
                  for name, argv, extra in (("serve", serve, serve_env), ("worker", worker, worker_env))]
     try:
         wait_answering(f"http://127.0.0.1:{port}/readyz", processes[0], tmp_path / "serve.log", 60)
-        deadline = time.monotonic() + 60
         # the service queues a catalog sync at start; only the worker unit runs jobs
         with psycopg.connect(unit_env["DATABASE_URL"], autocommit=True) as conn:
-            while not conn.execute("SELECT count(*) FROM events WHERE action = 'catalog.sync'"
-                                   " AND outcome = 'ok'").fetchone()[0]:
-                assert time.monotonic() < deadline + 30, (tmp_path / "worker.log").read_text()[-2000:]
-                time.sleep(0.3)
+            wait_for(lambda: conn.execute("SELECT count(*) FROM events WHERE action = 'catalog.sync'"
+                                          " AND outcome = 'ok'").fetchone()[0], 90,
+                     lambda: f"the worker syncing the catalog: {(tmp_path / 'worker.log').read_text()[-2000:]}",
+                     interval=0.3)
         assert f"name=worker-1@{socket.gethostname()}" in (tmp_path / "worker.log").read_text()
     finally:
         for process in processes:

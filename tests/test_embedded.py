@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 import psutil
 
 from slices_blueprint.core.deps import BI_PREFIX
 from tests.conftest import free_port
-from tests.helpers import wait_answering
+from tests.helpers import wait_answering, wait_for
 
 
 def test_serve_on_embedded_defaults(tmp_path) -> None:
@@ -38,15 +37,15 @@ def test_serve_on_embedded_defaults(tmp_path) -> None:
         auth = {"Authorization": f"Bearer {exp}"}
         task = httpx.post(f"{bi}/resources", headers=auth, json={"request_id": "6f1c7a4e-5f39-4b4e-9a57-0a1b2c3d4e5f", "resources": [
             {"friendly_name": "one", "flavor_id": flavor["id"], "disk_image_id": image["id"]}]}).json()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{bi}/tasks/{task['id']}", headers=auth).json()["status"] != "succeeded":
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_for(lambda: httpx.get(f"{bi}/tasks/{task['id']}", headers=auth).json()["status"] == "succeeded",
+                 60, "the create task succeeding")
         postmasters = [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]
         assert postmasters, "the embedded PostgreSQL should run from the data dir"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-    time.sleep(2)
-    left = [p for p in psutil.process_iter(["name", "cmdline"]) if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]
-    assert not left, "the embedded PostgreSQL should stop with the service"
+    def ours() -> list:
+        return [p for p in psutil.process_iter(["name", "cmdline"])
+                if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+
+    wait_for(lambda: not ours(), 5, "the embedded PostgreSQL stopping with the service")

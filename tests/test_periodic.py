@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 
 import psycopg
 
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.resources.scheduled import reconcile
-from tests.helpers import Api
+from tests.helpers import Api, wait_for
 
 
 def test_reaper_deletes_expired_resources(live, http) -> None:
@@ -22,10 +21,8 @@ def test_reaper_deletes_expired_resources(live, http) -> None:
     task = api.create(token, ["ephemeral"], flavor, image, expires_at=expires)
     api.wait_task(token, task["id"])
     rid = task["resource_ids"][0]
-    deadline = time.monotonic() + 60
-    while api.ok("GET", f"/resources/{rid}", token)["status"] != "deleted":
-        assert time.monotonic() < deadline, "the reaper did not delete the expired resource"
-        time.sleep(0.5)
+    wait_for(lambda: api.ok("GET", f"/resources/{rid}", token)["status"] == "deleted", 60,
+             "the reaper deleting the expired resource", interval=0.5)
     actors = {(e["action"], e["actor"]) for e in api.ok("GET", f"/resources/{rid}/events", token)}
     assert ("resource.delete", "system:reaper") in actors
     node_files = list((live.settings.data_dir / "test-double").glob("*.json"))

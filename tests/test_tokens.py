@@ -26,6 +26,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from slices_blueprint.core.config import TrustedIssuer
 from tests.conftest import LiveServer, free_port, make_settings, start_server
+from tests.helpers import wait_for
 
 
 def b64(raw: bytes) -> str:
@@ -66,8 +67,7 @@ class Issuer:
 def issuer() -> Iterator[Issuer]:
     issuer = Issuer()
     issuer.thread.start()
-    while not issuer.server.started:
-        time.sleep(0.05)
+    wait_for(lambda: issuer.server.started, 30, "the test issuer starting", interval=0.05)
     yield issuer
     issuer.server.should_exit = True
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     make_settings,
     start_server,
 )
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
 PROVIDER_SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
@@ -95,17 +96,15 @@ def oidc_site(database_url: str, data_dir: Path, tmp_path_factory: pytest.TempPa
 
 
 def _wait_for(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def answering() -> bool:
         if process.poll() is not None:
             integration_unavailable(f"oidc-provider exited: {log.read_text()[-500:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    integration_unavailable("oidc-provider did not answer within 30 s")
+        return httpx.get(url, timeout=2).status_code == 200
+
+    try:
+        wait_for(answering, 30, "oidc-provider answering", ignoring=(httpx.HTTPError,))
+    except AssertionError:
+        integration_unavailable("oidc-provider did not answer within 30 s")
 
 
 def _login(page: Any, site: OidcSite, path: str = "/ui/") -> None:

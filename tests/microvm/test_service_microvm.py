@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.resources.scheduled import reconcile
 from tests.conftest import free_port, fresh_database, make_settings, start_server
-from tests.helpers import Api, some_certificate
+from tests.helpers import Api, some_certificate, wait_for
 from tests.microvm.conftest import Relay, require_microvm_host
 from tests.microvm.test_agent_lifecycle import assert_nothing_left, ssh_banner
 
@@ -51,14 +50,6 @@ def service(own_database: str, tmp_path: Path):
     server = start_server(settings, own_database)
     yield server
     server.stop()
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
-        time.sleep(0.2)
-    return result
 
 
 def microvm_catalog(api: Api, admin: str) -> tuple[str, str]:

@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.tls import ensure_certificate
 from slices_blueprint.hosts.pinning import pinned_context
 from tests.conftest import LiveServer, free_port
-from tests.helpers import Api, wait_answering
+from tests.helpers import Api, wait_answering, wait_for
 
 
 @dataclass
@@ -158,8 +157,8 @@ class Admin:
         return {h["name"]: h for h in listed}
 
     def wait_host(self, name: str, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while (host := self.hosts().get(name)) is None or not host["metrics"]:
-            assert time.monotonic() < deadline, f"host {name} did not register with a heartbeat"
-            time.sleep(0.2)
-        return host
+        def beating() -> dict | None:
+            host = self.hosts().get(name)
+            return host if host is not None and host["metrics"] else None
+
+        return wait_for(beating, timeout, f"host {name} registering with a heartbeat")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import time
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers import microvm
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
+from tests.helpers import wait_for
 from tests.security.agents import Admin, AttackerAgent, start_agent
 from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)
 
@@ -72,7 +72,4 @@ def test_a_man_in_the_middle_with_another_certificate_is_refused(
     assert mismatch and mismatch[0]["pinned_sha256"] == row["cert_sha256"], logs
     # the real agent back at its URL is trusted again
     agents.append(start_agent(honest.data_dir, "pinned", port=honest.port))
-    deadline = time.monotonic() + 10
-    while asyncio.run(status()) != "gone":
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    wait_for(lambda: asyncio.run(status()) == "gone", 10, "the pinned agent answering again")

@@ -12,7 +12,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 
 import psycopg
 import pytest
@@ -26,7 +25,7 @@ from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers.base import NodeSpec, ProviderError
 from slices_blueprint.providers.microvm import MicroVMDriver
-from tests.helpers import some_certificate
+from tests.helpers import some_certificate, wait_for
 from tests.security.agents import Admin, AttackerAgent, start_agent
 from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)
 
@@ -49,10 +48,8 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(host_service, http, agents,
     impostor = start_agent(tmp_path / "impostor", "victim", service_url=host_service.url,
                            enrolment_token=admin.enrol("mallory"))
     agents.append(impostor)
-    deadline = time.monotonic() + 20
-    while "the service refused to register host victim" not in impostor.log.read_text():
-        assert time.monotonic() < deadline, impostor.log.read_text()[-2000:]
-        time.sleep(0.2)
+    wait_for(lambda: "the service refused to register host victim" in impostor.log.read_text(), 20,
+             lambda: f"the impostor refused: {impostor.log.read_text()[-2000:]}")
 
     # and by hand, the same attacker with everything it could have: its own host's token,
     # the victim's enrolment token (used: replayed), a valid enrolment for another name
@@ -86,8 +83,8 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(host_service, http, agents,
     victim = start_agent(victim.data_dir, "victim", port=victim.port, service_url=host_service.url,
                          enrolment_token=victim_enrolment)
     agents.append(victim)
-    time.sleep(2)
-    again = admin.hosts()["victim"]
+    again = wait_for(lambda: (h := admin.hosts()["victim"])["last_heartbeat_at"] > pinned["last_heartbeat_at"] and h,
+                     20, "the restarted victim's heartbeat")
     assert again["id"] == pinned["id"] and again["last_heartbeat_at"] > pinned["last_heartbeat_at"]
     assert "refused" not in victim.log.read_text()
 

@@ -18,6 +18,7 @@ from joserfc.jwk import ECKey
 
 from slices_blueprint.core.config import TrustedIssuer
 from tests.conftest import LiveServer, free_port, make_settings, start_server
+from tests.helpers import wait_for
 
 
 class FailingIssuer:
@@ -40,8 +41,7 @@ class FailingIssuer:
         port = int(self.url.rsplit(":", 1)[1])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
         threading.Thread(target=self.server.run, daemon=True).start()
-        while not self.server.started:
-            time.sleep(0.05)
+        wait_for(lambda: self.server.started, 30, "the failing issuer starting", interval=0.05)
 
 
 @pytest.fixture(scope="module")

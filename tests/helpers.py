@@ -44,8 +44,10 @@ def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: floa
     """Wait until ``url`` answers 200 while ``process`` lives; fail with its log otherwise.
     ``verify``: the TLS context to trust (asked anew each try: e.g. a certificate the
     process makes when it starts)."""
+
     def answering() -> bool:
-        assert process.poll() is None, f"exited with {process.returncode}: {log.read_text()[-3000:]}"
+        assert process.poll() is None, (
+            f"exited with {process.returncode}: {log.read_text()[-3000:]}")
         return httpx.get(url, timeout=2, verify=verify() if verify else True).status_code == 200
 
     wait_for(answering, timeout, lambda: f"{url} answering 200: {log.read_text()[-3000:]}",

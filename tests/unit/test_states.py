@@ -20,7 +20,8 @@ ALLOWED = {
     ("pending", "provisioning"), ("provisioning", "running"),
     ("running", "resetting"), ("resetting", "running"),
     ("running", "pausing"), ("pausing", "paused"), ("paused", "resuming"), ("resuming", "running"),
-    ("running", "stopping"), ("stopping", "stopped"), ("stopped", "starting"), ("starting", "running"),
+    ("running", "stopping"), ("stopping", "stopped"),
+    ("stopped", "starting"), ("starting", "running"),
     ("running", "stopped"), ("paused", "stopped"),  # the provider reports it powered off
     ("stopped", "resetting"), ("stopped", "running"),
     ("error", "resetting"), ("error", "running"), ("error", "stopped"),

@@ -48,7 +48,8 @@ def test_terminal_states() -> None:
 def test_the_batch_view_aggregates_its_subtasks() -> None:
     batch = task("pending", kind="batch")
     done = task("succeeded", 100, finished_at=T0 + dt.timedelta(seconds=5))
-    broken = task("failed", 10, error="quota exceeded at the provider", finished_at=T0 + dt.timedelta(seconds=9))
+    broken = task("failed", 10, error="quota exceeded at the provider",
+                  finished_at=T0 + dt.timedelta(seconds=9))
     out = _task_out(batch, [done, broken], SITE)
     assert (out.status, out.completed) == ("failed", 100)
     assert out.finished_at == T0 + dt.timedelta(seconds=9)  # when the last part ended

@@ -20,6 +20,7 @@ async def sync_site_catalogs(runtime: Runtime) -> None:
             continue
         try:
             async with runtime.db.session() as session:
-                await sync_from_provider(session, runtime.settings, flavor_type, "system:catalog-sync")
+                await sync_from_provider(session, runtime.settings, flavor_type,
+                                         "system:catalog-sync")
         except ProviderError as exc:
             log.warning("catalog.sync_failed", flavor_type=flavor_type, error=str(exc))

@@ -22,7 +22,8 @@ def site_configured(settings: Settings, flavor_type: str) -> bool:
     hosts always belong to the site)."""
     if flavor_type == "microvm":
         return True
-    return {"vm": settings.openstack_clouds_yaml, "k8s": settings.kubernetes_kubeconfig}.get(flavor_type) is not None
+    site_wide = {"vm": settings.openstack_clouds_yaml, "k8s": settings.kubernetes_kubeconfig}
+    return site_wide.get(flavor_type) is not None
 
 
 async def driver_for(
@@ -30,7 +31,8 @@ async def driver_for(
 ) -> ComputeDriver:
     """The driver for work on behalf of ``owner_id`` (a resource's creator): with their
     uploaded credential when they have one, else the site's configuration."""
-    plaintext, selected = await plaintext_for(session, settings, driver_class(flavor_type).credential_kind, owner_id)
+    kind = driver_class(flavor_type).credential_kind
+    plaintext, selected = await plaintext_for(session, settings, kind, owner_id)
     return build_driver(settings, flavor_type, plaintext, selected)
 
 
@@ -45,5 +47,6 @@ async def catalog_driver_for(
         return build_driver(settings, flavor_type), SITE_CLUSTER
     plaintext, selected = await plaintext_for(session, settings, kind, owner_id)
     if plaintext is None:
-        raise ProviderError(f"no site-wide {flavor_type} provider is configured and you have no {kind} credential")
+        raise ProviderError(f"no site-wide {flavor_type} provider is configured "
+                            f"and you have no {kind} credential")
     return build_driver(settings, flavor_type, plaintext, selected), selected or SITE_CLUSTER

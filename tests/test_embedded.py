@@ -44,6 +44,7 @@ def test_serve_on_embedded_defaults(tmp_path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
     def ours() -> list:
         return [p for p in psutil.process_iter(["name", "cmdline"])
                 if p.info["name"] == "postgres" and str(tmp_path) in " ".join(p.info["cmdline"] or [])]

@@ -83,8 +83,11 @@ def test_an_enrolled_hosts_name_cannot_be_taken_over(host_service, http, agents,
     victim = start_agent(victim.data_dir, "victim", port=victim.port, service_url=host_service.url,
                          enrolment_token=victim_enrolment)
     agents.append(victim)
-    again = wait_for(lambda: (h := admin.hosts()["victim"])["last_heartbeat_at"] > pinned["last_heartbeat_at"] and h,
-                     20, "the restarted victim's heartbeat")
+    def beating_again() -> dict | None:
+        host = admin.hosts()["victim"]
+        return host if host["last_heartbeat_at"] > pinned["last_heartbeat_at"] else None
+
+    again = wait_for(beating_again, 20, "the restarted victim's heartbeat")
     assert again["id"] == pinned["id"] and again["last_heartbeat_at"] > pinned["last_heartbeat_at"]
     assert "refused" not in victim.log.read_text()
 

@@ -7,7 +7,7 @@ import uuid
 
 from slices_blueprint.catalog.sync import SyncReport, sync_catalog
 from slices_blueprint.core.database import Database
-from slices_blueprint.providers.test_double import TestDoubleDriver
+from slices_blueprint.providers.test_double.driver import TestDoubleDriver
 from tests.helpers import Api
 
 

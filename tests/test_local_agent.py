@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from slices_blueprint.agent.local import local_agent_port
+from slices_blueprint.hosts.local import local_agent_port
 from tests.conftest import make_settings
 
 

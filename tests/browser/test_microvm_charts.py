@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from slices_blueprint.agent.local import start_local_agent
+from slices_blueprint.hosts.local import start_local_agent
 from tests.browser.conftest import dev_login, shot
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api

@@ -22,8 +22,8 @@ from urllib3.exceptions import HTTPError
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.providers.base import NodeSpec
-from slices_blueprint.providers.kubernetes import KubernetesDriver
-from slices_blueprint.providers.kubernetes_pods import namespace_name
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.kubernetes.pods import namespace_name
 
 KUBECONFIG = Path(os.environ.get("K8S_AIO_KUBECONFIG", "/var/lib/k8s-aio/kubeconfig"))
 RUN = uuid.uuid4().hex[:6]  # tells this run's objects from any other's

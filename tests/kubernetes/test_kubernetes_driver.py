@@ -31,8 +31,8 @@ from slices_blueprint.providers.base import (
     TransientProviderError,
 )
 from slices_blueprint.providers.endpoints import EndpointNotAllowed, EndpointPolicy
-from slices_blueprint.providers.kubernetes import KubernetesDriver
-from slices_blueprint.providers.kubernetes_pods import (
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.kubernetes.pods import (
     MANAGED_SELECTOR,
     label_value,
     namespace_name,

@@ -16,8 +16,9 @@ from kubernetes import client as k8s
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import NodeSpec, ProviderError
-from slices_blueprint.providers.kubernetes import KubernetesDriver, parse_kubeconfig, pick_context
-from slices_blueprint.providers.kubernetes_pods import (
+from slices_blueprint.providers.kubernetes.client import parse_kubeconfig, pick_context
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.kubernetes.pods import (
     label_value,
     namespace_name,
     parse_config,

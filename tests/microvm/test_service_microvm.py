@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from slices_blueprint.agent.local import enrol_local_host, start_local_agent
+from slices_blueprint.hosts.local import enrol_local_host, start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.runtime import Runtime

@@ -18,7 +18,7 @@ from openstack.connection import Connection
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
-from slices_blueprint.providers.openstack import META_RESOURCE, OpenStackDriver
+from slices_blueprint.providers.openstack.driver import META_RESOURCE, OpenStackDriver
 from tests.conftest import LOOPBACK_ALLOWED, fresh_database
 from tests.openstack.support import (
     AIO_CLOUD,

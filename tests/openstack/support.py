@@ -16,7 +16,7 @@ from openstack.config import OpenStackConfig
 from openstack.connection import Connection
 
 from slices_blueprint.providers.base import NodeSpec
-from slices_blueprint.providers.openstack import META_RESOURCE
+from slices_blueprint.providers.openstack.driver import META_RESOURCE
 from tests.conftest import integration_unavailable
 
 AIO_CLOUDS_YAML = Path(os.environ.get("AIO_CLOUDS_YAML", "/var/lib/openstack-aio/clouds.yaml"))

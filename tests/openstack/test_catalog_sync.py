@@ -8,7 +8,7 @@ from sqlalchemy import select
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.catalog.sync import sync_catalog
 from slices_blueprint.core.database import Database
-from slices_blueprint.providers.openstack import OpenStackDriver
+from slices_blueprint.providers.openstack.driver import OpenStackDriver
 from tests.openstack.support import SUFFIX, Cloud
 
 pytestmark = pytest.mark.openstack

@@ -14,7 +14,7 @@ import yaml
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import ProviderError, TransientProviderError
 from slices_blueprint.providers.endpoints import EndpointNotAllowed, EndpointPolicy
-from slices_blueprint.providers.openstack import OpenStackDriver
+from slices_blueprint.providers.openstack.driver import OpenStackDriver
 from tests.conftest import LOOPBACK_POLICY
 from tests.openstack.support import AIO_CLOUD, USER_PASSWORD, Cloud
 

@@ -8,7 +8,7 @@ import secrets
 import pytest
 
 from slices_blueprint.providers.base import ManagedNode, ProviderError
-from slices_blueprint.providers.openstack import MANAGED_TAG, META_RESOURCE, OpenStackDriver
+from slices_blueprint.providers.openstack.driver import MANAGED_TAG, META_RESOURCE, OpenStackDriver
 from tests.openstack.support import Cloud, Recorder, in_cidr
 
 pytestmark = pytest.mark.openstack

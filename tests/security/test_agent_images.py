@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slices_blueprint.agent.config import FileRef
+from slices_blueprint.agent.protocol import FileRef
 from slices_blueprint.agent.images import ImageCache
 from tests.security.agents import start_agent
 from tests.security.host_fixtures import agents  # noqa: F401 (fixture)

@@ -17,9 +17,9 @@ from structlog.testing import capture_logs
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.hosts.pinning import fingerprint
-from slices_blueprint.providers import microvm
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.microvm import MicroVMDriver
+from slices_blueprint.providers.microvm import driver as microvm
+from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from tests.helpers import wait_for
 from tests.security.agents import Admin, AttackerAgent, start_agent
 from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)

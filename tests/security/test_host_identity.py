@@ -24,7 +24,7 @@ from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import fingerprint
 from slices_blueprint.providers.base import NodeSpec, ProviderError
-from slices_blueprint.providers.microvm import MicroVMDriver
+from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from tests.helpers import some_certificate, wait_for
 from tests.security.agents import Admin, AttackerAgent, start_agent
 from tests.security.host_fixtures import agents, host_service  # noqa: F401 (fixtures)

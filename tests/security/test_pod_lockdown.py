@@ -24,8 +24,8 @@ import pytest
 from kubernetes import client as k8s
 
 from slices_blueprint.providers.base import NodeSpec, ProviderError
-from slices_blueprint.providers.kubernetes import KubernetesDriver
-from slices_blueprint.providers.kubernetes_pods import (
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.kubernetes.pods import (
     NETWORK_POLICY,
     check_config,
     namespace_name,

@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.microvm import MicroVMDriver
+from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import wait_for
 from tests.security.agents import Admin, AttackerAgent, start_agent

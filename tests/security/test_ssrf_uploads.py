@@ -21,8 +21,8 @@ import yaml
 from slices_blueprint.core.deps import API_PREFIX
 from slices_blueprint.core.dev_issuer import mint_dev_token
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.kubernetes import KubernetesDriver
-from slices_blueprint.providers.openstack import OpenStackDriver
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.openstack.driver import OpenStackDriver
 from tests.conftest import (
     LOOPBACK_POLICY,
     LiveServer,

@@ -21,9 +21,8 @@ from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.images import ImageRefused
 from slices_blueprint.agent.manager import VMConflict, VMManager, VMNotFound
 from slices_blueprint.agent.metrics import host_capacity, prometheus_text, snapshot
+from slices_blueprint.agent.protocol import HostView, VMSpec, VMView
 from slices_blueprint.agent.registration import Registrar
-from slices_blueprint.agent.schemas import HostView, VMView
-from slices_blueprint.agent.state import VMSpec
 from slices_blueprint.agent.tls import ensure_certificate
 from slices_blueprint.agent.vmm.base import VMM, VMMError
 from slices_blueprint.agent.vmm.firecracker import FirecrackerVMM
@@ -55,7 +54,7 @@ def _manager(request: Request) -> VMManager:
 def _view(request: Request, vm_id: str) -> VMView:
     manager = _manager(request)
     record = manager.get(vm_id)
-    return VMView.of(record, manager.guest_ready(record), request.app.state.public_host)
+    return record.view(manager.guest_ready(record), request.app.state.public_host)
 
 
 @router.get("/host", response_model=HostView)

@@ -9,24 +9,10 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class FileRef(BaseModel):
-    """A file to download into the image cache; ``sha256`` is checked when given."""
-
-    url: str
-    sha256: str | None = None
-
-
-class ImageSource(BaseModel):
-    """A bootable image: kernel, optional initrd, root filesystem, kernel command line."""
-
-    kernel: FileRef
-    rootfs: FileRef
-    initrd: FileRef | None = None
-    cmdline: str = "console=ttyS0 panic=-1 quiet"
+from slices_blueprint.agent.protocol import ImageSource
 
 
 def default_agent_dir() -> Path:

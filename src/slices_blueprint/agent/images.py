@@ -24,8 +24,8 @@ from urllib.parse import unquote, urlparse
 import httpx
 import structlog
 
-from slices_blueprint.agent.config import FileRef, ImageSource
 from slices_blueprint.agent.default_image import build_default_image
+from slices_blueprint.agent.protocol import FileRef, ImageSource
 from slices_blueprint.agent.state import BootFiles
 from slices_blueprint.agent.vmm.base import VMMError, run
 

@@ -23,8 +23,9 @@ from slices_blueprint.agent.network import (
     mac_for,
     tap_name,
 )
+from slices_blueprint.agent.protocol import VMSpec
 from slices_blueprint.agent.seed import write_seed
-from slices_blueprint.agent.state import StateStore, VMRecord, VMSpec
+from slices_blueprint.agent.state import StateStore, VMRecord
 from slices_blueprint.agent.vmm.base import (
     VMM,
     LaunchPlan,

@@ -19,6 +19,7 @@ from slices_blueprint.agent.auth import TokenKeeper
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.manager import VMManager
 from slices_blueprint.agent.metrics import host_capacity, snapshot
+from slices_blueprint.agent.protocol import Heartbeat, HostRegistration, RegistrationOut
 from slices_blueprint.agent.tls import AgentCertificate
 
 log = structlog.get_logger(__name__)
@@ -48,12 +49,12 @@ class Registrar:
         return [("enrolment token", enrolment.get_secret_value()), *own] if unused else own
 
     async def register(self) -> str:
-        body = {
-            "name": self.settings.name, "url": self.settings.url, "token": self.tokens.token,
-            "cert_pem": self.certificate.pem, "vmm": self.manager.vmm.name,
-            "network_mode": self.manager.mode, "labels": self.settings.labels,
+        body = HostRegistration(
+            name=self.settings.name, url=self.settings.url, token=self.tokens.token,
+            cert_pem=self.certificate.pem, vmm=self.manager.vmm.name,
+            network_mode=self.manager.mode, labels=self.settings.labels,
             **host_capacity(self.manager),
-        }
+        ).wire()
         refusals = []
         for kind, bearer in self._credentials():
             response = await self.client.post("/api/v1/hosts/register", json=body,
@@ -64,7 +65,7 @@ class Registrar:
             response.raise_for_status()
             if kind == "enrolment token":
                 self.tokens.record_enrolment(bearer)
-            self.host_id = response.json()["id"]
+            self.host_id = RegistrationOut.model_validate(response.json()).id
             log.info("agent.registered", host_id=self.host_id, service=self.settings.service_url,
                      name=self.settings.name, using=kind, cert_sha256=self.certificate.sha256)
             return self.host_id
@@ -76,9 +77,9 @@ class Registrar:
 
     async def heartbeat(self) -> None:
         metrics = await snapshot(self.manager)
-        body = {**host_capacity(self.manager), "metrics": metrics}
+        body = Heartbeat(**host_capacity(self.manager), metrics=metrics)
         response = await self.client.post(
-            f"/api/v1/hosts/{self.host_id}/heartbeat", json=body,
+            f"/api/v1/hosts/{self.host_id}/heartbeat", json=body.model_dump(mode="json"),
             headers={"Authorization": f"Bearer {self.tokens.token}"},
         )
         if response.status_code in (401, 404):
@@ -91,7 +92,7 @@ class Registrar:
             if self.host_id is None:
                 await self.register()
             await self.heartbeat()
-        except (httpx.HTTPError, RuntimeError, KeyError) as exc:
+        except (httpx.HTTPError, RuntimeError, ValueError) as exc:  # ValueError: a shape refused
             log.warning("agent.heartbeat_failed", error=str(exc) or type(exc).__name__)
 
     async def run(self) -> None:

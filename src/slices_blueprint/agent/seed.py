@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from slices_blueprint.agent.default_image import SEED_LABEL
-from slices_blueprint.agent.state import VMSpec
+from slices_blueprint.agent.protocol import VMSpec
 from slices_blueprint.agent.vmm.base import run
 
 SEED_MIB = 4

@@ -11,28 +11,10 @@ import datetime as dt
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from slices_blueprint.agent.config import ImageSource
-
-VMState = Literal["creating", "running", "paused", "stopped", "error"]
-VM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$"
-
-
-class VMSpec(BaseModel):
-    """What a client asks for; creating twice with the same id returns the first VM."""
-
-    id: str = Field(pattern=VM_ID_PATTERN)
-    name: str = Field(default="microvm", max_length=63)
-    vcpus: int = Field(default=1, ge=1, le=64)
-    memory_mib: int = Field(default=256, ge=64, le=1024 * 1024)
-    disk_mib: int = Field(default=256, ge=16)
-    image: str | ImageSource = "default"
-    ssh_authorized_keys: list[str] = []
-    userdata: str | None = None
-    labels: dict[str, str] = {}
+from slices_blueprint.agent.protocol import NetworkMode, SSHAccess, VMSpec, VMState, VMView
 
 
 class BootFiles(BaseModel):
@@ -47,7 +29,7 @@ class VMRecord(BaseModel):
     spec: VMSpec
     state: VMState = "creating"
     reason: str | None = None
-    network_mode: Literal["bridge", "user"]
+    network_mode: NetworkMode
     ipv4: str  # guest address with prefix, e.g. 172.30.0.2/24
     mac: str
     tap: str | None = None
@@ -55,6 +37,16 @@ class VMRecord(BaseModel):
     pid: int | None = None
     boot: BootFiles | None = None
     created_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    def view(self, ready: bool, public_host: str) -> VMView:
+        """The record as the agent's API shows it."""
+        return VMView(
+            id=self.id, name=self.spec.name, state=self.state, reason=self.reason,
+            guest_ready=ready, vcpus=self.spec.vcpus, memory_mib=self.spec.memory_mib,
+            disk_mib=self.spec.disk_mib, ipv4=self.ipv4, network_mode=self.network_mode,
+            ssh=SSHAccess(host=public_host, port=self.ssh_port), labels=self.spec.labels,
+            created_at=self.created_at,
+        )
 
     @property
     def id(self) -> str:

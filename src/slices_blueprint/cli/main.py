@@ -67,7 +67,7 @@ def serve(
 def _start_local_host(settings, database_url: str):
     """In dev mode, a local microVM host (the agent as a child process, enrolled with a
     one-time token minted here) unless turned off."""
-    from slices_blueprint.agent.local import (
+    from slices_blueprint.hosts.local import (
         enrol_local_host,
         local_agent_port,
         local_host_problem,

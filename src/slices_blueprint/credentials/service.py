@@ -21,19 +21,16 @@ from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.endpoints import EndpointPolicy, UnsafeCredential
-from slices_blueprint.providers.registry import driver_class
+from slices_blueprint.providers.registry import credential_driver
 
 log = structlog.get_logger(__name__)
 
-# credential kind -> the flavor type whose driver checks and uses it
-KINDS = {"openstack": "vm", "kubernetes": "k8s"}
 MAX_CREDENTIAL_BYTES = 256 * 1024
 
 
 def flavor_type_of(kind: str) -> str:
-    if kind not in KINDS:
-        raise NotFound(f"no credential kind {kind!r} (known: {', '.join(KINDS)})")
-    return KINDS[kind]
+    """The flavor type whose driver checks and uses credential ``kind`` (404 if none)."""
+    return credential_driver(kind).flavor_type
 
 
 async def get_own(session: AsyncSession, owner_id: str, kind: str) -> Credential | None:
@@ -48,13 +45,13 @@ async def store(
     session: AsyncSession, settings: Settings, owner_id: str, kind: str, plaintext: bytes, selected: str | None
 ) -> Credential:
     """Check ``plaintext`` with its provider, then store it encrypted (replacing the old one)."""
-    flavor_type = flavor_type_of(kind)
+    driver = credential_driver(kind)
     if not plaintext.strip():
         raise Invalid("the uploaded file is empty")
     if len(plaintext) > MAX_CREDENTIAL_BYTES:
         raise Invalid(f"the uploaded file is larger than {MAX_CREDENTIAL_BYTES // 1024} KiB")
     try:
-        selected = await driver_class(flavor_type).validate_credential(
+        selected = await driver.validate_credential(
             plaintext, selected, EndpointPolicy.of(settings))
     except UnsafeCredential as exc:
         # the request's transaction rolls back, so this failure lives in the logs, not the audit trail

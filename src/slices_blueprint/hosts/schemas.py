@@ -1,23 +1,14 @@
-"""API shapes of microVM hosts: enrolments, agent registration, heartbeats, the admin view."""
+"""API shapes of microVM hosts: enrolments and the admin view (what agents send is
+:mod:`slices_blueprint.agent.protocol`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
-
-class Capacity(BaseModel):
-    vcpus: int = Field(ge=0)
-    memory_mib: int = Field(ge=0)
-    disk_free_mib: int = Field(ge=0)
-    vms_running: int = Field(default=0, ge=0)
-    vcpus_used: int = Field(default=0, ge=0)
-    memory_used_mib: int = Field(default=0, ge=0)
-
-
-HostName = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+from slices_blueprint.agent.protocol import HostName
 
 
 class EnrolmentRequest(BaseModel):
@@ -34,32 +25,6 @@ class EnrolmentOut(BaseModel):
     replace: bool
     expires_at: dt.datetime
     token: str = Field(description="shown once: the agent's SLICES_AGENT_ENROLMENT_TOKEN")
-
-
-class HostRegistration(Capacity):
-    """An agent introducing itself: ``token`` is the bearer the service will call it with,
-    ``cert_pem`` the certificate its HTTPS endpoint ``url`` presents (pinned)."""
-
-    name: str = HostName
-    url: str = Field(pattern=r"^https://", max_length=500)
-    token: SecretStr = Field(min_length=16)
-    cert_pem: str = Field(max_length=16_000)
-    vmm: str = "qemu"
-    network_mode: str = "bridge"
-    labels: dict[str, str] = {}
-
-
-class RegistrationOut(BaseModel):
-    id: str
-    heartbeat_seconds: int
-
-
-class Heartbeat(Capacity):
-    metrics: dict[str, Any] = {}
-
-
-class HeartbeatOut(BaseModel):
-    status: str
 
 
 class HostOut(BaseModel):

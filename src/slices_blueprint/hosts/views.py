@@ -10,19 +10,17 @@ import structlog
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from slices_blueprint.agent.protocol import (
+    Heartbeat,
+    HeartbeatOut,
+    HostRegistration,
+    RegistrationOut,
+)
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Conflict, Unauthorized
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.hosts import service
-from slices_blueprint.hosts.schemas import (
-    EnrolmentOut,
-    EnrolmentRequest,
-    Heartbeat,
-    HeartbeatOut,
-    HostOut,
-    HostRegistration,
-    RegistrationOut,
-)
+from slices_blueprint.hosts.schemas import EnrolmentOut, EnrolmentRequest, HostOut
 from slices_blueprint.identity.deps import CallerDep, get_caller
 from slices_blueprint.telemetry import service as telemetry
 
@@ -86,7 +84,7 @@ async def heartbeat(
     if host is None:
         raise Unauthorized("unknown host or wrong host token; register again")
     await service.heartbeat(session, host, body)
-    await telemetry.record_heartbeat(session, host, body.metrics.get("vms") or {})
+    await telemetry.record_heartbeat(session, host.id, body.metrics.get("vms") or {})
     return HeartbeatOut(status=host.status)
 
 

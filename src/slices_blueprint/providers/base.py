@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 if TYPE_CHECKING:
     from slices_blueprint.core.config import Settings
+    from slices_blueprint.core.database import Database
     from slices_blueprint.providers.endpoints import EndpointPolicy
 
 NodeState = Literal["provisioning", "running", "paused", "stopped", "error", "gone"]
@@ -102,11 +103,22 @@ class ManagedNode:
     state: NodeState
 
 
+OPTIONAL_VERBS = ("pause", "resume", "stop", "start", "logs")
+"""The verbs a provider may lack (the base class raises :class:`NotSupported` for them)."""
+
+
 class ComputeDriver(abc.ABC):
-    """One provider. Every method is idempotent where its meaning allows."""
+    """One provider. Every method is idempotent where its meaning allows.
+
+    The class attributes are the provider's facts: the API, the UI, the credentials domain
+    and the CLI read them through :mod:`slices_blueprint.providers.registry`.
+    """
 
     flavor_type: ClassVar[str]
     credential_kind: ClassVar[str | None] = None  # which uploaded credential it needs
+    credential_label: ClassVar[str] = ""  # that credential for people: "OpenStack clouds.yaml"
+    credential_entry: ClassVar[str] = ""  # what picks one entry of it: "Cloud entry", "Context"
+    site_noun: ClassVar[str] = ""  # what the site-wide configuration provides: "cloud", "cluster"
     takes_account_ssh_keys: ClassVar[bool] = True
     """Whether the user's SLICES account key (from the id-token) is added to every node's
     keys; a provider that refuses unasked-for keys (pods) sets this False."""
@@ -114,14 +126,29 @@ class ComputeDriver(abc.ABC):
     """Whether its nodes' metrics reach the service (microVM agents push them)."""
 
     @classmethod
+    def site_configured(cls, settings: Settings) -> bool:
+        """Whether the operator configured a site-wide provider (no uploaded credential
+        needed); the default: no."""
+        return False
+
+    @classmethod
+    def actions(cls) -> list[str]:
+        """The optional verbs (:data:`OPTIONAL_VERBS`) this provider implements."""
+        return [verb for verb in OPTIONAL_VERBS
+                if getattr(cls, verb) is not getattr(ComputeDriver, verb)]
+
+    @classmethod
     def from_settings(
-        cls, settings: Settings, credential: bytes | None, selected: str | None
+        cls, settings: Settings, credential: bytes | None, selected: str | None,
+        *, db: Database | None = None,
     ) -> ComputeDriver:
         """Build the driver from settings and the caller's decrypted credential (if any).
 
         ``selected`` names the cloud entry / kube context chosen at upload. A driver built
         from an uploaded credential calls only the endpoints ``uploaded_endpoints_allowed``
         and public addresses allow (see :mod:`slices_blueprint.providers.endpoints`).
+        ``db`` is the calling process's database (the worker's, the web app's); a driver
+        that keeps its state there (microVM placements) uses it and never opens its own.
         """
         return cls()
 

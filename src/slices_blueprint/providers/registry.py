@@ -1,19 +1,28 @@
-"""Which driver serves which flavor type; providers register themselves here."""
+"""Which driver serves which flavor type, and the provider facts everything else asks for.
+
+Providers register here (one line in :data:`PROVIDER_MODULES`); the API, the UI, the
+credentials domain and the CLI derive what they show from the driver classes, so adding a
+provider touches only ``providers/``.
+"""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.errors import Invalid
+from slices_blueprint.core.errors import Invalid, NotFound
 from slices_blueprint.providers.base import ComputeDriver
+
+if TYPE_CHECKING:
+    from slices_blueprint.core.database import Database
 
 # flavor type -> module that defines ``DRIVER``, its ComputeDriver subclass
 PROVIDER_MODULES: dict[str, str] = {
-    "vm": "slices_blueprint.providers.openstack",
-    "k8s": "slices_blueprint.providers.kubernetes",
-    "microvm": "slices_blueprint.providers.microvm",
-    "test-double": "slices_blueprint.providers.test_double",
+    "vm": "slices_blueprint.providers.openstack.driver",
+    "k8s": "slices_blueprint.providers.kubernetes.driver",
+    "microvm": "slices_blueprint.providers.microvm.driver",
+    "test-double": "slices_blueprint.providers.test_double.driver",
 }
 
 
@@ -28,16 +37,37 @@ def driver_class(flavor_type: str) -> type[ComputeDriver]:
 
 def offers(flavor_type: str, verb: str) -> bool:
     """Whether the flavor type's driver implements an optional verb (pause, stop, logs...)."""
-    return getattr(driver_class(flavor_type), verb) is not getattr(ComputeDriver, verb)
+    return verb in driver_class(flavor_type).actions()
+
+
+def site_configured(settings: Settings, flavor_type: str) -> bool:
+    """Whether the operator configured a site-wide provider for ``flavor_type``."""
+    return driver_class(flavor_type).site_configured(settings)
+
+
+def credential_kinds() -> dict[str, type[ComputeDriver]]:
+    """Every uploadable credential kind and the driver that checks and uses it."""
+    classes = (driver_class(t) for t in PROVIDER_MODULES)
+    return {c.credential_kind: c for c in classes if c.credential_kind is not None}
+
+
+def credential_driver(kind: str) -> type[ComputeDriver]:
+    """The driver of credential ``kind``; :class:`NotFound` naming the known kinds."""
+    kinds = credential_kinds()
+    if kind not in kinds:
+        raise NotFound(f"no credential kind {kind!r} (known: {', '.join(kinds)})")
+    return kinds[kind]
 
 
 def build_driver(
-    settings: Settings, flavor_type: str, credential: bytes | None = None, selected: str | None = None
+    settings: Settings, flavor_type: str, credential: bytes | None = None,
+    selected: str | None = None, *, db: Database | None = None,
 ) -> ComputeDriver:
-    """A driver for ``flavor_type``; refuses types this site has not enabled."""
+    """A driver for ``flavor_type``; refuses types this site has not enabled. ``db``: the
+    calling process's database (the microVM driver needs it for host placement)."""
     if flavor_type not in enabled_types(settings):
         raise Invalid(
             f"flavor type {flavor_type!r} is not offered by this site "
             f"(enabled: {', '.join(enabled_types(settings)) or 'none'})"
         )
-    return driver_class(flavor_type).from_settings(settings, credential, selected)
+    return driver_class(flavor_type).from_settings(settings, credential, selected, db=db)

@@ -1,8 +1,8 @@
 """Store the per-VM samples that arrive with host heartbeats; read them back as rates.
 
 A host may only report on VMs placed on it: a sample is kept when the resource's
-``provider_resource_id`` is ``<that host's id>/<vm id>``. Samples older than the retention
-are pruned by a periodic job.
+``provider_resource_id`` is that host's :func:`~slices_blueprint.agent.protocol.vm_ref`.
+Samples older than the retention are pruned by a periodic job.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import structlog
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.agent.protocol import vm_ref
 from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.hosts.models import Host
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.telemetry.models import VMMetricSample
 from slices_blueprint.telemetry.schemas import MetricPoint
@@ -53,8 +53,8 @@ def _resource_ids(vm_ids: Iterable[str]) -> dict[uuid.UUID, str]:
     return found
 
 
-async def record_heartbeat(session: AsyncSession, host: Host, vms: dict[str, Any]) -> int:
-    """Keep a sample for every running VM of ``vms`` that is placed on ``host``."""
+async def record_heartbeat(session: AsyncSession, host_id: uuid.UUID, vms: dict[str, Any]) -> int:
+    """Keep a sample for every running VM of ``vms`` that is placed on host ``host_id``."""
     running = {vm_id: vm for vm_id, vm in vms.items()
                if isinstance(vm, dict) and "cpu_seconds" in vm and "rss_bytes" in vm}
     wanted = _resource_ids(running)
@@ -66,10 +66,10 @@ async def record_heartbeat(session: AsyncSession, host: Host, vms: dict[str, Any
     )
     at = utcnow()
     samples = [_sample(rid, at, running[wanted[rid]]) for rid, placed in rows
-               if placed == f"{host.id}/{wanted[rid]}"]
+               if placed == vm_ref(host_id, wanted[rid])]
     session.add_all(samples)
     if len(samples) < len(wanted):
-        log.info("telemetry.samples_ignored", host_id=str(host.id), kept=len(samples),
+        log.info("telemetry.samples_ignored", host_id=str(host_id), kept=len(samples),
                  ignored=len(wanted) - len(samples))
     return len(samples)
 

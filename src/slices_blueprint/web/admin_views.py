@@ -19,12 +19,12 @@ from slices_blueprint.events.models import Event
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.providers.registry import credential_driver, credential_kinds, enabled_types
+from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.service import resource_out
 from slices_blueprint.web.deps import UI, CsrfChecked, FormRejected, UserDep, redirect, render
 
 router = APIRouter(prefix=UI)
-KIND_LABELS = {"openstack": "OpenStack clouds.yaml", "kubernetes": "Kubernetes kubeconfig"}
 
 
 def _owner(caller: Caller) -> str:
@@ -34,7 +34,7 @@ def _owner(caller: Caller) -> str:
 
 async def _credentials_context(db: AsyncSession, caller: Caller) -> dict:
     rows = {c.kind: c for c in await credentials.list_own(db, _owner(caller))}
-    return {"kinds": KIND_LABELS, "stored": rows}
+    return {"kinds": credential_kinds(), "stored": rows}
 
 
 @router.get("/credentials", response_class=HTMLResponse)
@@ -56,14 +56,14 @@ async def upload_credential(
     except Invalid as exc:
         raise FormRejected(request, "credentials.html", await _credentials_context(db, caller), {kind: exc.detail}) from exc
     entry = f" (using {stored.selected})" if stored.selected else ""
-    return redirect(request, f"{UI}/credentials", f"{KIND_LABELS[kind]} checked and stored{entry}.")
+    return redirect(request, f"{UI}/credentials", f"{credential_driver(kind).credential_label} checked and stored{entry}.")
 
 
 @router.post("/credentials/{kind}/delete", dependencies=[CsrfChecked])
 async def delete_credential(kind: str, request: Request, db: SessionDep, caller: UserDep) -> RedirectResponse:
     credentials.flavor_type_of(kind)
     await credentials.remove(db, _owner(caller), kind)
-    return redirect(request, f"{UI}/credentials", f"{KIND_LABELS[kind]} deleted.")
+    return redirect(request, f"{UI}/credentials", f"{credential_driver(kind).credential_label} deleted.")
 
 
 @router.get("/catalog", response_class=HTMLResponse)
@@ -107,7 +107,10 @@ async def hosts_page(request: Request, db: SessionDep, settings: SettingsDep, ca
     """MicroVM hosts: capacity, heartbeats, VMs (admins)."""
     caller.require_admin()
     placed = await hosts.resources_on_hosts(db)
-    rows = [(hosts.host_out(h, settings.site_id), [resource_out(r, settings.site_id) for r in placed.get(h.id, [])])
+    ids = [p.id for on_host in placed.values() for p in on_host]
+    found = {r.id: r for r in await db.scalars(select(ComputeResource).where(ComputeResource.id.in_(ids)))}
+    rows = [(hosts.host_out(h, settings.site_id),
+             [resource_out(found[p.id], settings.site_id) for p in placed.get(h.id, [])])
             for h in await hosts.list_hosts(db)]
     return render(request, "hosts.html", hosts=rows)
 

@@ -16,7 +16,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
@@ -32,6 +32,9 @@ from slices_blueprint.providers.base import (
     TransientProviderError,
 )
 
+if TYPE_CHECKING:
+    from slices_blueprint.core.database import Database
+
 
 class TestDoubleDriver(ComputeDriver):
     """A file-backed stand-in for a cloud; see the module docstring."""
@@ -45,7 +48,8 @@ class TestDoubleDriver(ComputeDriver):
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, credential: bytes | None, selected: str | None
+        cls, settings: Settings, credential: bytes | None, selected: str | None,
+        *, db: Database | None = None,
     ) -> TestDoubleDriver:
         return cls(settings.data_dir / "test-double")
 

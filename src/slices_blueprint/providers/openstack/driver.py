@@ -49,25 +49,12 @@ Failures
 from __future__ import annotations
 
 import asyncio
-import base64
-import email
-import hashlib
-import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import keystoneauth1.exceptions as ks_exc
-import openstack
 import openstack.exceptions as os_exc
 import structlog
-import yaml
 from openstack import utils as os_utils
 from openstack.compute.v2.server import Server
 from openstack.connection import Connection
@@ -86,11 +73,19 @@ from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
 )
-from slices_blueprint.providers.endpoints import (
-    EndpointPolicy,
-    UnsafeCredential,
-    guard_requests_session,
+from slices_blueprint.providers.endpoints import EndpointPolicy
+from slices_blueprint.providers.openstack.connection import (
+    SharedConnection,
+    connect,
+    parse_clouds_yaml,
+    read_site_file,
+    shared_connection,
 )
+from slices_blueprint.providers.openstack.errors import translate_error
+from slices_blueprint.providers.openstack.userdata import build_userdata
+
+if TYPE_CHECKING:
+    from slices_blueprint.core.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -102,20 +97,8 @@ META_EXPERIMENT = "slices_experiment_id"
 META_PROJECT = "slices_project_id"
 META_SSH_USER = "slices_ssh_user"
 TAGS_MICROVERSION = "2.52"
-KEYS_MERGE_TYPE = "list(append)+dict(recurse_array)+str()"
 MAX_POLL_S = 1.0  # longest pause between two looks at a server
-MAX_SHARED_CONNECTIONS = 64
 DISCARD_SETTLE_S = 5.0  # how long a failed server must stay gone (see _wait_gone)
-# cloud keys an uploaded clouds.yaml may not use: openstacksdk acts on them before (or outside)
-# the guarded session
-UPLOAD_REFUSED_KEYS = {
-    "profile": "vendor profiles are fetched from a URL outside the endpoint check",
-    "cloud": "an old name of 'profile': vendor profiles are fetched from a URL",
-    "vendor_hook": "it names Python code for this server to run",
-    "cacert": "it names a file on this server",
-    "cert": "it names a file on this server",
-    "key": "it names a file on this server",
-}
 
 NOVA_STATES: dict[str, NodeState] = {
     "BUILD": "provisioning",
@@ -134,222 +117,14 @@ NOVA_STATES: dict[str, NodeState] = {
 """Nova server status -> our state; anything else (REBOOT, RESIZE, MIGRATING...) is running."""
 
 
-# ------------------------------------------------------------------ clouds.yaml
-
-
-def parse_clouds_yaml(plaintext: bytes, selected: str | None) -> tuple[str, dict[str, Any]]:
-    """The chosen cloud's name and settings from ``clouds.yaml`` bytes, or a clear error."""
-    try:
-        doc = yaml.safe_load(plaintext)
-    except yaml.YAMLError as exc:
-        raise ProviderError(f"clouds.yaml is not valid YAML: {_yaml_problem(exc)}") from None
-    clouds = doc.get("clouds") if isinstance(doc, dict) else None
-    if not isinstance(clouds, dict) or not clouds:
-        raise ProviderError("clouds.yaml has no 'clouds:' section with at least one cloud")
-    names = ", ".join(sorted(map(str, clouds)))
-    if selected is None:
-        if len(clouds) != 1:
-            raise ProviderError(f"clouds.yaml defines several clouds ({names}): choose one")
-        selected = str(next(iter(clouds)))
-    cloud = clouds.get(selected)
-    if cloud is None:
-        raise ProviderError(f"cloud {selected!r} is not in clouds.yaml (it defines: {names})")
-    if not isinstance(cloud, dict) or not isinstance(cloud.get("auth"), dict):
-        raise ProviderError(f"cloud {selected!r} in clouds.yaml has no 'auth:' section")
-    return selected, cloud
-
-
-def refuse_unsafe_keys(cloud_name: str, cloud: dict[str, Any]) -> None:
-    """UnsafeCredential when an uploaded cloud uses a key of :data:`UPLOAD_REFUSED_KEYS`."""
-    for key, why in UPLOAD_REFUSED_KEYS.items():
-        if key in cloud:
-            raise UnsafeCredential(
-                f"cloud {cloud_name!r} sets {key}: an uploaded clouds.yaml may not use it ({why}); "
-                "write auth_url, region_name and the other settings into the file itself"
-            )
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """Where and what the YAML error is, without quoting the file (it holds a password)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "unreadable document"
-    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
-
-
-# ------------------------------------------------------------------ errors
-
-
-def translate_error(exc: BaseException, doing: str) -> ProviderError | None:
-    """Our error for an openstacksdk/keystoneauth failure while ``doing``; None if unknown."""
-    if isinstance(exc, ProviderError):
-        return exc
-    if isinstance(exc, os_exc.SDKException) and isinstance(exc.__context__, ks_exc.ClientException):
-        exc = exc.__context__  # the SDK re-raised keystoneauth's error as a bare SDKException
-    if isinstance(exc, ks_exc.SSLError):
-        return ProviderError(f"TLS failed while {doing}: {exc}")
-    if isinstance(exc, ks_exc.ConnectTimeout):
-        return TransientProviderError(f"the cloud did not answer in time while {doing}")
-    if isinstance(exc, ks_exc.ConnectionError):
-        return TransientProviderError(
-            f"could not connect to the cloud while {doing} ({_connect_reason(exc)})"
-        )
-    if isinstance(exc, ks_exc.DiscoveryFailure):
-        return _discovery_error(exc, doing)
-    if isinstance(exc, ks_exc.Unauthorized):
-        return _unauthorized(doing)
-    if isinstance(exc, ks_exc.HttpError):
-        return _http_error(exc.http_status, exc.message, doing)
-    if isinstance(exc, os_exc.HttpException):
-        return _http_error(exc.status_code, str(exc.details or exc.message), doing)
-    if type(exc) is Exception:  # keystoneauth's plugins say "password is a required attribute"
-        return ProviderError(f"the cloud settings are incomplete ({doing}): {exc}")
-    if isinstance(exc, os_exc.DuplicateResource):
-        return ProviderError(f"{exc} (while {doing}): use its id instead of its name")
-    if isinstance(exc, ks_exc.ClientException | os_exc.SDKException):
-        return ProviderError(f"the cloud could not be used while {doing}: {exc}")
-    return None
-
-
-CONNECT_REASONS = {
-    "Connection refused": "connection refused",
-    "Name or service not known": "host name not found",
-    "No route to host": "host unreachable",
-    "Network is unreachable": "network unreachable",
-}
-
-
-def _connect_reason(exc: Exception) -> str:
-    text = str(exc)
-    return next((why for key, why in CONNECT_REASONS.items() if key in text), "connection failed")
-
-
-def _discovery_error(exc: ks_exc.DiscoveryFailure, doing: str) -> ProviderError:
-    """Version discovery fails both for an unreachable and for a wrong auth URL."""
-    if "Unable to establish connection" in str(exc) or "timed out" in str(exc):
-        return TransientProviderError(
-            f"could not connect to the identity service while {doing} ({_connect_reason(exc)})"
-        )
-    return ProviderError(f"no identity service answers at the auth_url while {doing}")
-
-
-def _unauthorized(doing: str) -> ProviderError:
-    return ProviderError(
-        f"the cloud refused the credentials while {doing} (HTTP 401): "
-        "check the user name, password and project"
-    )
-
-
-def _http_error(status: int | None, detail: str, doing: str) -> ProviderError:
-    detail = detail.strip() or "no details"
-    if status == 401:
-        return _unauthorized(doing)
-    if status in (403, 413) and "quota" in detail.lower():
-        return ProviderError(f"quota exceeded while {doing}: {detail}")
-    if status == 404:
-        return ProviderError(f"not found while {doing}: {detail}")
-    if status is None or status == 429 or status >= 500:
-        return TransientProviderError(f"the cloud failed while {doing} (HTTP {status}): {detail}")
-    return ProviderError(f"the cloud refused {doing} (HTTP {status}): {detail}")
-
-
-# ------------------------------------------------------------------ user data
-
-
-def build_userdata(userdata: str | None, ssh_keys: list[str]) -> str | None:
-    """Base64 user data for nova: the user's own, plus a cloud-config part adding the keys."""
-    if not ssh_keys:
-        body = userdata
-    else:
-        message = MIMEMultipart()
-        for part in _userdata_parts(userdata):
-            message.attach(part)
-        keys = MIMEText(
-            "#cloud-config\n" + yaml.safe_dump({"ssh_authorized_keys": ssh_keys}), "cloud-config"
-        )
-        keys["Merge-Type"] = KEYS_MERGE_TYPE
-        message.attach(keys)
-        body = message.as_string()
-    return base64.b64encode(body.encode()).decode() if body else None
-
-
-def _userdata_parts(userdata: str | None) -> list[email.message.Message]:
-    if not userdata:
-        return []
-    parsed = email.message_from_string(userdata)
-    if parsed.is_multipart():
-        return list(parsed.get_payload())
-    return [MIMEText(userdata, "plain")]  # cloud-init detects the type from the first line
-
-
-# ------------------------------------------------------------------ connections
-
-
-@dataclass
-class _SharedConnection:
-    """A connection and what was learnt about its cloud."""
-
-    conn: Connection
-    tags_supported: bool | None = None
-
-
-_shared: OrderedDict[str, _SharedConnection] = OrderedDict()
-_shared_lock = threading.Lock()
-
-
-def _connect(
-    cloud_name: str, cloud: dict[str, Any], api_timeout_s: float, policy: EndpointPolicy | None
-) -> Connection:
-    """A connection (it signs in on first use); with ``policy`` (an uploaded clouds.yaml), keys
-    the SDK would act on outside the guarded session are refused, and every request it makes
-    to keystone or to the catalog's endpoints is checked first."""
-    auth_url = cloud["auth"].get("auth_url")
-    if policy is not None:
-        refuse_unsafe_keys(cloud_name, cloud)
-        if auth_url:
-            policy.check_url(str(auth_url), "the auth_url")
-    try:
-        conn = openstack.connect(
-            load_yaml_config=False,
-            load_envvars=False,
-            app_name="slices-blueprint",
-            **{**cloud, "api_timeout": api_timeout_s},
-        )
-    except (ks_exc.ClientException, os_exc.SDKException) as exc:
-        raise ProviderError(f"cloud {cloud_name!r} in clouds.yaml is not usable: {exc}") from None
-    if policy is not None:
-        guard_requests_session(conn.session.session, policy)
-    return conn
-
-
-def _shared_connection(
-    cloud_name: str, cloud: dict[str, Any], api_timeout_s: float, policy: EndpointPolicy | None
-) -> _SharedConnection:
-    """One connection per distinct cloud settings, kept for later tasks (least recently used
-    dropped beyond :data:`MAX_SHARED_CONNECTIONS`): drivers are built per task, and signing
-    in plus endpoint discovery cost more than most calls. keystoneauth renews the token."""
-    guard = policy.key if policy is not None else None
-    key = hashlib.sha256(
-        json.dumps([cloud, api_timeout_s, guard], sort_keys=True, default=str).encode()
-    ).hexdigest()
-    with _shared_lock:
-        entry = _shared.get(key)
-        if entry is None:
-            entry = _shared[key] = _SharedConnection(
-                _connect(cloud_name, cloud, api_timeout_s, policy))
-            while len(_shared) > MAX_SHARED_CONNECTIONS:
-                _shared.popitem(last=False)  # closed once no driver uses it any more
-        _shared.move_to_end(key)
-        return entry
-
-
-# ------------------------------------------------------------------ the driver
-
-
 class OpenStackDriver(ComputeDriver):
     """Nova servers in one cloud/project, built from one clouds.yaml entry."""
 
     flavor_type = "vm"
     credential_kind = "openstack"
+    credential_label = "OpenStack clouds.yaml"
+    credential_entry = "Cloud entry"
+    site_noun = "cloud"
     validate_timeout_s: float = 10.0
 
     def __init__(
@@ -369,9 +144,9 @@ class OpenStackDriver(ComputeDriver):
         self.delete_timeout_s = delete_timeout_s
         self._owns_connection = not share_connection
         self._shared = (
-            _shared_connection(cloud_name, cloud, api_timeout_s, policy)
+            shared_connection(cloud_name, cloud, api_timeout_s, policy)
             if share_connection
-            else _SharedConnection(_connect(cloud_name, cloud, api_timeout_s, policy))
+            else SharedConnection(connect(cloud_name, cloud, api_timeout_s, policy))
         )
 
     @property
@@ -379,8 +154,13 @@ class OpenStackDriver(ComputeDriver):
         return self._shared.conn
 
     @classmethod
+    def site_configured(cls, settings: Settings) -> bool:
+        return settings.openstack_clouds_yaml is not None
+
+    @classmethod
     def from_settings(
-        cls, settings: Settings, credential: bytes | None, selected: str | None
+        cls, settings: Settings, credential: bytes | None, selected: str | None,
+        *, db: Database | None = None,
     ) -> OpenStackDriver:
         if credential is not None:
             return cls(*parse_clouds_yaml(credential, selected), policy=EndpointPolicy.of(settings))
@@ -389,7 +169,7 @@ class OpenStackDriver(ComputeDriver):
                 "no OpenStack cloud: upload your clouds.yaml, or ask the operator for a "
                 "site-wide cloud"
             )
-        site_yaml = _read_site_file(settings.openstack_clouds_yaml)
+        site_yaml = read_site_file(settings.openstack_clouds_yaml)
         return cls(*parse_clouds_yaml(site_yaml, settings.openstack_cloud))
 
     @classmethod
@@ -806,8 +586,6 @@ class OpenStackDriver(ComputeDriver):
             await asyncio.to_thread(self.conn.close)
 
 
-# ------------------------------------------------------------------ helpers
-
 
 async def _no_progress(pct: int, message: str) -> None:
     return None
@@ -826,13 +604,6 @@ def _find(finder: Callable[..., T], name_or_id: str) -> T | None:
         return None
 
 
-def _read_site_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ProviderError(
-            f"the site-wide clouds.yaml {path} cannot be read: {exc.strerror}"
-        ) from None
 
 
 def _metadata(spec: NodeSpec) -> dict[str, str]:

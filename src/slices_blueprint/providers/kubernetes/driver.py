@@ -87,7 +87,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from kubernetes import watch
@@ -116,7 +116,7 @@ from slices_blueprint.providers.base import (
     TransientProviderError,
 )
 from slices_blueprint.providers.endpoints import EndpointPolicy
-from slices_blueprint.providers.kubernetes_client import (
+from slices_blueprint.providers.kubernetes.client import (
     REQUEST_TIMEOUT,
     VALIDATE_TIMEOUT,
     NamespaceNotReady,
@@ -126,7 +126,7 @@ from slices_blueprint.providers.kubernetes_client import (
     pick_context,
     provider_error,
 )
-from slices_blueprint.providers.kubernetes_pods import (
+from slices_blueprint.providers.kubernetes.pods import (
     CONTAINER,
     EXPERIMENT_LABEL,
     MANAGED_BY,
@@ -148,6 +148,9 @@ from slices_blueprint.providers.kubernetes_pods import (
     provision_secret,
     resource_selector,
 )
+
+if TYPE_CHECKING:
+    from slices_blueprint.core.database import Database
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -171,6 +174,9 @@ class KubernetesDriver(ComputeDriver):
 
     flavor_type = "k8s"
     credential_kind = "kubernetes"
+    credential_label = "Kubernetes kubeconfig"
+    credential_entry = "Context"
+    site_noun = "cluster"
     takes_account_ssh_keys = False  # keys only where request_config asks for them
 
     def __init__(
@@ -197,8 +203,13 @@ class KubernetesDriver(ComputeDriver):
         self._watchers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="k8s-watch")
 
     @classmethod
+    def site_configured(cls, settings: Settings) -> bool:
+        return settings.kubernetes_kubeconfig is not None
+
+    @classmethod
     def from_settings(
-        cls, settings: Settings, credential: bytes | None, selected: str | None
+        cls, settings: Settings, credential: bytes | None, selected: str | None,
+        *, db: Database | None = None,
     ) -> KubernetesDriver:
         if credential is not None:
             config = parse_kubeconfig(credential, uploaded=True)

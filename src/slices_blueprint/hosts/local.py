@@ -19,6 +19,8 @@ import sys
 import structlog
 
 from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
+from slices_blueprint.hosts.service import create_enrolment
 
 log = structlog.get_logger(__name__)
 
@@ -48,9 +50,6 @@ LOCAL_HOST = "local"
 
 def enrol_local_host(settings: Settings, database_url: str) -> str:
     """A one-time enrolment token for the local host (its identity replaced if it exists)."""
-    from slices_blueprint.core.database import Database
-    from slices_blueprint.hosts.service import create_enrolment
-
     async def enrol() -> str:
         db = Database(database_url, pool_size=1)
         try:

@@ -2,7 +2,9 @@
 agents (``slices-blueprint agent``) over HTTPS with each host's own token, trusting only the
 certificate pinned when the host enrolled (``hosts/pinning.py``).
 
-``provider_resource_id`` is ``<host uuid>/<vm id>``; the VM id on the agent is our resource
+It is an adapter: it speaks :mod:`slices_blueprint.agent.protocol` (the agent's own models)
+and keeps placements in the calling process's database (handed in, never opened here).
+``provider_resource_id`` is :func:`~slices_blueprint.agent.protocol.vm_ref`; the VM id on the agent is our resource
 TypeID, so ``create`` is idempotent: a VM with that id on the host its placement (booking)
 names is adopted; no other host is asked, whatever it would answer. Agent
 failures become :class:`TransientProviderError` (unreachable, timeouts, 5xx) or
@@ -17,8 +19,9 @@ from typing import Any
 import httpx
 import structlog
 
+from slices_blueprint.agent.protocol import VMSpec, VMView, split_vm_ref, vm_ref
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.database import Database, resolve_database_url
+from slices_blueprint.core.database import Database
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import is_pin_mismatch, pinned_context
@@ -103,17 +106,21 @@ def _detail(response: httpx.Response) -> str:
         return response.text or str(response.status_code)
 
 
-def _info(host: Host, vm: dict[str, Any]) -> NodeInfo:
-    state = AGENT_STATES.get(vm["state"], "error")
-    if state == "running" and not vm.get("guest_ready"):
+def _vm(response: httpx.Response) -> VMView:
+    return VMView.model_validate(response.json())
+
+
+def _info(host: Host, vm: VMView) -> NodeInfo:
+    state = AGENT_STATES.get(vm.state, "error")
+    if state == "running" and not vm.guest_ready:
         state = "provisioning"
     return NodeInfo(
-        provider_resource_id=f"{host.id}/{vm['id']}",
+        provider_resource_id=vm_ref(host.id, vm.id),
         state=state,
-        reason=vm.get("reason"),
-        access={"ipv4": vm["ipv4"].split("/")[0], "ssh_host": vm["ssh"]["host"],
-                "ssh_port": vm["ssh"]["port"], "ssh_user": vm["ssh"]["user"]},
-        provider_data={"host": host.name, "vm_id": vm["id"], "network_mode": vm["network_mode"]},
+        reason=vm.reason,
+        access={"ipv4": vm.ipv4.split("/")[0], "ssh_host": vm.ssh.host,
+                "ssh_port": vm.ssh.port, "ssh_user": vm.ssh.user},
+        provider_data={"host": host.name, "vm_id": vm.id, "network_mode": vm.network_mode},
     )
 
 
@@ -121,18 +128,29 @@ class MicroVMDriver(ComputeDriver):
     flavor_type = "microvm"
     reports_metrics = True
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database | None) -> None:
+        """``db``: the calling process's database (placements, host rows); None serves
+        :meth:`catalog` only (a catalog sync has a session, not a database)."""
         self.settings = settings
-        self.db = db
+        self._db = db
+
+    @classmethod
+    def site_configured(cls, settings: Settings) -> bool:
+        """MicroVM hosts always belong to the site."""
+        return True
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, credential: bytes | None, selected: str | None
+        cls, settings: Settings, credential: bytes | None, selected: str | None,
+        *, db: Database | None = None,
     ) -> MicroVMDriver:
-        return cls(settings, Database(resolve_database_url(settings), pool_size=2))
+        return cls(settings, db)
 
-    async def close(self) -> None:
-        await self.db.dispose()
+    @property
+    def db(self) -> Database:
+        if self._db is None:
+            raise ProviderError("the microVM driver was built without the service's database")
+        return self._db
 
     # hosts ---------------------------------------------------------------------------------
     async def _client(self, host_id: uuid.UUID) -> AgentClient | None:
@@ -156,12 +174,11 @@ class MicroVMDriver(ComputeDriver):
 
     def _split(self, provider_resource_id: str) -> tuple[uuid.UUID, str]:
         try:
-            host_id, vm_id = provider_resource_id.split("/", 1)
-            return uuid.UUID(host_id), vm_id
+            return split_vm_ref(provider_resource_id)
         except ValueError as exc:
             raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
 
-    async def _find(self, vm_id: str) -> tuple[AgentClient, dict[str, Any]] | None:
+    async def _find(self, vm_id: str) -> tuple[AgentClient, VMView] | None:
         """The VM of an earlier attempt of this create (retried after a crash), asked of the
         host its placement names, and of no other: a host answering for a VM it was never
         given must not receive the create (the user's keys and user-data)."""
@@ -178,7 +195,7 @@ class MicroVMDriver(ComputeDriver):
         except ProviderError:
             answer = None
         if answer is not None and answer.status_code == 200:
-            return agent, answer.json()
+            return agent, _vm(answer)
         await agent.close()
         return None
 
@@ -201,20 +218,20 @@ class MicroVMDriver(ComputeDriver):
         agent = found[0] if found else await self._place(spec)
         try:
             await progress(10, f"placed on host {agent.host.name}")
-            body = {
-                "id": spec.resource_id, "name": spec.name, "vcpus": spec.vcpus,
-                "memory_mib": spec.ram_mib, "disk_mib": max(spec.disk_mb, 64),
-                "image": spec.image_location, "ssh_authorized_keys": spec.ssh_authorized_keys,
-                "userdata": spec.userdata,
-                "labels": {"experiment": spec.experiment_id, "project": spec.project_id},
-            }
-            vm = (await agent.call("POST", "/v1/vms", json=body)).json()
-            if vm["state"] != "error":
+            body = VMSpec.model_construct(
+                id=spec.resource_id, name=spec.name, vcpus=spec.vcpus,
+                memory_mib=spec.ram_mib, disk_mib=max(spec.disk_mb, 64),
+                image=spec.image_location, ssh_authorized_keys=spec.ssh_authorized_keys,
+                userdata=spec.userdata,
+                labels={"experiment": spec.experiment_id, "project": spec.project_id},
+            )
+            vm = _vm(await agent.call("POST", "/v1/vms", json=body.model_dump(mode="json")))
+            if vm.state != "error":
                 await progress(40, "booting")
                 vm = await self._wait_ready(agent, spec.resource_id)
-            if vm["state"] == "error":
+            if vm.state == "error":
                 await agent.call("DELETE", f"/v1/vms/{spec.resource_id}")
-                raise ProviderError(f"microVM failed on host {agent.host.name}: {vm['reason']}")
+                raise ProviderError(f"microVM failed on host {agent.host.name}: {vm.reason}")
             await progress(100, "guest ready")
             log.info("microvm.created", resource_id=spec.resource_id, host=agent.host.name)
             return _info(agent.host, vm)
@@ -229,7 +246,7 @@ class MicroVMDriver(ComputeDriver):
             await hosts.release(session, vm_id)
 
     async def _wait_ready(self, agent: AgentClient, vm_id: str,
-                          remove_on_failure: bool = True) -> dict[str, Any]:
+                          remove_on_failure: bool = True) -> VMView:
         """The VM once its guest is ready; a new guest that never gets there is removed."""
         try:
             response = await agent.call("GET", f"/v1/vms/{vm_id}",
@@ -242,7 +259,7 @@ class MicroVMDriver(ComputeDriver):
             raise ProviderError(
                 f"{exc}; {outcome}. Last console lines:\n{console.text}"
             ) from exc
-        return response.json()
+        return _vm(response)
 
     async def _on_host(self, provider_resource_id: str, method: str, suffix: str = "",
                        **kwargs: Any) -> tuple[Host, httpx.Response] | None:
@@ -277,13 +294,13 @@ class MicroVMDriver(ComputeDriver):
             response = await agent.call("GET", f"/v1/vms/{vm_id}")
         finally:
             await agent.close()
-        return gone if response.status_code == 404 else _info(host, response.json())
+        return gone if response.status_code == 404 else _info(host, _vm(response))
 
     async def _action(self, provider_resource_id: str, action: str) -> NodeInfo:
         answer = await self._on_host(provider_resource_id, "POST", f"/{action}")
         if answer is None or answer[1].status_code == 404:
             raise ProviderError(f"microVM {provider_resource_id} no longer exists")
-        return _info(answer[0], answer[1].json())
+        return _info(answer[0], _vm(answer[1]))
 
     async def pause(self, provider_resource_id: str) -> NodeInfo:
         return await self._action(provider_resource_id, "pause")
@@ -341,10 +358,10 @@ class MicroVMDriver(ComputeDriver):
                 continue
             finally:
                 await agent.close()
-            for vm in response.json():
-                resource_id = vm["id"] if vm["id"].startswith("resource_") else None
-                nodes.append(ManagedNode(f"{agent.host.id}/{vm['id']}", resource_id,
-                                         AGENT_STATES.get(vm["state"], "error")))
+            for vm in map(VMView.model_validate, response.json()):
+                resource_id = vm.id if vm.id.startswith("resource_") else None
+                nodes.append(ManagedNode(vm_ref(agent.host.id, vm.id), resource_id,
+                                         AGENT_STATES.get(vm.state, "error")))
         return nodes
 
 

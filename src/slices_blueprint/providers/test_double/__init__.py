@@ -1,0 +1,1 @@
+"""TEST DOUBLE provider (flavor type ``test-double``): ``driver.py``."""

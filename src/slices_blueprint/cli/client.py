@@ -242,13 +242,13 @@ def task(task_id: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput
 
 
 def credentials_upload(
-    kind: Annotated[str, typer.Argument(help="openstack (clouds.yaml) or kubernetes (kubeconfig)")],
+    kind: Annotated[str, typer.Argument(help="The provider's credential kind (an unknown one is refused, naming the known ones).")],
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     url: ServiceUrl, user_token: UserToken = None,
-    select: Annotated[str | None, typer.Option("--select", help="Cloud entry or kube context to use.")] = None,
+    select: Annotated[str | None, typer.Option("--select", help="The entry of the file to use (default: the only or current one).")] = None,
     as_json: JsonOutput = False,
 ) -> None:
-    """Check and store your clouds.yaml or kubeconfig (encrypted; never shown again)."""
+    """Check and store your credential file for a provider (encrypted; never shown again)."""
     row = request_json("PUT", f"{url}{API_PREFIX}/credentials/{kind}", resolve_token(user_token, "user_token"),
                        json={"content": file.read_text(), "selected": select})
     _print(row, as_json, ["kind", "selected", "last_check_ok", "last_checked_at"])
@@ -298,7 +298,7 @@ def register(app: typer.Typer) -> None:
     app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))
     for action in ("reset", "pause", "resume", "stop", "start"):
         app.command(action, rich_help_panel="Client")(_action(action, "POST", f"/{action}"))
-    creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (clouds.yaml, kubeconfig).")
+    creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (one per provider that takes one).")
     creds.command("upload")(credentials_upload)
     creds.command("list")(credentials_list)
     creds.command("delete")(credentials_delete)

@@ -1,4 +1,4 @@
-"""Uploaded provider credentials (clouds.yaml, kubeconfig), encrypted at rest."""
+"""Uploaded provider credentials (each provider's ``credential_kind``), encrypted at rest."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ class Credential(UUIDPrimaryKey, Timestamps, Base):
     )
 
     owner_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)  # None: site
-    kind: Mapped[str] = mapped_column(String(32))  # openstack | kubernetes
-    selected: Mapped[str | None] = mapped_column(String(200))  # cloud entry / kube context
+    kind: Mapped[str] = mapped_column(String(32))  # the provider's credential_kind
+    selected: Mapped[str | None] = mapped_column(String(200))  # the entry of the file in use
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
     last_checked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     last_check_ok: Mapped[bool | None] = mapped_column(Boolean)

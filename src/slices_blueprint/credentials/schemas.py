@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class CredentialUpload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    content: str = Field(min_length=1, description="the clouds.yaml or kubeconfig text")
-    selected: str | None = Field(default=None, description="cloud entry / kube context to use")
+    content: str = Field(min_length=1, description="the credential file's text")
+    selected: str | None = Field(default=None, description="the entry of the file to use (empty: the only or current one)")
 
 
 class CredentialOut(BaseModel):

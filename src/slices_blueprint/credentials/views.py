@@ -30,7 +30,8 @@ async def list_credentials(caller: CallerDep, session: SessionDep) -> list[Crede
 async def put_credential(
     kind: str, body: CredentialUpload, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> CredentialOut:
-    """Check and store (or replace) your ``openstack`` clouds.yaml or ``kubernetes`` kubeconfig."""
+    """Check and store (or replace) your credential of ``kind``: a provider's
+    ``credential_kind`` (an unknown kind is 404, naming the known ones)."""
     credential = await service.store(session, settings, _owner(caller), kind, body.content.encode(), body.selected)
     await session.flush()
     return CredentialOut.model_validate(credential, from_attributes=True)

@@ -110,8 +110,9 @@ OPTIONAL_VERBS = ("pause", "resume", "stop", "start", "logs")
 class ComputeDriver(abc.ABC):
     """One provider. Every method is idempotent where its meaning allows.
 
-    The class attributes are the provider's facts: the API, the UI, the credentials domain
-    and the CLI read them through :mod:`slices_blueprint.providers.registry`.
+    The class attributes (and :meth:`site_configured`, :meth:`actions`) are the provider's
+    facts: the API, the UI, the catalog and the credentials domain read them through
+    :mod:`slices_blueprint.providers.registry`.
     """
 
     flavor_type: ClassVar[str]

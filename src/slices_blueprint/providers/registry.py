@@ -1,8 +1,9 @@
 """Which driver serves which flavor type, and the provider facts everything else asks for.
 
 Providers register here (one line in :data:`PROVIDER_MODULES`); the API, the UI, the
-credentials domain and the CLI derive what they show from the driver classes, so adding a
-provider touches only ``providers/``.
+catalog and the credentials domain derive what they need from the driver classes, so adding a
+provider touches only ``providers/``. The CLI, a thin HTTP client, names no provider: the
+service answers which kinds exist.
 """
 
 from __future__ import annotations

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, update
 
+from slices_blueprint.agent.protocol import Heartbeat, HostRegistration
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.hosts import service
 from slices_blueprint.hosts.models import Host, HostBooking
-from slices_blueprint.agent.protocol import Heartbeat, HostRegistration
 from slices_blueprint.providers.base import NodeSpec, ProviderError, TransientProviderError
 from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from tests.conftest import make_settings

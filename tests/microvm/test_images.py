@@ -21,7 +21,6 @@ from pathlib import Path
 import lz4.block
 import pytest
 
-from slices_blueprint.agent.protocol import FileRef
 from slices_blueprint.agent.console import ConsoleLog, record
 from slices_blueprint.agent.default_image import (
     READY_MARKER,
@@ -32,8 +31,8 @@ from slices_blueprint.agent.default_image import (
 )
 from slices_blueprint.agent.images import ImageCache, ImageError, writable_disk
 from slices_blueprint.agent.network import USER_MODE_GUEST
+from slices_blueprint.agent.protocol import FileRef, VMSpec
 from slices_blueprint.agent.seed import write_seed
-from slices_blueprint.agent.protocol import VMSpec
 from slices_blueprint.agent.vmm.base import (
     LaunchPlan,
     UserNet,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from slices_blueprint.hosts.local import enrol_local_host, start_local_agent
 from slices_blueprint.agent.vmm.base import vmm_processes
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.hosts.local import enrol_local_host, start_local_agent
 from slices_blueprint.resources.scheduled import reconcile
 from tests.conftest import free_port, fresh_database, make_settings, start_server
 from tests.helpers import Api, some_certificate, wait_for

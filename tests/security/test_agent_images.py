@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from slices_blueprint.agent.protocol import FileRef
 from slices_blueprint.agent.images import ImageCache
+from slices_blueprint.agent.protocol import FileRef
 from tests.security.agents import start_agent
 from tests.security.host_fixtures import agents  # noqa: F401 (fixture)
 

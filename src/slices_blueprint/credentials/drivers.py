@@ -7,10 +7,14 @@ here (through the existing ``providers.registry`` functions).
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.credentials.service import plaintext_for
+from slices_blueprint.providers import registry
 from slices_blueprint.providers.base import ComputeDriver, ProviderError
 from slices_blueprint.providers.registry import build_driver, driver_class
 
@@ -18,12 +22,22 @@ SITE_CLUSTER = "site"
 
 
 def site_configured(settings: Settings, flavor_type: str) -> bool:
-    """Whether the operator configured a site-wide provider for ``flavor_type`` (microVM
-    hosts always belong to the site)."""
-    if flavor_type == "microvm":
-        return True
-    site_wide = {"vm": settings.openstack_clouds_yaml, "k8s": settings.kubernetes_kubeconfig}
-    return site_wide.get(flavor_type) is not None
+    """Whether the operator configured a site-wide provider for ``flavor_type`` (the
+    driver's own answer)."""
+    return registry.site_configured(settings, flavor_type)
+
+
+class CallerDatabase:
+    """The caller's database as a driver's :class:`SessionSource`: new transactions on the
+    engine (and pool) of ``session``, the worker's or the web app's, never one of its own."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.sessions = async_sessionmaker(session.bind, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self.sessions() as session, session.begin():
+            yield session
 
 
 async def driver_for(
@@ -33,7 +47,7 @@ async def driver_for(
     uploaded credential when they have one, else the site's configuration."""
     kind = driver_class(flavor_type).credential_kind
     plaintext, selected = await plaintext_for(session, settings, kind, owner_id)
-    return build_driver(settings, flavor_type, plaintext, selected)
+    return build_driver(settings, flavor_type, plaintext, selected, db=CallerDatabase(session))
 
 
 async def catalog_driver_for(

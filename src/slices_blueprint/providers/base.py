@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from slices_blueprint.core.config import Settings
-    from slices_blueprint.core.database import Database
     from slices_blueprint.providers.endpoints import EndpointPolicy
 
 NodeState = Literal["provisioning", "running", "paused", "stopped", "error", "gone"]
@@ -103,6 +105,14 @@ class ManagedNode:
     state: NodeState
 
 
+class SessionSource(Protocol):
+    """The calling process's database, for a driver that keeps state there: a
+    :class:`~slices_blueprint.core.database.Database`, or the caller's engine
+    (``credentials.drivers``). Each ``session()`` is its own transaction."""
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+
 OPTIONAL_VERBS = ("pause", "resume", "stop", "start", "logs")
 """The verbs a provider may lack (the base class raises :class:`NotSupported` for them)."""
 
@@ -141,7 +151,7 @@ class ComputeDriver(abc.ABC):
     @classmethod
     def from_settings(
         cls, settings: Settings, credential: bytes | None, selected: str | None,
-        *, db: Database | None = None,
+        *, db: SessionSource | None = None,
     ) -> ComputeDriver:
         """Build the driver from settings and the caller's decrypted credential (if any).
 

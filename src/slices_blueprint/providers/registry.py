@@ -9,14 +9,10 @@ service answers which kinds exist.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Invalid, NotFound
-from slices_blueprint.providers.base import ComputeDriver
-
-if TYPE_CHECKING:
-    from slices_blueprint.core.database import Database
+from slices_blueprint.providers.base import ComputeDriver, SessionSource
 
 # flavor type -> module that defines ``DRIVER``, its ComputeDriver subclass
 PROVIDER_MODULES: dict[str, str] = {
@@ -62,7 +58,7 @@ def credential_driver(kind: str) -> type[ComputeDriver]:
 
 def build_driver(
     settings: Settings, flavor_type: str, credential: bytes | None = None,
-    selected: str | None = None, *, db: Database | None = None,
+    selected: str | None = None, *, db: SessionSource | None = None,
 ) -> ComputeDriver:
     """A driver for ``flavor_type``; refuses types this site has not enabled. ``db``: the
     calling process's database (the microVM driver needs it for host placement)."""

@@ -87,7 +87,7 @@ import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from kubernetes import watch
@@ -113,6 +113,7 @@ from slices_blueprint.providers.base import (
     NotSupported,
     Progress,
     ProviderError,
+    SessionSource,
     TransientProviderError,
 )
 from slices_blueprint.providers.endpoints import EndpointPolicy
@@ -148,9 +149,6 @@ from slices_blueprint.providers.kubernetes.pods import (
     provision_secret,
     resource_selector,
 )
-
-if TYPE_CHECKING:
-    from slices_blueprint.core.database import Database
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -209,7 +207,7 @@ class KubernetesDriver(ComputeDriver):
     @classmethod
     def from_settings(
         cls, settings: Settings, credential: bytes | None, selected: str | None,
-        *, db: Database | None = None,
+        *, db: SessionSource | None = None,
     ) -> KubernetesDriver:
         if credential is not None:
             config = parse_kubeconfig(credential, uploaded=True)

@@ -21,7 +21,6 @@ import structlog
 
 from slices_blueprint.agent.protocol import VMSpec, VMView, split_vm_ref, vm_ref
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.database import Database
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import is_pin_mismatch, pinned_context
@@ -36,6 +35,7 @@ from slices_blueprint.providers.base import (
     NodeState,
     Progress,
     ProviderError,
+    SessionSource,
     TransientProviderError,
 )
 
@@ -128,9 +128,9 @@ class MicroVMDriver(ComputeDriver):
     flavor_type = "microvm"
     reports_metrics = True
 
-    def __init__(self, settings: Settings, db: Database | None) -> None:
-        """``db``: the calling process's database (placements, host rows); None serves
-        :meth:`catalog` only (a catalog sync has a session, not a database)."""
+    def __init__(self, settings: Settings, db: SessionSource | None) -> None:
+        """``db``: the calling process's database (placements, host rows), never a pool of
+        the driver's own; None serves :meth:`catalog` only."""
         self.settings = settings
         self._db = db
 
@@ -142,12 +142,12 @@ class MicroVMDriver(ComputeDriver):
     @classmethod
     def from_settings(
         cls, settings: Settings, credential: bytes | None, selected: str | None,
-        *, db: Database | None = None,
+        *, db: SessionSource | None = None,
     ) -> MicroVMDriver:
         return cls(settings, db)
 
     @property
-    def db(self) -> Database:
+    def db(self) -> SessionSource:
         if self._db is None:
             raise ProviderError("the microVM driver was built without the service's database")
         return self._db

@@ -51,7 +51,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import openstack.exceptions as os_exc
 import structlog
@@ -71,6 +71,7 @@ from slices_blueprint.providers.base import (
     NodeState,
     Progress,
     ProviderError,
+    SessionSource,
     TransientProviderError,
 )
 from slices_blueprint.providers.endpoints import EndpointPolicy
@@ -83,9 +84,6 @@ from slices_blueprint.providers.openstack.connection import (
 )
 from slices_blueprint.providers.openstack.errors import translate_error
 from slices_blueprint.providers.openstack.userdata import build_userdata
-
-if TYPE_CHECKING:
-    from slices_blueprint.core.database import Database
 
 log = structlog.get_logger(__name__)
 
@@ -160,7 +158,7 @@ class OpenStackDriver(ComputeDriver):
     @classmethod
     def from_settings(
         cls, settings: Settings, credential: bytes | None, selected: str | None,
-        *, db: Database | None = None,
+        *, db: SessionSource | None = None,
     ) -> OpenStackDriver:
         if credential is not None:
             return cls(*parse_clouds_yaml(credential, selected), policy=EndpointPolicy.of(settings))

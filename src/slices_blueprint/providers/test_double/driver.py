@@ -16,7 +16,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
@@ -29,11 +29,9 @@ from slices_blueprint.providers.base import (
     NodeSpec,
     Progress,
     ProviderError,
+    SessionSource,
     TransientProviderError,
 )
-
-if TYPE_CHECKING:
-    from slices_blueprint.core.database import Database
 
 
 class TestDoubleDriver(ComputeDriver):
@@ -49,7 +47,7 @@ class TestDoubleDriver(ComputeDriver):
     @classmethod
     def from_settings(
         cls, settings: Settings, credential: bytes | None, selected: str | None,
-        *, db: Database | None = None,
+        *, db: SessionSource | None = None,
     ) -> TestDoubleDriver:
         return cls(settings.data_dir / "test-double")
 

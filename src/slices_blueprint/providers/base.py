@@ -130,6 +130,7 @@ class ComputeDriver(abc.ABC):
     credential_label: ClassVar[str] = ""  # that credential for people: "OpenStack clouds.yaml"
     credential_entry: ClassVar[str] = ""  # what picks one entry of it: "Cloud entry", "Context"
     site_noun: ClassVar[str] = ""  # what the site-wide configuration provides: "cloud", "cluster"
+    site_setting: ClassVar[str | None] = None  # the Settings field holding the site-wide config
     takes_account_ssh_keys: ClassVar[bool] = True
     """Whether the user's SLICES account key (from the id-token) is added to every node's
     keys; a provider that refuses unasked-for keys (pods) sets this False."""
@@ -139,8 +140,8 @@ class ComputeDriver(abc.ABC):
     @classmethod
     def site_configured(cls, settings: Settings) -> bool:
         """Whether the operator configured a site-wide provider (no uploaded credential
-        needed); the default: no."""
-        return False
+        needed): its :attr:`site_setting` is set."""
+        return cls.site_setting is not None and getattr(settings, cls.site_setting) is not None
 
     @classmethod
     def actions(cls) -> list[str]:

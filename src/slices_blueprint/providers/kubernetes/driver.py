@@ -175,6 +175,7 @@ class KubernetesDriver(ComputeDriver):
     credential_label = "Kubernetes kubeconfig"
     credential_entry = "Context"
     site_noun = "cluster"
+    site_setting = "kubernetes_kubeconfig"
     takes_account_ssh_keys = False  # keys only where request_config asks for them
 
     def __init__(
@@ -199,10 +200,6 @@ class KubernetesDriver(ComputeDriver):
         self.delete_grace = delete_grace
         self.cpu_request_fraction = cpu_request_fraction
         self._watchers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="k8s-watch")
-
-    @classmethod
-    def site_configured(cls, settings: Settings) -> bool:
-        return settings.kubernetes_kubeconfig is not None
 
     @classmethod
     def from_settings(

@@ -123,6 +123,7 @@ class OpenStackDriver(ComputeDriver):
     credential_label = "OpenStack clouds.yaml"
     credential_entry = "Cloud entry"
     site_noun = "cloud"
+    site_setting = "openstack_clouds_yaml"
     validate_timeout_s: float = 10.0
 
     def __init__(
@@ -150,10 +151,6 @@ class OpenStackDriver(ComputeDriver):
     @property
     def conn(self) -> Connection:
         return self._shared.conn
-
-    @classmethod
-    def site_configured(cls, settings: Settings) -> bool:
-        return settings.openstack_clouds_yaml is not None
 
     @classmethod
     def from_settings(

@@ -46,8 +46,8 @@ from slices_blueprint.core.dev_issuer import mint_dev_token
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.providers.base import NodeSpec
-from slices_blueprint.providers.kubernetes import KubernetesDriver
-from slices_blueprint.providers.kubernetes_pods import (
+from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
+from slices_blueprint.providers.kubernetes.pods import (
     namespace_name,
     owner_metadata,
     parse_config,

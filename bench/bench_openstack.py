@@ -44,7 +44,8 @@ from openstack.connection import Connection
 
 from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.providers.base import NodeSpec
-from slices_blueprint.providers.openstack import OpenStackDriver, parse_clouds_yaml
+from slices_blueprint.providers.openstack.connection import parse_clouds_yaml
+from slices_blueprint.providers.openstack.driver import OpenStackDriver
 
 BI = "/apis/bi.slices.eu/v1alpha2"
 TAG = f"sbbench-{secrets.token_hex(3)}"

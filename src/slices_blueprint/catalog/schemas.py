@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FlavorType = Literal["vm", "k8s", "microvm", "test-double"]
+from slices_blueprint.providers.registry import PROVIDER_MODULES
+
+FlavorType = Literal[tuple(PROVIDER_MODULES)]  # type: ignore[valid-type]  # every registered provider
 
 
 class FlavorCreate(BaseModel):

@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True, help="Operator commands (run where the s
 
 @app.command("catalog-sync")
 def catalog_sync(
-    flavor_type: Annotated[str, typer.Argument(help="vm, k8s or microvm")],
+    flavor_type: Annotated[str, typer.Argument(help="a flavor type this site offers (as in `slices-blueprint flavors`)")],
     data_dir: Annotated[Path | None, typer.Option(envvar="SLICES_BLUEPRINT_DATA_DIR")] = None,
 ) -> None:
     """Import the site-wide provider's images and flavors now; prints what changed."""

@@ -151,9 +151,9 @@ async def wait_for_resource(
 ACTIONS = {
     "delete": ("DELETE", "/resources/{resource_id}", "Delete a resource; deleting again answers the same task."),
     "reset": ("POST", "/resources/{resource_id}/reset", "Return the resource to its image's initial state."),
-    "pause": ("POST", "/resources/{resource_id}/pause", "Pause a resource (microVMs)."),
+    "pause": ("POST", "/resources/{resource_id}/pause", "Pause a resource (409 when its provider cannot pause)."),
     "resume": ("POST", "/resources/{resource_id}/resume", "Resume a paused resource."),
-    "stop": ("POST", "/resources/{resource_id}/stop", "Power a resource off, keeping its disk (VMs, microVMs)."),
+    "stop": ("POST", "/resources/{resource_id}/stop", "Power a resource off, keeping its disk (409 when its provider cannot)."),
     "start": ("POST", "/resources/{resource_id}/start", "Boot a stopped resource again."),
 }
 

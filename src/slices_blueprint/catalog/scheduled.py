@@ -6,9 +6,8 @@ import structlog
 
 from slices_blueprint.catalog.flows import sync_from_provider
 from slices_blueprint.core.runtime import Runtime
-from slices_blueprint.credentials.drivers import site_configured
 from slices_blueprint.providers.base import ProviderError
-from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.providers.registry import enabled_types, site_configured
 
 log = structlog.get_logger(__name__)
 

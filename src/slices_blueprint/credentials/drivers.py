@@ -21,12 +21,6 @@ from slices_blueprint.providers.registry import build_driver, driver_class
 SITE_CLUSTER = "site"
 
 
-def site_configured(settings: Settings, flavor_type: str) -> bool:
-    """Whether the operator configured a site-wide provider for ``flavor_type`` (the
-    driver's own answer)."""
-    return registry.site_configured(settings, flavor_type)
-
-
 class CallerDatabase:
     """The caller's database as a driver's :class:`SessionSource`: new transactions on the
     engine (and pool) of ``session``, the worker's or the web app's, never one of its own."""
@@ -57,7 +51,7 @@ async def catalog_driver_for(
     (cluster ``site``) when the operator configured one, else ``owner_id``'s own credential
     (its selected cluster); refused when neither exists."""
     kind = driver_class(flavor_type).credential_kind
-    if kind is None or site_configured(settings, flavor_type):
+    if kind is None or registry.site_configured(settings, flavor_type):
         return build_driver(settings, flavor_type), SITE_CLUSTER
     plaintext, selected = await plaintext_for(session, settings, kind, owner_id)
     if plaintext is None:

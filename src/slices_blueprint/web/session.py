@@ -78,12 +78,14 @@ class WebSessionMiddleware:
 
     def __init__(self, app: ASGIApp, settings: Settings, prefix: str = "/ui") -> None:
         self.app, self.settings, self.prefix = app, settings, prefix
+        self.static = f"{prefix}/static/"
         self.max_age = settings.web_session_hours * 3600
         self.secure = settings.service_url.startswith("https://")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
-            await self.app(scope, receive, send)
+        path = scope["path"] if scope["type"] == "http" else ""
+        if not path.startswith(self.prefix) or path.startswith(self.static):
+            await self.app(scope, receive, send)  # static files need no session (nor its query)
             return
         session = self._load(scope)
         if session.get("sid") and await is_revoked(scope["app"].state.db, session["sid"]):

@@ -125,6 +125,7 @@ def make_settings(data_dir: Path, database_url: str, port: int, **overrides: obj
         "reconcile_interval_seconds": 3600,
         "trusted_issuers": [],
         "task_max_attempts": 3,
+        "qkd_kme_in_service": False,  # QKD tests run their own service with KMEs
     }
     values.update(overrides)
     return Settings(**values)

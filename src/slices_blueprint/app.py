@@ -24,9 +24,11 @@ from slices_blueprint.core.errors import documented_errors, install_error_handle
 from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
 from slices_blueprint.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
+from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.events.service import limit_rate
 from slices_blueprint.hosts.models import Host
+from slices_blueprint.qkd.kme_host import KmeHost
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
 from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
@@ -42,6 +44,7 @@ def routers() -> list:
     from slices_blueprint.core.dev_views import router as dev
     from slices_blueprint.credentials.views import router as credentials
     from slices_blueprint.hosts.views import router as hosts
+    from slices_blueprint.qkd.views import router as qkd
     from slices_blueprint.quotas.views import router as quotas
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
@@ -49,7 +52,7 @@ def routers() -> list:
     from slices_blueprint.web.views import router as web
 
     return [
-        catalog, catalog_admin, resources, telemetry, tasks, credentials, hosts, quotas, dev, web
+        catalog, catalog_admin, resources, qkd, telemetry, tasks, credentials, hosts, quotas, dev, web
     ]
 
 
@@ -69,20 +72,23 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         app.state.admin_ids = set(settings.admin_user_ids)
         if settings.dev_mode:
             app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])
-        worker: asyncio.Task | None = None
+        background: list[asyncio.Task] = []
         async with queue.open_async():
             if with_worker:
                 name = f"serve@{socket.gethostname()}"
-                worker = asyncio.create_task(run_worker(queue, settings, name=name, install_signal_handlers=False))
+                background.append(asyncio.create_task(
+                    run_worker(queue, settings, name=name, install_signal_handlers=False)))
+            if settings.qkd_kme_in_service:
+                background.append(asyncio.create_task(KmeHost(Runtime(settings=settings, db=db)).run()))
             await request_catalog_sync(queue)  # whichever worker comes first imports the catalogs
             log.info("service.started", url=settings.service_url, dev_mode=settings.dev_mode, worker=with_worker, site=settings.site_id)
             try:
                 yield
             finally:
-                if worker:
-                    worker.cancel()
+                for task in background:
+                    task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
-                        await worker
+                        await task
         await http.aclose()
         await db.dispose()
 

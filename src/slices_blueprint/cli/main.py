@@ -12,6 +12,7 @@ import typer
 
 from slices_blueprint.agent.cli import agent_app
 from slices_blueprint.cli import admin, client, dev, settings_errors
+from slices_blueprint.qkd import cli as qkd_cli
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -19,6 +20,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(agent_app, name="agent")
+app.add_typer(qkd_cli.app, name="qkd", rich_help_panel="Client")
 client.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
@@ -107,6 +109,28 @@ def worker(
         async with queue.open_async():
             await run_worker(queue, settings, name=name or f"worker@{socket.gethostname()}", install_signal_handlers=True)
         await db.dispose()
+
+    asyncio.run(main())
+
+
+@app.command("kme-host")
+def kme_host(data_dir: DataDir = None) -> None:
+    """Run the KMEs of the QKD networks that listen on this machine (qkd_kme_host); for a
+    site whose `serve` does not (qkd_kme_in_service = false)."""
+    from slices_blueprint.core.bootstrap import prepare
+    from slices_blueprint.core.database import Database
+    from slices_blueprint.core.runtime import Runtime
+    from slices_blueprint.qkd.kme_host import KmeHost
+
+    settings = _settings(data_dir=data_dir)
+    url = prepare(settings)
+
+    async def main() -> None:
+        db = Database(url)
+        try:
+            await KmeHost(Runtime(settings=settings, db=db)).run()
+        finally:
+            await db.dispose()
 
     asyncio.run(main())
 

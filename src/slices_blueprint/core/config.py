@@ -159,6 +159,14 @@ class Settings(BaseSettings):
     max_waits_per_experiment: int = Field(default=10, ge=1)  # concurrent GET .../wait (per process)
     audit_events_per_resource_per_minute: int = Field(default=60, ge=1)  # more: only logged
 
+    # QKD networks: emulated KMEs listen on qkd_kme_host, one port each from qkd_kme_ports
+    # (inclusive range), and are reached by SAEs at https://<qkd_kme_public_host>:<port>
+    # (their certificates name it). `serve` runs them (qkd_kme_in_service), or `kme-host`.
+    qkd_kme_host: str = "127.0.0.1"
+    qkd_kme_public_host: str | None = None  # default: qkd_kme_host
+    qkd_kme_ports: tuple[int, int] = (47100, 47999)
+    qkd_kme_in_service: bool = True
+
     # Logs
     log_level: str = "INFO"
     log_json: bool = False

@@ -6,6 +6,7 @@ from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.models import Event
 from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
 from slices_blueprint.identity.models import Experiment, Project, User
+from slices_blueprint.qkd.models import QkdKey, QkdKeyDelivery, QkdLink, QkdNetwork, QkdNode, QkdSae
 from slices_blueprint.quotas.models import ProjectQuota
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -25,6 +26,12 @@ __all__ = [
     "HostEnrolment",
     "Project",
     "ProjectQuota",
+    "QkdKey",
+    "QkdKeyDelivery",
+    "QkdLink",
+    "QkdNetwork",
+    "QkdNode",
+    "QkdSae",
     "RevokedWebSession",
     "Task",
     "User",

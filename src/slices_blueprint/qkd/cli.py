@@ -1,0 +1,160 @@
+"""``slices-blueprint qkd ...``: QKD networks of the experiment, from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
+from slices_blueprint.core.deps import BI_PREFIX
+
+app = typer.Typer(no_args_is_help=True, help="QKD networks: emulated links and ETSI GS QKD 014 KMEs.")
+link_app = typer.Typer(no_args_is_help=True, help="A network's links.")
+app.add_typer(link_app, name="link")
+console = Console()
+NetworkRef = Annotated[str, typer.Argument(help="The network's id or name.")]
+
+
+def _networks(url: str) -> str:
+    return f"{url.rstrip('/')}{BI_PREFIX}/qkd-networks"
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", err=True, fg="red")
+    return typer.Exit(1)
+
+
+def _resolve(url: str, token: str, ref: str) -> str:
+    if ref.startswith("qkdnet_"):
+        return ref
+    matches = [n["id"] for n in request_json("GET", _networks(url), token) if n["name"] == ref]
+    if not matches:
+        raise _fail(f"no live QKD network named {ref!r} (see `slices-blueprint qkd list`)")
+    return matches[0]
+
+
+def _show(network: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(network, indent=2))
+        return
+    console.print(f"[bold]{network['name']}[/bold] {network['id']}  {network['status']}, "
+                  f"expires {network['expires_at']}")
+    nodes = Table("node", "KME id", "KME URL", "SAEs", title="KMEs (ETSI GS QKD 014)")
+    for node in network["nodes"]:
+        saes = ", ".join(s["sae_id"] for s in network["saes"] if s["node"] == node["name"])
+        nodes.add_row(node["name"], node["kme_id"], node["kme_url"], saes)
+    links = Table("link", "state", "key rate (b/s)", "QBER", "stored keys", "delivered", "reason",
+                  title="Links (emulated: key material from the OS CSPRNG)")
+    for link in network["links"]:
+        links.add_row(link["name"], link["state"], f"{link['secret_key_rate_bps']:,.0f}", f"{link['qber']:.2%}",
+                      f"{link['stored_key_count']:,}/{link['max_key_count']:,}", f"{link['delivered_keys']:,}",
+                      link["state_reason"] or "")
+    console.print(nodes, links)
+
+
+def _load_description(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise _fail(f"--from-file {path}: not valid YAML or JSON ({exc.__class__.__name__}: "
+                    f"{getattr(exc, 'problem', exc)})") from None
+
+
+@app.command("create")
+def create(
+    url: ServiceUrl,
+    from_file: Annotated[Path, typer.Option("--from-file", exists=True, dir_okay=False, readable=True,
+                                            help="The network description (YAML or JSON).")],
+    token: Token = None, as_json: JsonOutput = False,
+) -> None:
+    """Create a QKD network in the experiment from its description."""
+    network = request_json("POST", _networks(url), resolve_token(token), json=_load_description(from_file))
+    _show(network, as_json)
+
+
+@app.command("list")
+def list_(url: ServiceUrl, token: Token = None,
+          all_: Annotated[bool, typer.Option("--all", help="Include deleted.")] = False,
+          as_json: JsonOutput = False) -> None:
+    """The experiment's QKD networks."""
+    rows = request_json("GET", _networks(url), resolve_token(token), params={"include_deleted": all_})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("id", "name", "status", "nodes", "links generating", "expires_at", title="QKD networks")
+    for n in rows:
+        generating = sum(link["state"] == "generating" for link in n["links"])
+        table.add_row(n["id"], n["name"], n["status"], str(len(n["nodes"])),
+                      f"{generating}/{len(n['links'])}", n["expires_at"])
+    console.print(table)
+
+
+@app.command("show")
+def show(network: NetworkRef, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """A network's KMEs, SAEs and links with their live key rate, QBER and pools."""
+    tok = resolve_token(token)
+    _show(request_json("GET", f"{_networks(url)}/{_resolve(url, tok, network)}", tok), as_json)
+
+
+@app.command("delete")
+def delete(network: NetworkRef, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
+    """Delete a network: its KMEs stop and undelivered keys are erased."""
+    tok = resolve_token(token)
+    _show(request_json("DELETE", f"{_networks(url)}/{_resolve(url, tok, network)}", tok), as_json)
+
+
+@link_app.command("set")
+def link_set(
+    network: NetworkRef,
+    link: Annotated[str, typer.Argument(help="<node>-<node>")],
+    url: ServiceUrl, token: Token = None,
+    length_km: Annotated[float | None, typer.Option(help="Fibre length, km.")] = None,
+    attenuation_db_per_km: Annotated[float | None, typer.Option(help="Fibre loss, dB/km.")] = None,
+    detector_efficiency: Annotated[float | None, typer.Option(help="0-1.")] = None,
+    dark_count_probability: Annotated[float | None, typer.Option(help="Per gate.")] = None,
+    misalignment_error: Annotated[float | None, typer.Option(help="0-0.5.")] = None,
+    repetition_rate_hz: Annotated[float | None, typer.Option(help="Source pulses per second.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="bb84-decoy or bb84.")] = None,
+    eavesdropper: Annotated[float | None, typer.Option(help="Fraction of qubits intercepted (0-1).")] = None,
+    as_json: JsonOutput = False,
+) -> None:
+    """Change a link's parameters; its key rate and QBER follow within seconds."""
+    changes = {k: v for k, v in {
+        "length_km": length_km, "attenuation_db_per_km": attenuation_db_per_km,
+        "detector_efficiency": detector_efficiency, "dark_count_probability": dark_count_probability,
+        "misalignment_error": misalignment_error, "repetition_rate_hz": repetition_rate_hz,
+        "protocol": protocol, "eavesdropper": eavesdropper}.items() if v is not None}
+    if not changes:
+        raise _fail("give at least one parameter to change, e.g. --eavesdropper 0.5")
+    tok = resolve_token(token)
+    _show(request_json("PATCH", f"{_networks(url)}/{_resolve(url, tok, network)}/links/{link}", tok,
+                       json=changes), as_json)
+
+
+@app.command("credentials")
+def credentials(
+    network: NetworkRef,
+    sae: Annotated[str, typer.Argument(help="The SAE_ID.")],
+    url: ServiceUrl, token: Token = None,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Directory to write them to.")] = Path("."),
+) -> None:
+    """Download an SAE's certificate, private key (once only), CA and KME URL into --out."""
+    tok = resolve_token(token)
+    creds = request_json("POST", f"{_networks(url)}/{_resolve(url, tok, network)}/saes/{sae}/credentials", tok)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {f"{sae}.crt": creds["certificate_pem"], "ca.crt": creds["ca_certificate_pem"],
+             "kme.env": f"KME_URL={creds['kme_url']}\nKME_ID={creds['kme_id']}\nSAE_ID={sae}\n"}
+    for name, content in files.items():
+        (out / name).write_text(content)
+    key = out / f"{sae}.key"
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(creds["private_key_pem"])
+    typer.echo(f"wrote {', '.join([*files, key.name])} to {out}; KME: {creds['kme_url']}")

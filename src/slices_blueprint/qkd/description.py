@@ -1,0 +1,85 @@
+"""The declarative description of a QKD network: nodes, their SAEs, and the links between.
+
+Example (YAML, as ``slices-blueprint qkd create --from-file`` reads it)::
+
+    name: two-nodes
+    nodes:
+      - name: alice
+        saes: [alice-app]
+      - name: bob
+        saes: [bob-app]
+    links:
+      - between: [alice, bob]
+        length_km: 25
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from slices_blueprint.qkd.physics import LinkParameters
+
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
+SaeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class SaeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: SaeId = Field(description="the SAE_ID its certificate carries (unique in the network)")
+
+
+class NodeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name = Field(description="the node's name (lower-case letters, digits and dashes)")
+    saes: list[SaeId | SaeSpec] = Field(default_factory=list, max_length=16,
+                                        description="the applications that take keys at this node")
+
+    def sae_specs(self) -> list[SaeSpec]:
+        return [s if isinstance(s, SaeSpec) else SaeSpec(id=s) for s in self.saes]
+
+
+class LinkSpec(LinkParameters):
+    between: tuple[Name, Name] = Field(description="the two nodes the link joins")
+    max_key_count: int = Field(default=100_000, ge=1, le=10_000_000,
+                               description="keys (of key_size bits) each end's pool holds at most")
+
+    def parameters(self) -> LinkParameters:
+        """The physical parameters alone."""
+        return LinkParameters.model_validate(self.model_dump(include=set(LinkParameters.model_fields)))
+
+
+class NetworkDescription(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name = Field(description="unique among the experiment's live QKD networks")
+    nodes: list[NodeSpec] = Field(min_length=2, max_length=16)
+    links: list[LinkSpec] = Field(min_length=1, max_length=64)
+    expires_at: dt.datetime | None = Field(
+        default=None, description="default: the site's default lifetime, capped by the experiment's")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NetworkDescription:
+        nodes = [n.name for n in self.nodes]
+        _unique("nodes", nodes)
+        _unique("SAE ids", [s.id for n in self.nodes for s in n.sae_specs()])
+        pairs = []
+        for i, link in enumerate(self.links):
+            a, b = link.between
+            for end in (a, b):
+                if end not in nodes:
+                    raise ValueError(f"links.{i}.between: no node named {end!r}")
+            if a == b:
+                raise ValueError(f"links.{i}.between: a link joins two different nodes")
+            pairs.append("-".join(sorted((a, b))))
+        _unique("links", pairs)
+        return self
+
+
+def _unique(what: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what}: {name!r} appears twice")
+        seen.add(name)

@@ -1,0 +1,189 @@
+"""A Key Management Entity: the ETSI GS QKD 014 API of one node of one QKD network.
+
+Each KME is its own ASGI app, served at the root of its own ``https://host:port`` with mutual
+TLS against its network's certificate authority (see ``tls_server``); the calling SAE is the
+one its verified client certificate names, and it must be attached to this node. Key pools
+live in PostgreSQL (``keypool``), so a KME restarts with its pools intact and several KME
+processes may serve one network without handing out one key twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.core.secretbox import SecretBox, secret_box
+from slices_blueprint.qkd import etsi014, keypool
+from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
+from slices_blueprint.qkd.tls_server import NoClientCertificate, caller_sae_id
+
+log = structlog.get_logger(__name__)
+
+
+class EtsiError(Exception):
+    """An ETSI 014 error answer: 400, 401 or 503 with ``{"message", "details"}``."""
+
+    def __init__(self, status: int, message: str, **detail: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.details = status, message, [detail] if detail else []
+
+
+@dataclass
+class Call:
+    """What one request to this KME knows: its network, node, caller and link graph."""
+
+    session: AsyncSession
+    box: SecretBox
+    network: QkdNetwork
+    node: QkdNode
+    caller: QkdSae
+    saes: dict[str, QkdSae]
+    nodes: dict[uuid.UUID, QkdNode]
+    links: list[QkdLink]
+
+    def sae(self, sae_id: str, role: str) -> QkdSae:
+        found = self.saes.get(sae_id)
+        if found is None:
+            raise EtsiError(400, f"{role} SAE {sae_id!r} is not in this QKD network")
+        return found
+
+    def path_to(self, other: QkdSae) -> list[QkdLink]:
+        try:
+            return keypool.path_links(keypool.link_graph(self.links), self.node.id, other.node_id)
+        except keypool.KeyRequestError as exc:
+            raise EtsiError(400, str(exc)) from None
+        except keypool.KeysUnavailable as exc:
+            raise EtsiError(503, str(exc)) from None
+
+
+def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
+    """The ETSI 014 app of the KME of node ``node_id``."""
+    app = FastAPI(title="slices-blueprint KME (ETSI GS QKD 014)", openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    box = secret_box(runtime.settings)
+
+    @app.exception_handler(EtsiError)
+    async def _etsi(_: Request, exc: EtsiError) -> JSONResponse:
+        return JSONResponse(etsi014.Error(message=exc.message, details=exc.details).model_dump(),
+                            status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "problem": e["msg"]}
+                   for e in exc.errors()]
+        return JSONResponse(etsi014.Error(message="bad request", details=details).model_dump(),
+                            status_code=400)
+
+    async def call(request: Request) -> AsyncIterator[Call]:
+        try:
+            sae_id = caller_sae_id(request)
+        except NoClientCertificate as exc:
+            raise EtsiError(401, str(exc)) from None
+        async with runtime.db.session() as session:
+            node = await session.get(QkdNode, node_id)
+            network = await session.get(QkdNetwork, node.network_id) if node else None
+            if node is None or network is None or network.status != "active":
+                raise EtsiError(503, "this KME's QKD network no longer exists")
+            saes = {s.sae_id: s for s in await session.scalars(
+                select(QkdSae).where(QkdSae.network_id == network.id))}
+            caller = saes.get(sae_id)
+            if caller is None or caller.node_id != node.id:
+                log.warning("qkd.kme.unauthorised", kme_id=node.kme_id, sae_id=sae_id)
+                raise EtsiError(401, f"SAE {sae_id!r} is not attached to KME {node.kme_id}")
+            nodes = {n.id: n for n in await session.scalars(
+                select(QkdNode).where(QkdNode.network_id == network.id))}
+            links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
+            yield Call(session, box, network, node, caller, saes, nodes, links)
+
+    CallDep = Annotated[Call, Depends(call)]
+
+    @app.get("/api/v1/keys/{slave_SAE_ID}/status", response_model=etsi014.Status)
+    async def status(slave_SAE_ID: str, c: CallDep) -> etsi014.Status:
+        slave = c.sae(slave_SAE_ID, "slave")
+        path = c.path_to(slave)
+        now = utcnow()
+        return etsi014.Status(
+            source_KME_ID=c.node.kme_id, target_KME_ID=c.nodes[slave.node_id].kme_id,
+            master_SAE_ID=c.caller.sae_id, slave_SAE_ID=slave.sae_id, key_size=etsi014.KEY_SIZE,
+            stored_key_count=min(keypool.stored_key_count(link, etsi014.KEY_SIZE, now) for link in path),
+            max_key_count=min(link.max_key_count for link in path),
+            max_key_per_request=etsi014.MAX_KEY_PER_REQUEST, max_key_size=etsi014.MAX_KEY_SIZE,
+            min_key_size=etsi014.MIN_KEY_SIZE, max_SAE_ID_count=etsi014.MAX_SAE_ID_COUNT,
+            status_extension={"emulated": True, "hops": len(path)},
+        )
+
+    async def enc_keys(c: Call, slave_sae_id: str, ask: etsi014.KeyRequest) -> etsi014.KeyContainer:
+        if ask.extension_mandatory:
+            raise EtsiError(400, "this KME supports no mandatory extension",
+                            extension_mandatory=ask.extension_mandatory)
+        slaves = [c.sae(s, "slave") for s in dict.fromkeys([slave_sae_id, *ask.additional_slave_SAE_IDs])]
+        if any(s.id == c.caller.id for s in slaves):
+            raise EtsiError(400, "the master SAE cannot be its own slave")
+        paths = [c.path_to(s) for s in slaves]
+        try:
+            keys = await keypool.hand_out(
+                c.session, c.box, network_id=c.network.id, master_sae_id=c.caller.sae_id,
+                paths=paths, slave_sae_ids=[s.sae_id for s in slaves], number=ask.number, size=ask.size)
+        except keypool.KeysUnavailable as exc:
+            raise EtsiError(503, str(exc)) from None
+        log.info("qkd.keys.handed_out", network_id=str(c.network.id), kme_id=c.node.kme_id,
+                 master_sae_id=c.caller.sae_id, slave_sae_ids=[s.sae_id for s in slaves],
+                 number=ask.number, size=ask.size, hops=max(len(p) for p in paths))
+        return _container(keys)
+
+    @app.get("/api/v1/keys/{slave_SAE_ID}/enc_keys", response_model=etsi014.KeyContainer)
+    async def get_enc_keys(
+        slave_SAE_ID: str, c: CallDep,
+        number: int = Query(default=1, ge=1, le=etsi014.MAX_KEY_PER_REQUEST),
+        size: int = Query(default=etsi014.KEY_SIZE, ge=etsi014.MIN_KEY_SIZE, le=etsi014.MAX_KEY_SIZE,
+                          multiple_of=8),
+    ) -> etsi014.KeyContainer:
+        return await enc_keys(c, slave_SAE_ID, etsi014.KeyRequest(number=number, size=size))
+
+    @app.post("/api/v1/keys/{slave_SAE_ID}/enc_keys", response_model=etsi014.KeyContainer)
+    async def post_enc_keys(slave_SAE_ID: str, body: etsi014.KeyRequest, c: CallDep) -> etsi014.KeyContainer:
+        return await enc_keys(c, slave_SAE_ID, body)
+
+    async def dec_keys(c: Call, master_sae_id: str, key_ids: list[str]) -> etsi014.KeyContainer:
+        master = c.sae(master_sae_id, "master")
+        try:
+            wanted = [uuid.UUID(k) for k in key_ids]
+        except ValueError:
+            raise EtsiError(400, "a key_ID is not a UUID", key_IDs=key_ids) from None
+        try:
+            keys = await keypool.fetch_for_slave(
+                c.session, c.box, network_id=c.network.id, master_sae_id=master.sae_id,
+                slave_sae_id=c.caller.sae_id, key_ids=wanted)
+        except keypool.KeyRequestError as exc:
+            raise EtsiError(400, str(exc)) from None
+        log.info("qkd.keys.delivered", network_id=str(c.network.id), kme_id=c.node.kme_id,
+                 master_sae_id=master.sae_id, slave_sae_id=c.caller.sae_id, number=len(keys))
+        return _container(keys)
+
+    @app.get("/api/v1/keys/{master_SAE_ID}/dec_keys", response_model=etsi014.KeyContainer)
+    async def get_dec_keys(master_SAE_ID: str, c: CallDep, key_ID: str = Query()) -> etsi014.KeyContainer:
+        return await dec_keys(c, master_SAE_ID, [key_ID])
+
+    @app.post("/api/v1/keys/{master_SAE_ID}/dec_keys", response_model=etsi014.KeyContainer)
+    async def post_dec_keys(master_SAE_ID: str, body: etsi014.KeyIds, c: CallDep) -> etsi014.KeyContainer:
+        return await dec_keys(c, master_SAE_ID, [k.key_ID for k in body.key_IDs])
+
+    del status, get_enc_keys, post_enc_keys, get_dec_keys, post_dec_keys
+    return app
+
+
+def _container(keys: list[keypool.DeliveredKey]) -> etsi014.KeyContainer:
+    return etsi014.KeyContainer(keys=[
+        etsi014.Key(key_ID=str(k.key_id), key=base64.b64encode(k.material).decode()) for k in keys])

@@ -1,0 +1,74 @@
+"""What the API answers about QKD networks, and the changes it takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class NodeOut(BaseModel):
+    name: str
+    kme_id: str
+    kme_url: str = Field(description="the KME's ETSI GS QKD 014 root: https://host:port")
+
+
+class SaeOut(BaseModel):
+    sae_id: str
+    node: str
+    kme_url: str
+    credentials_downloaded: bool = Field(description="its private key was downloaded (once only)")
+
+
+class LinkOut(BaseModel):
+    name: str = Field(description="<node>-<node>, as `qkd link set` names it")
+    between: tuple[str, str]
+    parameters: dict[str, Any]
+    state: str = Field(description="generating, or stopped (with the reason)")
+    state_reason: str | None
+    secret_key_rate_bps: float
+    qber: float
+    stored_key_count: int = Field(description="keys of 256 bits in each end's pool now")
+    max_key_count: int
+    delivered_keys: int
+    emulated: bool = Field(default=True, description="key material comes from the operating "
+                           "system's CSPRNG, not from quantum states")
+
+
+class NetworkOut(BaseModel):
+    id: str
+    name: str
+    experiment_id: str
+    project_id: str
+    status: str
+    expires_at: dt.datetime
+    created_at: dt.datetime
+    nodes: list[NodeOut]
+    saes: list[SaeOut]
+    links: list[LinkOut]
+
+
+class LinkUpdate(BaseModel):
+    """Any of a link's parameters; the others keep their values."""
+
+    model_config = ConfigDict(extra="forbid")
+    length_km: float | None = None
+    attenuation_db_per_km: float | None = None
+    detector_efficiency: float | None = None
+    dark_count_probability: float | None = None
+    misalignment_error: float | None = None
+    repetition_rate_hz: float | None = None
+    protocol: str | None = None
+    eavesdropper: float | None = Field(default=None, description="fraction of qubits intercepted")
+
+
+class SaeCredentials(BaseModel):
+    """Everything an SAE needs to call its KME; the private key is answered once only."""
+
+    sae_id: str
+    kme_url: str
+    kme_id: str
+    certificate_pem: str
+    private_key_pem: str
+    ca_certificate_pem: str

@@ -1,0 +1,267 @@
+"""QKD network operations requested through the API (and by the reaper)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+
+import structlog
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ServiceUnavailable
+from slices_blueprint.core.ids import format_id, new_uuid
+from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.secretbox import secret_box
+from slices_blueprint.events.service import record
+from slices_blueprint.identity.caller import Caller
+from slices_blueprint.qkd import keypool, pki
+from slices_blueprint.qkd.description import NetworkDescription
+from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
+from slices_blueprint.qkd.physics import LinkParameters, LinkPerformance, link_performance
+from slices_blueprint.qkd.schemas import (
+    LinkOut,
+    LinkUpdate,
+    NetworkOut,
+    NodeOut,
+    SaeCredentials,
+    SaeOut,
+)
+from slices_blueprint.resources.service import experiment_cap
+
+log = structlog.get_logger(__name__)
+ID_TYPE = "qkdnet"
+STATUS_KEY_SIZE = 256
+PORT_LOCK = "slices-blueprint:qkd-kme-ports"
+
+
+def kme_public_host(settings: Settings) -> str:
+    return settings.qkd_kme_public_host or settings.qkd_kme_host
+
+
+def kme_url(node: QkdNode, settings: Settings) -> str:
+    host = kme_public_host(settings)
+    return f"https://{f'[{host}]' if ':' in host else host}:{node.kme_port}"
+
+
+def link_name(link: QkdLink, nodes: dict[uuid.UUID, QkdNode]) -> str:
+    return f"{nodes[link.node_a_id].name}-{nodes[link.node_b_id].name}"
+
+
+async def network_out(session: AsyncSession, settings: Settings, network: QkdNetwork) -> NetworkOut:
+    nodes = {n.id: n for n in await session.scalars(
+        select(QkdNode).where(QkdNode.network_id == network.id).order_by(QkdNode.name))}
+    saes = await session.scalars(select(QkdSae).where(QkdSae.network_id == network.id).order_by(QkdSae.sae_id))
+    links = await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id).order_by(QkdLink.id))
+    now = utcnow()
+    return NetworkOut(
+        id=format_id(ID_TYPE, settings.site_id, network.id), name=network.name,
+        experiment_id=network.experiment_id, project_id=network.project_id, status=network.status,
+        expires_at=network.expires_at, created_at=network.created_at,
+        nodes=[NodeOut(name=n.name, kme_id=n.kme_id, kme_url=kme_url(n, settings)) for n in nodes.values()],
+        saes=[SaeOut(sae_id=s.sae_id, node=nodes[s.node_id].name, kme_url=kme_url(nodes[s.node_id], settings),
+                     credentials_downloaded=s.downloaded_at is not None) for s in saes],
+        links=[LinkOut(
+            name=link_name(link, nodes), between=(nodes[link.node_a_id].name, nodes[link.node_b_id].name),
+            parameters=link.parameters, state=link.state, state_reason=link.state_reason,
+            secret_key_rate_bps=link.rate_bps, qber=link.qber,
+            stored_key_count=keypool.stored_key_count(link, STATUS_KEY_SIZE, now),
+            max_key_count=link.max_key_count, delivered_keys=link.delivered_keys) for link in links],
+    )
+
+
+def scoped_query(caller: Caller) -> Select[tuple[QkdNetwork]]:
+    """Networks the caller may see: the experiment's; a user's projects' and own; all for admins."""
+    query = select(QkdNetwork)
+    if caller.experiment is not None:
+        return query.where(QkdNetwork.experiment_id == caller.experiment.id)
+    if caller.is_admin:
+        return query
+    assert caller.user is not None
+    return query.where(QkdNetwork.project_id.in_(caller.project_ids) | (QkdNetwork.created_by == caller.user.id))
+
+
+async def list_networks(session: AsyncSession, caller: Caller, *, include_deleted: bool) -> list[QkdNetwork]:
+    query = scoped_query(caller).order_by(QkdNetwork.id)
+    if not include_deleted:
+        query = query.where(QkdNetwork.status != "deleted")
+    return list(await session.scalars(query))
+
+
+async def get_network(session: AsyncSession, caller: Caller, network_id: uuid.UUID, *,
+                      write: bool = False) -> QkdNetwork:
+    """One network the caller may see (and change, with ``write``: only its experiment's);
+    another experiment's is "no such QKD network", exactly as a missing one."""
+    query = scoped_query(caller).where(QkdNetwork.id == network_id)
+    network = await session.scalar(query.with_for_update() if write else query)
+    if network is None:
+        raise NotFound("no such QKD network")
+    if write:
+        caller.require_experiment()
+    return network
+
+
+async def _free_ports(session: AsyncSession, settings: Settings, count: int) -> list[int]:
+    """``count`` ports of the KME range no live KME listens on (allocations are serialised
+    by a transaction-scoped advisory lock)."""
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(PORT_LOCK))))
+    used = set(await session.scalars(select(QkdNode.kme_port).where(QkdNode.kme_host == settings.qkd_kme_host)))
+    low, high = settings.qkd_kme_ports
+    free = [p for p in range(low, high + 1) if p not in used][:count]
+    if len(free) < count:
+        raise ServiceUnavailable(f"no free KME port left in {low}-{high}: ask the operator to widen qkd_kme_ports")
+    return free
+
+
+def _apply_performance(link: QkdLink, performance: LinkPerformance) -> None:
+    link.rate_bps = performance.secret_key_rate_bps if performance.generating else 0.0
+    link.qber = performance.qber
+    link.state = "generating" if performance.generating else "stopped"
+    link.state_reason = performance.reason
+
+
+async def create_network(session: AsyncSession, settings: Settings, caller: Caller,
+                         description: NetworkDescription) -> QkdNetwork:
+    """Record a network with its CA, KMEs, SAE certificates and links, in one transaction."""
+    experiment = caller.require_experiment()
+    now = utcnow()
+    cap = experiment_cap(settings, experiment)
+    expires_at = description.expires_at or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
+    if expires_at <= now:
+        raise Invalid("expires_at: must be in the future")
+    if expires_at > cap:
+        raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    box = secret_box(settings)
+    valid_for = expires_at - now + dt.timedelta(days=1)
+    network_id = new_uuid()
+    ca = pki.new_authority(f"{description.name} QKD network CA", valid_for=valid_for)
+    network = QkdNetwork(id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
+                         created_by=caller.user.id if caller.user else None, name=description.name,
+                         status="active", description=description.model_dump(mode="json"),
+                         ca_cert_pem=ca.cert_pem.decode(), ca_key=box.encrypt(ca.key_pem),
+                         expires_at=expires_at)
+    session.add(network)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(f"a live QKD network named {description.name!r} exists in this experiment") from None
+    ports = await _free_ports(session, settings, len(description.nodes))
+    public_host = kme_public_host(settings)
+    nodes: dict[str, QkdNode] = {}
+    for spec, port in zip(description.nodes, ports, strict=True):
+        kme_id = f"kme-{spec.name}-{network_id.hex[-8:]}"
+        server = pki.issue_kme_certificate(ca, kme_id, hosts=sorted({public_host, settings.qkd_kme_host}),
+                                           valid_for=valid_for)
+        nodes[spec.name] = QkdNode(id=new_uuid(), network_id=network_id, name=spec.name, kme_id=kme_id,
+                                   kme_host=settings.qkd_kme_host, kme_port=port,
+                                   server_cert_pem=server.cert_pem.decode(), server_key=box.encrypt(server.key_pem))
+    session.add_all(nodes.values())
+    await session.flush()
+    for spec in description.nodes:
+        for sae in spec.sae_specs():
+            issued = pki.issue_sae_certificate(ca, sae.id, valid_for=valid_for)
+            session.add(QkdSae(network_id=network_id, node_id=nodes[spec.name].id, sae_id=sae.id,
+                               cert_pem=issued.cert_pem.decode(), key=box.encrypt(issued.key_pem)))
+    for spec in description.links:
+        a, b = spec.between
+        parameters = spec.parameters()
+        link = QkdLink(network_id=network_id, node_a_id=nodes[a].id, node_b_id=nodes[b].id,
+                       parameters=parameters.model_dump(mode="json"),
+                       secret=box.encrypt(os.urandom(32)), max_key_count=spec.max_key_count,
+                       key_size=STATUS_KEY_SIZE, stored_bits=0, stored_at=now, next_index=0, delivered_keys=0)
+        _apply_performance(link, link_performance(parameters))
+        session.add(link)
+    await session.flush()
+    await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
+                 resource_id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
+                 name=description.name, nodes=len(nodes), links=len(description.links))
+    return network
+
+
+async def delete_network(session: AsyncSession, network: QkdNetwork, actor: str) -> None:
+    """Mark the network deleted and drop its KMEs, pools and keys (its KMEs stop serving)."""
+    if network.status == "deleted":
+        return
+    network.status, network.deleted_at = "deleted", utcnow()
+    await session.execute(delete(QkdNode).where(QkdNode.network_id == network.id))
+    await record(session, actor=actor, action="qkd_network.delete", outcome="ok", resource_id=network.id,
+                 experiment_id=network.experiment_id, project_id=network.project_id, name=network.name)
+
+
+async def _link_by_name(session: AsyncSession, network: QkdNetwork, name: str) -> tuple[QkdLink, str]:
+    nodes = {n.id: n for n in await session.scalars(select(QkdNode).where(QkdNode.network_id == network.id))}
+    links = await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id))
+    by_name = {}
+    for link in links:
+        a, b = nodes[link.node_a_id].name, nodes[link.node_b_id].name
+        by_name[f"{a}-{b}"] = by_name[f"{b}-{a}"] = link
+    if name not in by_name:
+        raise NotFound(f"no link {name!r} in QKD network {network.name!r} "
+                       f"(links: {', '.join(sorted({link_name(v, nodes) for v in by_name.values()}))})")
+    return by_name[name], link_name(by_name[name], nodes)
+
+
+async def update_link(session: AsyncSession, network: QkdNetwork, name: str, update: LinkUpdate,
+                      actor: str) -> None:
+    """Change some of a link's parameters; its rate and QBER follow at once (the pool keeps
+    what it made so far). A link that stops or starts generating is an audit event."""
+    if network.status != "active":
+        raise Conflict(f"QKD network {network.name!r} is {network.status}")
+    link, canonical = await _link_by_name(session, network, name)
+    (link,) = await keypool.lock_links(session, [link])
+    changes = update.model_dump(exclude_none=True)
+    try:
+        parameters = LinkParameters.model_validate({**link.parameters, **changes})
+    except ValueError as exc:
+        raise Invalid(f"link {canonical}: {exc}") from None
+    keypool.refill(link, utcnow())
+    was = link.state
+    link.parameters = parameters.model_dump(mode="json")
+    _apply_performance(link, link_performance(parameters))
+    log.info("qkd.link.updated", network_id=str(network.id), link=canonical, changes=changes,
+             state=link.state, rate_bps=link.rate_bps, qber=link.qber)
+    await record(session, actor=actor, action="qkd_link.update", outcome="ok", resource_id=network.id,
+                 experiment_id=network.experiment_id, project_id=network.project_id, link=canonical,
+                 changes=changes, state=link.state, qber=round(link.qber, 4), rate_bps=round(link.rate_bps, 1))
+    if link.state != was:
+        await record(session, actor=actor, action=f"qkd_link.{'started' if link.state == 'generating' else 'stopped'}",
+                     outcome="ok", resource_id=network.id, experiment_id=network.experiment_id,
+                     project_id=network.project_id, link=canonical, message=link.state_reason)
+
+
+async def take_credentials(session: AsyncSession, settings: Settings, network: QkdNetwork, sae_id: str,
+                           actor: str) -> SaeCredentials:
+    """An SAE's certificate, private key, CA and KME URL; the key is answered once, then erased."""
+    sae = await session.scalar(select(QkdSae).where(QkdSae.network_id == network.id, QkdSae.sae_id == sae_id)
+                               .with_for_update())
+    if sae is None:
+        raise NotFound(f"no SAE {sae_id!r} in QKD network {network.name!r}")
+    if sae.key is None:
+        raise Conflict(f"the credentials of SAE {sae_id!r} were downloaded already "
+                       f"({sae.downloaded_at.isoformat() if sae.downloaded_at else 'earlier'}); "
+                       "they are handed out once only")
+    node = await session.get(QkdNode, sae.node_id)
+    assert node is not None
+    key_pem = secret_box(settings).decrypt(sae.key).decode()
+    sae.key, sae.downloaded_at = None, utcnow()
+    await record(session, actor=actor, action="qkd_sae.credentials_downloaded", outcome="ok",
+                 resource_id=network.id, experiment_id=network.experiment_id, project_id=network.project_id,
+                 sae_id=sae_id)
+    return SaeCredentials(sae_id=sae_id, kme_url=kme_url(node, settings), kme_id=node.kme_id,
+                          certificate_pem=sae.cert_pem, private_key_pem=key_pem,
+                          ca_certificate_pem=network.ca_cert_pem)
+
+
+async def reap_expired(session: AsyncSession) -> int:
+    """Delete the networks whose expiry has passed; answers how many."""
+    expired = list(await session.scalars(
+        select(QkdNetwork).where(QkdNetwork.status == "active", QkdNetwork.expires_at <= func.now())
+        .with_for_update(skip_locked=True)))
+    for network in expired:
+        await delete_network(session, network, actor="reaper")
+    return len(expired)
+

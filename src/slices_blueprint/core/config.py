@@ -161,11 +161,13 @@ class Settings(BaseSettings):
 
     # QKD networks: emulated KMEs listen on qkd_kme_host, one port each from qkd_kme_ports
     # (inclusive range), and are reached by SAEs at https://<qkd_kme_public_host>:<port>
-    # (their certificates name it). `serve` runs them (qkd_kme_in_service), or `kme-host`.
+    # (their certificates name it). `serve` runs them (qkd_kme_in_service), or `kme-host`
+    # processes (several at once with qkd_kme_reuse_port).
     qkd_kme_host: str = "127.0.0.1"
     qkd_kme_public_host: str | None = None  # default: qkd_kme_host
     qkd_kme_ports: tuple[int, int] = (47100, 47999)
     qkd_kme_in_service: bool = True
+    qkd_kme_reuse_port: bool = False  # several kme-host processes share each KME's port
 
     # Logs
     log_level: str = "INFO"

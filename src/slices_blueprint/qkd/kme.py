@@ -27,7 +27,7 @@ from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.secretbox import SecretBox, secret_box
 from slices_blueprint.qkd import etsi014, keypool
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
-from slices_blueprint.qkd.tls_server import NoClientCertificate, caller_sae_id
+from slices_blueprint.qkd.tls_server import SAEUnauthenticated, caller_sae_id
 
 log = structlog.get_logger(__name__)
 
@@ -89,7 +89,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
     async def call(request: Request) -> AsyncIterator[Call]:
         try:
             sae_id = caller_sae_id(request)
-        except NoClientCertificate as exc:
+        except SAEUnauthenticated as exc:
             raise EtsiError(401, str(exc)) from None
         async with runtime.db.session() as session:
             node = await session.get(QkdNode, node_id)
@@ -107,7 +107,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
             links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
             yield Call(session, box, network, node, caller, saes, nodes, links)
 
-    CallDep = Annotated[Call, Depends(call)]
+    CallDep = Annotated[Call, Depends(call, scope="function")]  # committed before the answer
 
     @app.get("/api/v1/keys/{slave_SAE_ID}/status", response_model=etsi014.Status)
     async def status(slave_SAE_ID: str, c: CallDep) -> etsi014.Status:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from typing import Any
 
 import structlog
 from sqlalchemy import select
@@ -16,7 +15,7 @@ from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.qkd.kme import create_kme_app
 from slices_blueprint.qkd.models import QkdNetwork, QkdNode
 from slices_blueprint.qkd.pki import Issued
-from slices_blueprint.qkd.tls_server import serve_tls
+from slices_blueprint.qkd.tls_server import TLSServer, serve_tls
 
 log = structlog.get_logger(__name__)
 RECONCILE_SECONDS = 1.0
@@ -27,7 +26,7 @@ class KmeHost:
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.servers: dict[uuid.UUID, Any] = {}
+        self.servers: dict[uuid.UUID, TLSServer] = {}
 
     async def reconcile(self) -> None:
         """Start the KMEs of new networks, stop those of deleted ones."""
@@ -48,7 +47,7 @@ class KmeHost:
             try:
                 self.servers[node_id] = await serve_tls(
                     create_kme_app(self.runtime, node_id), host=node.kme_host, port=node.kme_port,
-                    server=server, ca_cert_pem=ca.encode())
+                    server=server, ca_cert_pem=ca.encode(), reuse_port=settings.qkd_kme_reuse_port)
             except OSError as exc:  # the port is taken: say so, try again next round
                 log.error("qkd.kme.listen_failed", kme_id=node.kme_id, port=node.kme_port, error=str(exc))
                 continue

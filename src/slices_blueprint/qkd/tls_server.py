@@ -75,9 +75,12 @@ class TLSServer:
 
 
 async def serve_tls(
-    app: ASGIApp, *, host: str, port: int, server: Issued, ca_cert_pem: bytes
+    app: ASGIApp, *, host: str, port: int, server: Issued, ca_cert_pem: bytes,
+    reuse_port: bool = False,
 ) -> TLSServer:
-    """Start serving ``app`` with mutual TLS on host:port (0: a free port) in this event loop."""
+    """Start serving ``app`` with mutual TLS on host:port (0: a free port) in this event loop;
+    with ``reuse_port``, other processes of this user may listen on the same port (the
+    kernel spreads connections among them)."""
     context = kme_ssl_context(server, ca_cert_pem)
     config = uvicorn.Config(
         app, http=_VerifiedPeerProtocol, ws="none", lifespan="auto", log_config=None,
@@ -85,7 +88,7 @@ async def serve_tls(
         ssl_context_factory=lambda _config, _default: context)
     config.load()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
+    sock = socket.create_server((host, port), family=family, reuse_port=reuse_port)
     try:
         uvicorn_server = uvicorn.Server(config)
         uvicorn_server.lifespan = config.lifespan_class(config)

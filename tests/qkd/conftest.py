@@ -90,3 +90,10 @@ def two_nodes(name: str, **link: Any) -> dict:
     return {"name": name,
             "nodes": [{"name": "alice", "saes": [f"{name}-a"]}, {"name": "bob", "saes": [f"{name}-b"]}],
             "links": [{"between": ["alice", "bob"], "length_km": 10, **link}]}
+
+
+def enough_keys(master: Sae, slave_id: str, count: int) -> bool:
+    """The master's KME has at least ``count`` keys for the slave now."""
+    code, status = master.client.get_status(slave_id)
+    assert code == 200, status.__dict__
+    return status.stored_key_count >= count

@@ -10,17 +10,11 @@ import pytest
 import requests
 
 from tests.helpers import Api, wait_for
-from tests.qkd.conftest import create_network, take_sae, two_nodes
+from tests.qkd.conftest import create_network, enough_keys, listening, take_sae, two_nodes
 
 
 def exp_token(api: Api, experiment: str) -> str:
     return api.token("alice", "demo", experiment)
-
-
-def enough_keys(master, slave_id: str, count: int) -> bool:
-    code, status = master.client.get_status(slave_id)
-    assert code == 200, status.__dict__
-    return status.stored_key_count >= count
 
 
 def test_master_and_slave_get_the_same_key_once(api: Api, tmp_path: Path) -> None:
@@ -32,17 +26,17 @@ def test_master_and_slave_get_the_same_key_once(api: Api, tmp_path: Path) -> Non
 
     code, status = master.client.get_status("pair-b")
     assert code == 200
-    assert (status.master_SAE_ID, status.slave_SAE_ID) == ("pair-a", "pair-b")
-    assert status.source_KME_ID != status.target_KME_ID and status.key_size == 256
+    assert (status.master_sae_id, status.slave_sae_id) == ("pair-a", "pair-b")
+    assert status.source_kme_id != status.target_kme_id and status.key_size == 256
 
     code, container = master.client.get_key("pair-b", number=2, size=256)
     assert code == 200, container.__dict__
-    sent = {k.key_ID: k.key for k in container.keys}
+    sent = {k.key_id: k.key for k in container.keys}
     assert len(sent) == 2 and all(len(base64.b64decode(k)) == 32 for k in sent.values())
 
     code, received = slave.client.get_key_with_key_IDs("pair-a", list(sent))
     assert code == 200, received.__dict__
-    assert {k.key_ID: k.key for k in received.keys} == sent
+    assert {k.key_id: k.key for k in received.keys} == sent
 
     code, again = slave.client.get_key_with_key_IDs("pair-a", list(sent)[:1])
     assert code == 400 and "already delivered" in again.message
@@ -58,7 +52,7 @@ def test_key_relayed_across_three_nodes(api: Api, tmp_path: Path) -> None:
     wait_for(lambda: enough_keys(master, "chain-c", 1), 20, "both links filling their pools")
     code, container = master.client.get_key("chain-c", number=1, size=512)
     assert code == 200, container.__dict__
-    code, received = slave.client.get_key_with_key_IDs("chain-a", [container.keys[0].key_ID])
+    code, received = slave.client.get_key_with_key_IDs("chain-a", [container.keys[0].key_id])
     assert code == 200 and received.keys[0].key == container.keys[0].key
     shown = api.ok("GET", f"/qkd-networks/{network['id']}", token)
     assert [link["delivered_keys"] for link in shown["links"]] == [1, 1]  # every hop spent key
@@ -142,7 +136,5 @@ def test_deleted_network_stops_its_kmes(api: Api, tmp_path: Path) -> None:
     network = create_network(api, token, two_nodes("gone"))
     master = take_sae(api, token, network, "gone-a", tmp_path)
     assert api.ok("DELETE", f"/qkd-networks/{network['id']}", token)["status"] == "deleted"
-    from tests.qkd.conftest import listening
-
     wait_for(lambda: not listening(master.kme_url), 20, "the KME to stop")
     assert api.ok("GET", "/qkd-networks", token) == []

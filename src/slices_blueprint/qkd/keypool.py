@@ -12,6 +12,7 @@ row and its slaves' delivery rows are all that is written, and they go once fetc
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import uuid
 from dataclasses import dataclass
 
@@ -88,7 +89,7 @@ def path_links(graph: nx.Graph, source: uuid.UUID, target: uuid.UUID) -> list[Qk
             nodes = nx.shortest_path(candidate, source, target)
         except (nx.NetworkXNoPath, nx.NodeNotFound):
             continue
-        return [graph[a][b]["link"] for a, b in zip(nodes, nodes[1:], strict=False)]
+        return [graph[a][b]["link"] for a, b in itertools.pairwise(nodes)]
     raise KeysUnavailable("no chain of QKD links joins the two SAEs' nodes")
 
 

@@ -68,11 +68,40 @@ class Call:
             raise EtsiError(503, str(exc)) from None
 
 
+async def call(request: Request) -> AsyncIterator[Call]:
+    """The request's network, node and caller (401 unless its SAE is attached to this KME);
+    its transaction commits before the answer is sent."""
+    runtime, node_id, box = request.app.state.runtime, request.app.state.node_id, request.app.state.box
+    try:
+        sae_id = caller_sae_id(request)
+    except SAEUnauthenticated as exc:
+        raise EtsiError(401, str(exc)) from None
+    async with runtime.db.session() as session:
+        node = await session.get(QkdNode, node_id)
+        network = await session.get(QkdNetwork, node.network_id) if node else None
+        if node is None or network is None or network.status != "active":
+            raise EtsiError(503, "this KME's QKD network no longer exists")
+        saes = {s.sae_id: s for s in await session.scalars(
+            select(QkdSae).where(QkdSae.network_id == network.id))}
+        caller = saes.get(sae_id)
+        if caller is None or caller.node_id != node.id:
+            log.warning("qkd.kme.unauthorised", kme_id=node.kme_id, sae_id=sae_id)
+            raise EtsiError(401, f"SAE {sae_id!r} is not attached to KME {node.kme_id}")
+        nodes = {n.id: n for n in await session.scalars(
+            select(QkdNode).where(QkdNode.network_id == network.id))}
+        links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
+        yield Call(session, box, network, node, caller, saes, nodes, links)
+
+
+CallDep = Annotated[Call, Depends(call, scope="function")]
+
+
 def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
     """The ETSI 014 app of the KME of node ``node_id``."""
     app = FastAPI(title="slices-blueprint KME (ETSI GS QKD 014)", openapi_url=None, docs_url=None,
                   redoc_url=None)
-    box = secret_box(runtime.settings)
+    app.state.runtime, app.state.node_id = runtime, node_id
+    app.state.box = secret_box(runtime.settings)
 
     @app.exception_handler(EtsiError)
     async def _etsi(_: Request, exc: EtsiError) -> JSONResponse:
@@ -85,29 +114,6 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
                    for e in exc.errors()]
         return JSONResponse(etsi014.Error(message="bad request", details=details).model_dump(),
                             status_code=400)
-
-    async def call(request: Request) -> AsyncIterator[Call]:
-        try:
-            sae_id = caller_sae_id(request)
-        except SAEUnauthenticated as exc:
-            raise EtsiError(401, str(exc)) from None
-        async with runtime.db.session() as session:
-            node = await session.get(QkdNode, node_id)
-            network = await session.get(QkdNetwork, node.network_id) if node else None
-            if node is None or network is None or network.status != "active":
-                raise EtsiError(503, "this KME's QKD network no longer exists")
-            saes = {s.sae_id: s for s in await session.scalars(
-                select(QkdSae).where(QkdSae.network_id == network.id))}
-            caller = saes.get(sae_id)
-            if caller is None or caller.node_id != node.id:
-                log.warning("qkd.kme.unauthorised", kme_id=node.kme_id, sae_id=sae_id)
-                raise EtsiError(401, f"SAE {sae_id!r} is not attached to KME {node.kme_id}")
-            nodes = {n.id: n for n in await session.scalars(
-                select(QkdNode).where(QkdNode.network_id == network.id))}
-            links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
-            yield Call(session, box, network, node, caller, saes, nodes, links)
-
-    CallDep = Annotated[Call, Depends(call, scope="function")]  # committed before the answer
 
     @app.get("/api/v1/keys/{slave_SAE_ID}/status", response_model=etsi014.Status)
     async def status(slave_SAE_ID: str, c: CallDep) -> etsi014.Status:

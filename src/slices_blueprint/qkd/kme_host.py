@@ -59,7 +59,7 @@ class KmeHost:
             while True:
                 try:
                     await self.reconcile()
-                except Exception:  # noqa: BLE001 - the database may be briefly away: keep serving
+                except Exception:  # the database may be briefly away: keep serving
                     log.exception("qkd.kme_host.reconcile_failed")
                 await asyncio.sleep(RECONCILE_SECONDS)
         finally:

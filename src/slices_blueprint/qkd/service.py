@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import uuid
@@ -116,6 +117,11 @@ async def _free_ports(session: AsyncSession, settings: Settings, count: int) -> 
     return free
 
 
+async def performance_of(parameters: LinkParameters) -> LinkPerformance:
+    """The link's rate and QBER, computed off the event loop (up to half a second)."""
+    return await asyncio.to_thread(link_performance, parameters)
+
+
 def _apply_performance(link: QkdLink, performance: LinkPerformance) -> None:
     link.rate_bps = performance.secret_key_rate_bps if performance.generating else 0.0
     link.qber = performance.qber
@@ -173,7 +179,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
                        parameters=parameters.model_dump(mode="json"),
                        secret=box.encrypt(os.urandom(32)), max_key_count=spec.max_key_count,
                        key_size=STATUS_KEY_SIZE, stored_bits=0, stored_at=now, next_index=0, delivered_keys=0)
-        _apply_performance(link, link_performance(parameters))
+        _apply_performance(link, await performance_of(parameters))
         session.add(link)
     await session.flush()
     await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
@@ -221,7 +227,7 @@ async def update_link(session: AsyncSession, network: QkdNetwork, name: str, upd
     keypool.refill(link, utcnow())
     was = link.state
     link.parameters = parameters.model_dump(mode="json")
-    _apply_performance(link, link_performance(parameters))
+    _apply_performance(link, await performance_of(parameters))
     log.info("qkd.link.updated", network_id=str(network.id), link=canonical, changes=changes,
              state=link.state, rate_bps=link.rate_bps, qber=link.qber)
     await record(session, actor=actor, action="qkd_link.update", outcome="ok", resource_id=network.id,

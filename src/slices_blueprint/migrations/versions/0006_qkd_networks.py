@@ -113,71 +113,9 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['key_id'], ['qkd_keys.key_id'], name=op.f('fk_qkd_key_deliveries_key_id_qkd_keys'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('key_id', 'slave_sae_id', name=op.f('pk_qkd_key_deliveries'))
     )
-    op.drop_index(op.f('idx_procrastinate_workers_last_heartbeat'), table_name='procrastinate_workers')
-    op.drop_table('procrastinate_workers')
-    op.drop_index(op.f('idx_procrastinate_jobs_worker_not_null'), table_name='procrastinate_jobs', postgresql_where="((worker_id IS NOT NULL) AND (status = 'doing'::procrastinate_job_status))")
-    op.drop_index(op.f('procrastinate_jobs_id_lock_idx_v1'), table_name='procrastinate_jobs', postgresql_where="(status = ANY (ARRAY['todo'::procrastinate_job_status, 'doing'::procrastinate_job_status]))")
-    op.drop_index(op.f('procrastinate_jobs_lock_idx_v1'), table_name='procrastinate_jobs', postgresql_where="(status = 'doing'::procrastinate_job_status)")
-    op.drop_index(op.f('procrastinate_jobs_priority_idx_v1'), table_name='procrastinate_jobs', postgresql_where="(status = 'todo'::procrastinate_job_status)")
-    op.drop_index(op.f('procrastinate_jobs_queue_name_idx_v1'), table_name='procrastinate_jobs')
-    op.drop_index(op.f('procrastinate_jobs_queueing_lock_idx_v1'), table_name='procrastinate_jobs', postgresql_where="(status = 'todo'::procrastinate_job_status)")
-    op.drop_table('procrastinate_jobs')
-    op.drop_index(op.f('procrastinate_events_job_id_fkey_v1'), table_name='procrastinate_events')
-    op.drop_table('procrastinate_events')
-    op.drop_index(op.f('procrastinate_periodic_defers_job_id_fkey_v1'), table_name='procrastinate_periodic_defers')
-    op.drop_table('procrastinate_periodic_defers')
 
 
 def downgrade() -> None:
-    op.create_table('procrastinate_periodic_defers',
-    sa.Column('id', sa.BIGINT(), autoincrement=True, nullable=False),
-    sa.Column('task_name', sa.VARCHAR(length=128), autoincrement=False, nullable=False),
-    sa.Column('defer_timestamp', sa.BIGINT(), autoincrement=False, nullable=True),
-    sa.Column('job_id', sa.BIGINT(), autoincrement=False, nullable=True),
-    sa.Column('periodic_id', sa.VARCHAR(length=128), server_default=sa.text("''::character varying"), autoincrement=False, nullable=False),
-    sa.ForeignKeyConstraint(['job_id'], ['procrastinate_jobs.id'], name=op.f('procrastinate_periodic_defers_job_id_fkey')),
-    sa.PrimaryKeyConstraint('id', name=op.f('procrastinate_periodic_defers_pkey')),
-    sa.UniqueConstraint('task_name', 'periodic_id', 'defer_timestamp', name=op.f('procrastinate_periodic_defers_unique'), postgresql_include=[], postgresql_nulls_not_distinct=False)
-    )
-    op.create_index(op.f('procrastinate_periodic_defers_job_id_fkey_v1'), 'procrastinate_periodic_defers', ['job_id'], unique=False)
-    op.create_table('procrastinate_events',
-    sa.Column('id', sa.BIGINT(), autoincrement=True, nullable=False),
-    sa.Column('job_id', sa.BIGINT(), autoincrement=False, nullable=False),
-    sa.Column('type', postgresql.ENUM('deferred', 'started', 'deferred_for_retry', 'failed', 'succeeded', 'cancelled', 'abort_requested', 'aborted', 'scheduled', 'retried', name='procrastinate_job_event_type'), autoincrement=False, nullable=True),
-    sa.Column('at', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), autoincrement=False, nullable=True),
-    sa.ForeignKeyConstraint(['job_id'], ['procrastinate_jobs.id'], name=op.f('procrastinate_events_job_id_fkey'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('procrastinate_events_pkey'))
-    )
-    op.create_index(op.f('procrastinate_events_job_id_fkey_v1'), 'procrastinate_events', ['job_id'], unique=False)
-    op.create_table('procrastinate_jobs',
-    sa.Column('id', sa.BIGINT(), autoincrement=True, nullable=False),
-    sa.Column('queue_name', sa.VARCHAR(length=128), autoincrement=False, nullable=False),
-    sa.Column('task_name', sa.VARCHAR(length=128), autoincrement=False, nullable=False),
-    sa.Column('priority', sa.INTEGER(), server_default=sa.text('0'), autoincrement=False, nullable=False),
-    sa.Column('lock', sa.TEXT(), autoincrement=False, nullable=True),
-    sa.Column('queueing_lock', sa.TEXT(), autoincrement=False, nullable=True),
-    sa.Column('args', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), autoincrement=False, nullable=False),
-    sa.Column('status', postgresql.ENUM('todo', 'doing', 'succeeded', 'failed', 'cancelled', 'aborting', 'aborted', name='procrastinate_job_status'), server_default=sa.text("'todo'::procrastinate_job_status"), autoincrement=False, nullable=False),
-    sa.Column('scheduled_at', postgresql.TIMESTAMP(timezone=True), autoincrement=False, nullable=True),
-    sa.Column('attempts', sa.INTEGER(), server_default=sa.text('0'), autoincrement=False, nullable=False),
-    sa.Column('abort_requested', sa.BOOLEAN(), server_default=sa.text('false'), autoincrement=False, nullable=False),
-    sa.Column('worker_id', sa.BIGINT(), autoincrement=False, nullable=True),
-    sa.CheckConstraint("NOT (status = 'todo'::procrastinate_job_status AND abort_requested = true)", name=op.f('check_not_todo_abort_requested')),
-    sa.ForeignKeyConstraint(['worker_id'], ['procrastinate_workers.id'], name=op.f('procrastinate_jobs_worker_id_fkey'), ondelete='SET NULL'),
-    sa.PrimaryKeyConstraint('id', name=op.f('procrastinate_jobs_pkey'))
-    )
-    op.create_index(op.f('procrastinate_jobs_queueing_lock_idx_v1'), 'procrastinate_jobs', ['queueing_lock'], unique=True, postgresql_where="(status = 'todo'::procrastinate_job_status)")
-    op.create_index(op.f('procrastinate_jobs_queue_name_idx_v1'), 'procrastinate_jobs', ['queue_name'], unique=False)
-    op.create_index(op.f('procrastinate_jobs_priority_idx_v1'), 'procrastinate_jobs', [sa.literal_column('priority DESC'), 'id'], unique=False, postgresql_where="(status = 'todo'::procrastinate_job_status)")
-    op.create_index(op.f('procrastinate_jobs_lock_idx_v1'), 'procrastinate_jobs', ['lock'], unique=True, postgresql_where="(status = 'doing'::procrastinate_job_status)")
-    op.create_index(op.f('procrastinate_jobs_id_lock_idx_v1'), 'procrastinate_jobs', ['id', 'lock'], unique=False, postgresql_where="(status = ANY (ARRAY['todo'::procrastinate_job_status, 'doing'::procrastinate_job_status]))")
-    op.create_index(op.f('idx_procrastinate_jobs_worker_not_null'), 'procrastinate_jobs', ['worker_id'], unique=False, postgresql_where="((worker_id IS NOT NULL) AND (status = 'doing'::procrastinate_job_status))")
-    op.create_table('procrastinate_workers',
-    sa.Column('id', sa.BIGINT(), sa.Identity(always=True, start=1, increment=1, minvalue=1, maxvalue=9223372036854775807, cycle=False, cache=1), autoincrement=True, nullable=False),
-    sa.Column('last_heartbeat', postgresql.TIMESTAMP(timezone=True), server_default=sa.text('now()'), autoincrement=False, nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('procrastinate_workers_pkey'))
-    )
-    op.create_index(op.f('idx_procrastinate_workers_last_heartbeat'), 'procrastinate_workers', ['last_heartbeat'], unique=False)
     op.drop_table('qkd_key_deliveries')
     op.drop_index(op.f('ix_qkd_keys_network_id'), table_name='qkd_keys')
     op.drop_table('qkd_keys')

@@ -14,7 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select, text
 
-from slices_blueprint import __version__
+from slices_blueprint import __version__, domains
+from slices_blueprint.catalog.scheduled import request_catalog_sync
 from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
@@ -31,7 +32,7 @@ from slices_blueprint.hosts.models import Host
 from slices_blueprint.qkd.kme_host import KmeHost
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
-from slices_blueprint.tasks.queue import build_queue, request_catalog_sync, run_worker
+from slices_blueprint.tasks.queue import run_worker
 from slices_blueprint.web.deps import UI, install_web, templates
 
 log = structlog.get_logger(__name__)
@@ -59,11 +60,12 @@ def routers() -> list:
 def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
     """Build the app for an already-migrated database at ``database_url``."""
     with_worker = settings.run_worker_in_serve if run_worker_inside is None else run_worker_inside
+    domains.wire()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(database_url)
-        queue = build_queue(settings, db)
+        queue = domains.build_queue(settings, db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         limit_rate(db, settings.audit_events_per_resource_per_minute)

@@ -15,9 +15,11 @@ import httpx
 import psycopg
 import pytest
 
+from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import API_PREFIX
 from slices_blueprint.core.dev_issuer import dev_ids
-from tests.conftest import LiveServer, service_of_its_own
+from slices_blueprint.quotas import service as quota_service
+from tests.conftest import LiveServer, make_settings, service_of_its_own
 from tests.helpers import Api
 
 SITE_VCPUS = 6
@@ -251,3 +253,23 @@ def test_the_cli_shows_limits_and_usage(api: Api, catalog, server) -> None:
         run, env=env, capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert "vcpus" in table and "2" in table and "6" in table and "unlimited" in table
+
+
+async def test_a_process_with_no_usage_counter_refuses_instead_of_admitting(
+    database_url, data_dir, monkeypatch
+) -> None:
+    """Quotas learn usage from counters wired at start-up (``domains.wire``); a process
+    built without them fails loudly on a bounded quota rather than counting nothing."""
+    monkeypatch.setattr(quota_service, "_counters", {})
+    db = Database(database_url, pool_size=1)
+    try:
+        async with db.session() as session:
+            unbounded = make_settings(data_dir, database_url, 0)
+            await quota_service.admit(session, unbounded, "proj_unwired", [])  # nothing to count
+            bounded = make_settings(data_dir, database_url, 0, quota_instances=1)
+            with pytest.raises(RuntimeError, match="no quota usage counter"):
+                await quota_service.admit(session, bounded, "proj_unwired", [])
+            with pytest.raises(RuntimeError, match="no quota usage counter"):
+                await quota_service.quota_out(session, unbounded, "proj_unwired")
+    finally:
+        await db.dispose()

@@ -96,8 +96,9 @@ def worker(
     """Run a worker only (start as many as you like, on as many machines)."""
     from slices_blueprint.core.bootstrap import prepare
     from slices_blueprint.core.database import Database
+    from slices_blueprint.domains import build_queue
     from slices_blueprint.events.service import limit_rate
-    from slices_blueprint.tasks.queue import build_queue, run_worker
+    from slices_blueprint.tasks.queue import run_worker
 
     settings = _settings(data_dir=data_dir, worker_concurrency=concurrency)
     url = prepare(settings)

@@ -24,7 +24,9 @@ import hmac
 import secrets
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy import and_, column, delete, func, or_, select, table, update
@@ -288,6 +290,24 @@ async def heartbeat(session: AsyncSession, host: Host, body: Heartbeat) -> Host:
         host.status = ACTIVE
         log.info("hosts.back", host_id=str(host.id), name=host.name)
     return host
+
+
+HeartbeatListener = Callable[[AsyncSession, uuid.UUID, dict[str, Any]], Awaitable[object]]
+"""Told of every accepted heartbeat: (the request's session, the host's id, its ``vms``)."""
+_heartbeat_listeners: dict[str, HeartbeatListener] = {}
+
+
+def register_heartbeat_listener(name: str, listener: HeartbeatListener) -> None:
+    """Tell ``listener`` of every accepted heartbeat (wired at start-up by
+    ``slices_blueprint.domains``; registering ``name`` again replaces its listener)."""
+    _heartbeat_listeners[name] = listener
+
+
+async def notify_heartbeat(session: AsyncSession, host: Host, body: Heartbeat) -> None:
+    """Hand the heartbeat's VM metrics to every listener, in the heartbeat's transaction."""
+    vms = body.metrics.get("vms") or {}
+    for listener in _heartbeat_listeners.values():
+        await listener(session, host.id, vms)
 
 
 async def get(session: AsyncSession, host_id: uuid.UUID) -> Host:

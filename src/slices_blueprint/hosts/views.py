@@ -22,7 +22,6 @@ from slices_blueprint.core.ids import path_id
 from slices_blueprint.hosts import service
 from slices_blueprint.hosts.schemas import EnrolmentOut, EnrolmentRequest, HostOut
 from slices_blueprint.identity.deps import CallerDep, get_caller
-from slices_blueprint.telemetry import service as telemetry
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
@@ -84,7 +83,7 @@ async def heartbeat(
     if host is None:
         raise Unauthorized("unknown host or wrong host token; register again")
     await service.heartbeat(session, host, body)
-    await telemetry.record_heartbeat(session, host.id, body.metrics.get("vms") or {})
+    await service.notify_heartbeat(session, host, body)
     return HeartbeatOut(status=host.status)
 
 

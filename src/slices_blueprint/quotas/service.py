@@ -3,7 +3,7 @@ batch of new resources."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
 from sqlalchemy import func, select
@@ -23,7 +23,6 @@ from slices_blueprint.quotas.schemas import (
     QuotaUpdate,
     QuotaUsage,
 )
-from slices_blueprint.resources.models import ComputeResource
 
 log = structlog.get_logger(__name__)
 TOTALS = ("instances", "vcpus", "ram_mib")
@@ -60,17 +59,26 @@ async def override_of(session: AsyncSession, project_id: str) -> dict:
     return dict(row.limits) if row else {}
 
 
+UsageRow = tuple[str, int, int, int]
+"""Live resources of one flavor type: (flavor type, how many, their vCPUs, their MiB)."""
+UsageCounter = Callable[[AsyncSession, str], Awaitable[Iterable[UsageRow]]]
+_counters: dict[str, UsageCounter] = {}
+
+
+def register_usage_counter(name: str, counter: UsageCounter) -> None:
+    """Count what ``counter`` reports towards projects' quotas (wired at start-up by
+    ``slices_blueprint.domains``; registering ``name`` again replaces its counter)."""
+    _counters[name] = counter
+
+
 async def usage_of(session: AsyncSession, project_id: str) -> QuotaUsage:
-    """The project's live (not deleted) resources, with their flavors' sizes."""
-    rows = await session.execute(
-        select(
-            ComputeResource.provider, func.count(), func.sum(Flavor.vcpus), func.sum(Flavor.ram_mib)
-        )
-        .join(Flavor, Flavor.id == ComputeResource.flavor_id)
-        .where(ComputeResource.project_id == project_id, ComputeResource.status != "deleted")
-        .group_by(ComputeResource.provider)
-    )
-    return _total((provider, count, vcpus, ram) for provider, count, vcpus, ram in rows)
+    """The project's live (not deleted) resources, with their flavors' sizes, as every
+    registered counter reports them."""
+    if not _counters:
+        raise RuntimeError("no quota usage counter is registered: call slices_blueprint.domains.wire() "
+                           "before serving, or every quota would admit everything")
+    rows = [row for counter in _counters.values() for row in await counter(session, project_id)]
+    return _total(rows)
 
 
 def requested_by(flavors: Iterable[Flavor]) -> QuotaUsage:
@@ -78,7 +86,7 @@ def requested_by(flavors: Iterable[Flavor]) -> QuotaUsage:
     return _total((f.flavor_type, 1, f.vcpus, f.ram_mib) for f in flavors)
 
 
-def _total(rows: Iterable[tuple[str, int, int, int]]) -> QuotaUsage:
+def _total(rows: Iterable[UsageRow]) -> QuotaUsage:
     usage = QuotaUsage()
     for flavor_type, count, vcpus, ram_mib in rows:
         usage.instances += count

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import procrastinate
 import structlog
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
@@ -34,7 +35,8 @@ from slices_blueprint.providers.registry import driver_class
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
-from slices_blueprint.tasks.service import TERMINAL
+from slices_blueprint.tasks.queue import QUEUE
+from slices_blueprint.tasks.service import OPERATION_JOB, TERMINAL
 
 log = structlog.get_logger(__name__)
 
@@ -197,3 +199,18 @@ async def run_operation(runtime: Runtime, task_id: str, *, final_attempt: bool) 
     await _finish(runtime, tid, info, error)
     TASK_DURATION.labels(kind=task.kind, provider=resource.provider, outcome="ok" if error is None else "error").observe(time.monotonic() - clock)
 
+
+def register_jobs(app: procrastinate.App, runtime: Runtime) -> None:
+    """The operation job: one lock per resource (given when deferred), a transient provider
+    error retried with exponential backoff up to ``task_max_attempts``."""
+    max_attempts = runtime.settings.task_max_attempts
+    retry = procrastinate.RetryStrategy(
+        max_attempts=max_attempts, exponential_wait=2, retry_exceptions={TransientProviderError}
+    )
+
+    @app.task(name=OPERATION_JOB, queue=QUEUE, retry=retry, pass_context=True)
+    async def operation(context: procrastinate.JobContext, task_id: str) -> None:
+        final = context.job.attempts + 1 >= max_attempts
+        await run_operation(runtime, task_id, final_attempt=final)
+
+    del operation

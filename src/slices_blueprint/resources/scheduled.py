@@ -22,6 +22,7 @@ from slices_blueprint.resources import service as resources
 from slices_blueprint.resources import states
 from slices_blueprint.resources.flows import resource_driver
 from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.queue import QUEUE, cron_every
 
 log = structlog.get_logger(__name__)
 
@@ -180,3 +181,20 @@ async def _delete_orphan(runtime: Runtime, driver: ComputeDriver, provider: str,
     log.info("reconciler.orphan_deleted", provider=provider, provider_resource_id=node.provider_resource_id)
     ORPHANS_DELETED.labels(provider=provider).inc()
     return 1
+
+
+def register_jobs(app: procrastinate.App, runtime: Runtime) -> None:
+    """The reaper and the reconciler, each at its configured interval."""
+    settings = runtime.settings
+
+    @app.periodic(cron=cron_every(settings.reaper_interval_seconds), periodic_id="reaper")
+    @app.task(name="sb:reap_expired", queue=QUEUE, queueing_lock="sb:reap_expired", pass_context=True)
+    async def reap(context: procrastinate.JobContext, timestamp: int) -> None:
+        await reap_expired(runtime, context.app)
+
+    @app.periodic(cron=cron_every(settings.reconcile_interval_seconds), periodic_id="reconciler")
+    @app.task(name="sb:reconcile", queue=QUEUE, queueing_lock="sb:reconcile")
+    async def reconcile_job(timestamp: int) -> None:
+        await reconcile(runtime)
+
+    del reap, reconcile_job

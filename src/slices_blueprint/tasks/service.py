@@ -9,13 +9,13 @@ run at once, and run in the order they were requested.
 from __future__ import annotations
 
 import uuid
+from typing import Protocol
 
 import procrastinate
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.ids import format_id, new_uuid
-from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 
@@ -23,12 +23,22 @@ OPERATION_JOB = "sb:run_operation"
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
+class Operated(Protocol):
+    """What a task needs of the resource it operates on."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def experiment_id(self) -> str: ...
+
+
 async def enqueue_operation(
     session: AsyncSession,
     queue: procrastinate.App,
     *,
     kind: str,
-    resource: ComputeResource,
+    resource: Operated,
     created_by: str | None,
     parent: Task | None = None,
 ) -> Task:

@@ -8,7 +8,7 @@ from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import NotFound, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.identity.deps import CallerDep
-from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.identity.models import Experiment
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
@@ -30,8 +30,7 @@ async def _may_see(session: SessionDep, caller: CallerDep, task: Task) -> bool:
         return task.experiment_id == caller.experiment.id
     if caller.is_admin or (caller.user and task.created_by == caller.user.id):
         return True
-    if task.experiment_id is None:
+    if task.experiment_id is None or task.resource_id is None:  # a batch: its creator's
         return False
-    resource = await session.get(ComputeResource, task.resource_id) if task.resource_id else None
-    project = resource.project_id if resource else None
-    return project in caller.project_ids
+    experiment = await session.get(Experiment, task.experiment_id)  # its resource's project
+    return experiment is not None and experiment.project_id in caller.project_ids

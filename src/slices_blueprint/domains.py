@@ -1,0 +1,42 @@
+"""How the domains are wired together: the jobs each domain registers on the queue, and the
+hooks through which a lower domain learns from a higher one without importing it (quota
+usage from ``resources/``, heartbeat metrics for ``telemetry/``).
+
+A composition root like ``app.py``: it may import every domain, and no domain imports it.
+"""
+
+from __future__ import annotations
+
+import procrastinate
+
+from slices_blueprint.catalog import scheduled as catalog_jobs
+from slices_blueprint.core.config import Settings
+from slices_blueprint.core.database import Database
+from slices_blueprint.hosts import scheduled as host_jobs
+from slices_blueprint.hosts.service import register_heartbeat_listener
+from slices_blueprint.quotas.service import register_usage_counter
+from slices_blueprint.resources import flows as resource_flows
+from slices_blueprint.resources import scheduled as resource_jobs
+from slices_blueprint.resources.quota_usage import resource_usage
+from slices_blueprint.tasks import queue
+from slices_blueprint.telemetry import scheduled as telemetry_jobs
+from slices_blueprint.telemetry.service import record_heartbeat
+
+JOB_REGISTRARS: tuple[queue.JobRegistrar, ...] = (
+    resource_flows.register_jobs,
+    resource_jobs.register_jobs,
+    catalog_jobs.register_jobs,
+    host_jobs.register_jobs,
+    telemetry_jobs.register_jobs,
+)
+
+
+def wire() -> None:
+    """Connect the domains' hooks; idempotent. Called by ``create_app`` before serving."""
+    register_usage_counter("resources", resource_usage)
+    register_heartbeat_listener("telemetry", record_heartbeat)
+
+
+def build_queue(settings: Settings, db: Database) -> procrastinate.App:
+    """The queue app with every domain's jobs."""
+    return queue.build_queue(settings, db, JOB_REGISTRARS)

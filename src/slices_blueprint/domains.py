@@ -14,6 +14,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.hosts import scheduled as host_jobs
 from slices_blueprint.hosts.service import register_heartbeat_listener
+from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.quotas.service import register_usage_counter
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
@@ -28,6 +29,7 @@ JOB_REGISTRARS: tuple[queue.JobRegistrar, ...] = (
     catalog_jobs.register_jobs,
     host_jobs.register_jobs,
     telemetry_jobs.register_jobs,
+    qkd_jobs.register_jobs,
 )
 
 

@@ -37,7 +37,7 @@ def _free(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def qkd_live(pg_admin_url: str, data_dir: Path) -> Iterator[Any]:
-    with service_of_its_own(pg_admin_url, data_dir, worker=False, qkd_kme_in_service=True,
+    with service_of_its_own(pg_admin_url, data_dir, worker=True, qkd_kme_in_service=True,
                             qkd_kme_ports=kme_port_range()) as server:
         yield server
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,27 @@ def test_deleted_network_stops_its_kmes(api: Api, tmp_path: Path) -> None:
     assert api.ok("DELETE", f"/qkd-networks/{network['id']}", token)["status"] == "deleted"
     wait_for(lambda: not listening(master.kme_url), 20, "the KME to stop")
     assert api.ok("GET", "/qkd-networks", token) == []
+
+
+def test_network_expires_with_its_lifetime_and_extend_never_shortens(api: Api, tmp_path: Path) -> None:
+    token = exp_token(api, "qkd-expiry")
+    now = dt.datetime.now(dt.UTC)
+    expires = now + dt.timedelta(seconds=8)
+    network = create_network(api, token, {**two_nodes("brief"), "expires_at": expires.isoformat()})
+    master = take_sae(api, token, network, "brief-a", tmp_path)
+    path = f"/qkd-networks/{network['id']}"
+    earlier = api.ok("POST", f"{path}/extend", token, json={"expires_at": (now + dt.timedelta(seconds=2)).isoformat()})
+    assert dt.datetime.fromisoformat(earlier["expires_at"]) == expires and not earlier["capped"]
+    other = api.call("POST", f"{path}/extend", exp_token(api, "qkd-not-mine"), json={"duration_hours": 1})
+    assert other.status_code == 404
+    capped = api.ok("POST", f"/qkd-networks/{(created := create_network(api, token, two_nodes('long')))['id']}/extend",
+                    token, json={"duration_hours": 24 * 365})
+    assert capped["capped"] and dt.datetime.fromisoformat(capped["expires_at"]) > dt.datetime.fromisoformat(created["expires_at"])
+
+    def reaped() -> bool:
+        return api.ok("GET", path, token)["status"] == "deleted"
+
+    wait_for(reaped, 30, "the reaper deleting the expired network")
+    wait_for(lambda: not listening(master.kme_url), 20, "its KMEs stopping")
+    events = api.ok("GET", "/qkd-networks", token)
+    assert [n["name"] for n in events] == ["long"]

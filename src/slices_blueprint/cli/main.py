@@ -12,7 +12,7 @@ import typer
 
 from slices_blueprint.agent.cli import agent_app
 from slices_blueprint.cli import admin, client, dev, settings_errors
-from slices_blueprint.qkd import cli as qkd_cli
+from slices_blueprint.cli import qkd as qkd_cli
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")

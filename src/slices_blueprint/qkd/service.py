@@ -141,7 +141,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     if expires_at > cap:
         raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
     box = secret_box(settings)
-    valid_for = expires_at - now + dt.timedelta(days=1)
+    valid_for = cap - now + dt.timedelta(days=1)  # certificates outlive any extension
     network_id = new_uuid()
     ca = pki.new_authority(f"{description.name} QKD network CA", valid_for=valid_for)
     network = QkdNetwork(id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
@@ -196,6 +196,23 @@ async def delete_network(session: AsyncSession, network: QkdNetwork, actor: str)
     await session.execute(delete(QkdNode).where(QkdNode.network_id == network.id))
     await record(session, actor=actor, action="qkd_network.delete", outcome="ok", resource_id=network.id,
                  experiment_id=network.experiment_id, project_id=network.project_id, name=network.name)
+
+
+async def extend(session: AsyncSession, settings: Settings, caller: Caller, network: QkdNetwork,
+                 requested: dt.datetime) -> tuple[dt.datetime, bool]:
+    """Move the expiry later, never earlier, capped at the experiment's; answers (granted,
+    capped)."""
+    if network.status != "active":
+        raise Conflict(f"QKD network {network.name!r} is {network.status}")
+    if requested <= utcnow():
+        raise Invalid("expires_at: must be in the future")
+    cap = experiment_cap(settings, caller.require_experiment())
+    granted = max(network.expires_at, min(requested, cap))
+    network.expires_at = granted
+    await record(session, actor=caller.actor, action="qkd_network.extend", outcome="ok", resource_id=network.id,
+                 experiment_id=network.experiment_id, project_id=network.project_id,
+                 requested=requested.isoformat(), granted=granted.isoformat())
+    return granted, granted < requested
 
 
 async def _link_by_name(session: AsyncSession, network: QkdNetwork, name: str) -> tuple[QkdLink, str]:

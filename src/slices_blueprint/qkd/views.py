@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from fastapi import APIRouter, Path, Query
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import BODY_PROBLEMS, problem_responses
+from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
+from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.qkd import service
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.schemas import LinkUpdate, NetworkOut, SaeCredentials
+from slices_blueprint.resources.schemas import ExtendRequest, ExtendResult
 
 router = APIRouter(prefix=f"{BI_PREFIX}/qkd-networks", tags=["qkd networks"])
 NETWORK_ID = Path(json_schema_extra=id_schema(service.ID_TYPE))
@@ -50,6 +54,20 @@ async def delete_network(caller: CallerDep, session: SessionDep, settings: Setti
     network = await service.get_network(session, caller, path_id(network_id, service.ID_TYPE), write=True)
     await service.delete_network(session, network, caller.actor)
     return await service.network_out(session, settings, network)
+
+
+@router.post("/{network_id}/extend", response_model=ExtendResult,
+             responses=problem_responses(403, 404, 409, *BODY_PROBLEMS))
+async def extend_network(body: ExtendRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep,
+                         network_id: str = NETWORK_ID) -> ExtendResult:
+    """Move the expiry later (never earlier); answers what was granted, capped at the
+    experiment's expiry."""
+    if (body.expires_at is None) == (body.duration_hours is None):
+        raise Invalid("give exactly one of expires_at or duration_hours")
+    requested = body.expires_at or utcnow() + dt.timedelta(hours=body.duration_hours or 0)
+    network = await service.get_network(session, caller, path_id(network_id, service.ID_TYPE), write=True)
+    granted, capped = await service.extend(session, settings, caller, network, requested)
+    return ExtendResult(id=network_id, requested_expires_at=requested, expires_at=granted, capped=capped)
 
 
 @router.patch("/{network_id}/links/{link}", response_model=NetworkOut,

@@ -38,7 +38,7 @@ def _free(port: int) -> bool:
 @pytest.fixture(scope="module")
 def qkd_live(pg_admin_url: str, data_dir: Path) -> Iterator[Any]:
     with service_of_its_own(pg_admin_url, data_dir, worker=True, qkd_kme_in_service=True,
-                            qkd_kme_ports=kme_port_range()) as server:
+                            qkd_kme_ports=kme_port_range(), qkd_max_kmes_per_project=6) as server:
         yield server
 
 

@@ -15,7 +15,8 @@ from tests.qkd.conftest import create_network, enough_keys, listening, take_sae,
 
 
 def exp_token(api: Api, experiment: str) -> str:
-    return api.token("alice", "demo", experiment)
+    """A token for an experiment in a project of its own (the KME quota is per project)."""
+    return api.token("alice", experiment, experiment)
 
 
 def test_master_and_slave_get_the_same_key_once(api: Api, tmp_path: Path) -> None:
@@ -163,3 +164,12 @@ def test_network_expires_with_its_lifetime_and_extend_never_shortens(api: Api, t
     wait_for(lambda: not listening(master.kme_url), 20, "its KMEs stopping")
     events = api.ok("GET", "/qkd-networks", token)
     assert [n["name"] for n in events] == ["long"]
+
+
+def test_kmes_per_project_are_capped(api: Api) -> None:
+    token = exp_token(api, "qkd-quota")  # the test service allows 6 KMEs per project
+    networks = [create_network(api, token, two_nodes(f"q{i}")) for i in range(3)]
+    refused = api.call("POST", "/qkd-networks", token, json=two_nodes("q3"))
+    assert refused.status_code == 403 and "6 KMEs used + 2 requested > 6 allowed" in refused.json()["detail"]
+    api.ok("DELETE", f"/qkd-networks/{networks[0]['id']}", token)
+    create_network(api, token, two_nodes("q3"))

@@ -168,6 +168,7 @@ class Settings(BaseSettings):
     qkd_kme_ports: tuple[int, int] = (47100, 47999)
     qkd_kme_in_service: bool = True
     qkd_kme_reuse_port: bool = False  # several kme-host processes share each KME's port
+    qkd_max_kmes_per_project: int = Field(default=32, ge=0)  # KMEs of live networks, summed
 
     # Logs
     log_level: str = "INFO"

@@ -19,6 +19,7 @@ from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.caller import Caller
+from slices_blueprint.identity.models import Project
 from slices_blueprint.qkd import keypool, pki
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
@@ -31,6 +32,7 @@ from slices_blueprint.qkd.schemas import (
     SaeCredentials,
     SaeOut,
 )
+from slices_blueprint.quotas.service import QuotaExceeded
 from slices_blueprint.resources.service import experiment_cap
 
 log = structlog.get_logger(__name__)
@@ -105,6 +107,20 @@ async def get_network(session: AsyncSession, caller: Caller, network_id: uuid.UU
     return network
 
 
+async def _admit(session: AsyncSession, settings: Settings, project_id: str, kmes: int) -> None:
+    """Refuse (403) KMEs past the project's limit; the project's row is locked first, so
+    concurrent requests of one project are counted one after another."""
+    await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())
+    used = await session.scalar(
+        select(func.count(QkdNode.id)).join(QkdNetwork, QkdNetwork.id == QkdNode.network_id)
+        .where(QkdNetwork.project_id == project_id, QkdNetwork.status == "active")) or 0
+    allowed = settings.qkd_max_kmes_per_project
+    if used + kmes > allowed:
+        raise QuotaExceeded(f"project {project_id} is over its QKD quota: {used} KMEs used + {kmes} "
+                            f"requested > {allowed} allowed (qkd_max_kmes_per_project)",
+                            quota=[{"limit": "qkd_kmes", "used": used, "requested": kmes, "allowed": allowed}])
+
+
 async def _free_ports(session: AsyncSession, settings: Settings, count: int) -> list[int]:
     """``count`` ports of the KME range no live KME listens on (allocations are serialised
     by a transaction-scoped advisory lock)."""
@@ -140,6 +156,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
         raise Invalid("expires_at: must be in the future")
     if expires_at > cap:
         raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    await _admit(session, settings, experiment.project_id, len(description.nodes))
     box = secret_box(settings)
     valid_for = cap - now + dt.timedelta(days=1)  # certificates outlive any extension
     network_id = new_uuid()

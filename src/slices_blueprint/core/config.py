@@ -46,6 +46,20 @@ class TrustedIssuer(BaseModel):
     algorithms: list[Literal["ES256", "RS256", "RS512"]] = ["ES256", "RS256", "RS512"]
 
 
+class QkdDevice(BaseModel):
+    """A real QKD device's ETSI GS QKD 014 endpoint that this site offers as a network node.
+
+    The service calls it as the SAE ``sae_id`` with the site's client certificate; experimenters'
+    SAEs never see these credentials."""
+
+    model_config = {"extra": "forbid"}
+    url: str = Field(pattern=r"^https://[^/\s]+/?$", description="https://host:port of the device's KME")
+    sae_id: str = Field(description="this site's SAE_ID at the device (its client certificate's)")
+    client_cert: Path
+    client_key: Path
+    ca_cert: Path  # the CA that signed the device's server certificate
+
+
 def is_loopback_name(host: str) -> bool:
     """Whether ``host`` (a name or an address, IPv6 with or without brackets) is loopback."""
     host = host.strip("[]").lower().rstrip(".")
@@ -169,6 +183,7 @@ class Settings(BaseSettings):
     qkd_kme_in_service: bool = True
     qkd_kme_reuse_port: bool = False  # several kme-host processes share each KME's port
     qkd_max_kmes_per_project: int = Field(default=32, ge=0)  # KMEs of live networks, summed
+    qkd_devices: dict[str, QkdDevice] = {}  # real devices by name, offered as `device:` nodes
 
     # Logs
     log_level: str = "INFO"

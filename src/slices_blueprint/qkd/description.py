@@ -36,6 +36,9 @@ class NodeSpec(BaseModel):
     name: Name = Field(description="the node's name (lower-case letters, digits and dashes)")
     saes: list[SaeId | SaeSpec] = Field(default_factory=list, max_length=16,
                                         description="the applications that take keys at this node")
+    device: str | None = Field(default=None, max_length=63, description=(
+        "a real QKD device of this site (by name): the node's KME passes key requests to it; "
+        "omitted: an emulated KME"))
 
     def sae_specs(self) -> list[SaeSpec]:
         return [s if isinstance(s, SaeSpec) else SaeSpec(id=s) for s in self.saes]
@@ -62,7 +65,9 @@ class NetworkDescription(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> NetworkDescription:
         nodes = [n.name for n in self.nodes]
+        devices = {n.name: n.device for n in self.nodes}
         _unique("nodes", nodes)
+        _unique("devices", [d for d in devices.values() if d is not None])
         _unique("SAE ids", [s.id for n in self.nodes for s in n.sae_specs()])
         pairs = []
         for i, link in enumerate(self.links):
@@ -72,6 +77,9 @@ class NetworkDescription(BaseModel):
                     raise ValueError(f"links.{i}.between: no node named {end!r}")
             if a == b:
                 raise ValueError(f"links.{i}.between: a link joins two different nodes")
+            if (devices[a] is None) != (devices[b] is None):
+                raise ValueError(f"links.{i}.between: a link joins two emulated nodes or two device "
+                                 f"nodes ({a!r} and {b!r} are one of each)")
             pairs.append("-".join(sorted((a, b))))
         _unique("links", pairs)
         return self

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.config import QkdDevice
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.secretbox import SecretBox, secret_box
 from slices_blueprint.qkd import etsi014, keypool
+from slices_blueprint.qkd.device_gateway import DeviceError, call_device
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
 from slices_blueprint.qkd.tls_server import SAEUnauthenticated, caller_sae_id
 
@@ -52,6 +54,26 @@ class Call:
     saes: dict[str, QkdSae]
     nodes: dict[uuid.UUID, QkdNode]
     links: list[QkdLink]
+    devices: dict[uuid.UUID, tuple[str, QkdDevice]]  # device nodes: the site's device behind each
+
+    @property
+    def device(self) -> tuple[str, QkdDevice] | None:
+        """The real device behind this KME, if it is a device node."""
+        return self.devices.get(self.node.id)
+
+    @property
+    def device_name(self) -> str | None:
+        return self.device[0] if self.device else None
+
+    def device_sae(self, other: QkdSae) -> str:
+        """The site's SAE_ID at the device of ``other``'s node, a device linked to this one."""
+        if other.node_id == self.node.id:
+            raise EtsiError(400, "both SAEs are at this KME: keys come from a QKD link between two nodes")
+        linked = any({link.node_a_id, link.node_b_id} == {self.node.id, other.node_id} for link in self.links)
+        if other.node_id not in self.devices or not linked:
+            raise EtsiError(400, f"SAE {other.sae_id!r} is not at a QKD device linked to this one "
+                                 "(keys are not relayed between devices)")
+        return self.devices[other.node_id][1].sae_id
 
     def sae(self, sae_id: str, role: str) -> QkdSae:
         found = self.saes.get(sae_id)
@@ -90,7 +112,21 @@ async def call(request: Request) -> AsyncIterator[Call]:
         nodes = {n.id: n for n in await session.scalars(
             select(QkdNode).where(QkdNode.network_id == network.id))}
         links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
-        yield Call(session, box, network, node, caller, saes, nodes, links)
+        yield Call(session, box, network, node, caller, saes, nodes, links,
+                   _devices(network, nodes.values(), runtime.settings.qkd_devices))
+
+
+def _devices(network: QkdNetwork, nodes: Iterable[QkdNode],
+             site: dict[str, QkdDevice]) -> dict[uuid.UUID, tuple[str, QkdDevice]]:
+    named = {n["name"]: n.get("device") for n in network.description.get("nodes", [])}
+    found = {}
+    for node in nodes:
+        device = named.get(node.name)
+        if device:
+            if device not in site:
+                raise EtsiError(503, f"QKD device {device} is no longer offered by this site")
+            found[node.id] = (device, site[device])
+    return found
 
 
 CallDep = Annotated[Call, Depends(call, scope="function")]
@@ -118,6 +154,8 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
     @app.get("/api/v1/keys/{slave_SAE_ID}/status", response_model=etsi014.Status)
     async def status(slave_SAE_ID: str, c: CallDep) -> etsi014.Status:
         slave = c.sae(slave_SAE_ID, "slave")
+        if c.device:
+            return await device_status(c, slave)
         path = c.path_to(slave)
         now = utcnow()
         return etsi014.Status(
@@ -137,6 +175,8 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
         slaves = [c.sae(s, "slave") for s in dict.fromkeys([slave_sae_id, *ask.additional_slave_SAE_IDs])]
         if any(s.id == c.caller.id for s in slaves):
             raise EtsiError(400, "the master SAE cannot be its own slave")
+        if c.device:
+            return await device_enc_keys(c, slaves, ask)
         paths = [c.path_to(s) for s in slaves]
         try:
             keys = await keypool.hand_out(
@@ -168,6 +208,8 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
             wanted = [uuid.UUID(k) for k in key_ids]
         except ValueError:
             raise EtsiError(400, "a key_ID is not a UUID", key_IDs=key_ids) from None
+        if c.device:
+            return await device_dec_keys(c, master, wanted)
         try:
             keys = await keypool.fetch_for_slave(
                 c.session, c.box, network_id=c.network.id, master_sae_id=master.sae_id,
@@ -188,6 +230,59 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
 
     del status, get_enc_keys, post_enc_keys, get_dec_keys, post_dec_keys
     return app
+
+
+async def _forward(c: Call, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    assert c.device is not None
+    name, device = c.device
+    try:
+        return await call_device(name, device, method, path, json=body)
+    except DeviceError as exc:
+        raise EtsiError(exc.status, exc.message) from None
+
+
+async def device_status(c: Call, slave: QkdSae) -> etsi014.Status:
+    """The device's status for the pair, in the experiment's SAE_IDs."""
+    answer = await _forward(c, "GET", f"{c.device_sae(slave)}/status")
+    try:
+        return etsi014.Status.model_validate({
+            **answer, "master_SAE_ID": c.caller.sae_id, "slave_SAE_ID": slave.sae_id,
+            "status_extension": {"emulated": False, "device": c.device_name}})
+    except ValueError:
+        raise EtsiError(503, f"QKD device {c.device_name} answered a malformed status") from None
+
+
+async def device_enc_keys(c: Call, slaves: list[QkdSae], ask: etsi014.KeyRequest) -> etsi014.KeyContainer:
+    """Keys from the device for slaves at linked devices; counted on the link."""
+    targets = [c.device_sae(s) for s in slaves]
+    answer = await _forward(c, "POST", f"{targets[0]}/enc_keys", {
+        "number": ask.number, "size": ask.size, "additional_slave_SAE_IDs": targets[1:]})
+    try:
+        container = etsi014.KeyContainer.model_validate(answer)
+    except ValueError:
+        raise EtsiError(503, "the QKD device answered malformed keys") from None
+    links = [link for link in c.links if c.node.id in (link.node_a_id, link.node_b_id)
+             and {link.node_a_id, link.node_b_id} & {s.node_id for s in slaves}]
+    for link in await keypool.lock_links(c.session, links):
+        link.delivered_keys += len(container.keys)
+    log.info("qkd.keys.handed_out", network_id=str(c.network.id), kme_id=c.node.kme_id,
+             device=c.device_name, master_sae_id=c.caller.sae_id,
+             slave_sae_ids=[s.sae_id for s in slaves], number=len(container.keys), size=ask.size)
+    return container
+
+
+async def device_dec_keys(c: Call, master: QkdSae, key_ids: list[uuid.UUID]) -> etsi014.KeyContainer:
+    """The device's keys shared by the master at a linked device."""
+    answer = await _forward(c, "POST", f"{c.device_sae(master)}/dec_keys",
+                            {"key_IDs": [{"key_ID": str(k)} for k in key_ids]})
+    try:
+        container = etsi014.KeyContainer.model_validate(answer)
+    except ValueError:
+        raise EtsiError(503, "the QKD device answered malformed keys") from None
+    log.info("qkd.keys.delivered", network_id=str(c.network.id), kme_id=c.node.kme_id,
+             device=c.device_name, master_sae_id=master.sae_id,
+             slave_sae_id=c.caller.sae_id, number=len(container.keys))
+    return container
 
 
 def _container(keys: list[keypool.DeliveredKey]) -> etsi014.KeyContainer:

@@ -12,6 +12,7 @@ class NodeOut(BaseModel):
     name: str
     kme_id: str
     kme_url: str = Field(description="the KME's ETSI GS QKD 014 root: https://host:port")
+    device: str | None = Field(default=None, description="the site's real QKD device behind this KME")
 
 
 class SaeOut(BaseModel):
@@ -25,7 +26,7 @@ class LinkOut(BaseModel):
     name: str = Field(description="<node>-<node>, as `qkd link set` names it")
     between: tuple[str, str]
     parameters: dict[str, Any]
-    state: str = Field(description="generating, or stopped (with the reason)")
+    state: str = Field(description="generating, stopped (with the reason), or device (real devices' link)")
     state_reason: str | None
     secret_key_rate_bps: float
     qber: float

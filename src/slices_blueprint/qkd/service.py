@@ -8,7 +8,8 @@ import os
 import uuid
 
 import structlog
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, column, delete, func, select, true
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,6 +40,8 @@ log = structlog.get_logger(__name__)
 ID_TYPE = "qkdnet"
 STATUS_KEY_SIZE = 256
 PORT_LOCK = "slices-blueprint:qkd-kme-ports"
+DEVICE_LOCK = "slices-blueprint:qkd-devices"
+DEVICE_LINK = "device"  # a link's state when real devices make its key
 
 
 def kme_public_host(settings: Settings) -> str:
@@ -60,11 +63,13 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
     saes = await session.scalars(select(QkdSae).where(QkdSae.network_id == network.id).order_by(QkdSae.sae_id))
     links = await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id).order_by(QkdLink.id))
     now = utcnow()
+    devices = {n["name"]: n.get("device") for n in network.description.get("nodes", [])}
     return NetworkOut(
         id=format_id(ID_TYPE, settings.site_id, network.id), name=network.name,
         experiment_id=network.experiment_id, project_id=network.project_id, status=network.status,
         expires_at=network.expires_at, created_at=network.created_at,
-        nodes=[NodeOut(name=n.name, kme_id=n.kme_id, kme_url=kme_url(n, settings)) for n in nodes.values()],
+        nodes=[NodeOut(name=n.name, kme_id=n.kme_id, kme_url=kme_url(n, settings), device=devices.get(n.name))
+               for n in nodes.values()],
         saes=[SaeOut(sae_id=s.sae_id, node=nodes[s.node_id].name, kme_url=kme_url(nodes[s.node_id], settings),
                      credentials_downloaded=s.downloaded_at is not None) for s in saes],
         links=[LinkOut(
@@ -72,7 +77,8 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
             parameters=link.parameters, state=link.state, state_reason=link.state_reason,
             secret_key_rate_bps=link.rate_bps, qber=link.qber,
             stored_key_count=keypool.stored_key_count(link, STATUS_KEY_SIZE, now),
-            max_key_count=link.max_key_count, delivered_keys=link.delivered_keys) for link in links],
+            max_key_count=link.max_key_count, delivered_keys=link.delivered_keys,
+            emulated=link.state != DEVICE_LINK) for link in links],
     )
 
 
@@ -121,6 +127,27 @@ async def _admit(session: AsyncSession, settings: Settings, project_id: str, kme
                             quota=[{"limit": "qkd_kmes", "used": used, "requested": kmes, "allowed": allowed}])
 
 
+async def _claim_devices(session: AsyncSession, settings: Settings, description: NetworkDescription) -> None:
+    """Refuse a device this site does not have, or one a live network uses already (a device
+    serves one network at a time; claims are serialised by an advisory lock)."""
+    wanted = [(i, n.device) for i, n in enumerate(description.nodes) if n.device]
+    if not wanted:
+        return
+    for i, device in wanted:
+        if device not in settings.qkd_devices:
+            offered = ", ".join(sorted(settings.qkd_devices)) or "none"
+            raise Invalid(f"nodes.{i}.device: this site has no QKD device {device!r} (it has: {offered})")
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(DEVICE_LOCK))))
+    node = func.jsonb_array_elements(QkdNetwork.description["nodes"]).table_valued(column("value", JSONB)).alias("node")
+    busy = await session.scalars(
+        select(node.c.value["device"].astext).select_from(QkdNetwork).join(node, true())
+        .where(QkdNetwork.status == "active", node.c.value["device"].astext.in_([d for _, d in wanted])))
+    taken = sorted(set(busy))
+    if taken:
+        raise Conflict(f"QKD device {', '.join(taken)} is in use by another live network; "
+                       "try again once it is deleted")
+
+
 async def _free_ports(session: AsyncSession, settings: Settings, count: int) -> list[int]:
     """``count`` ports of the KME range no live KME listens on (allocations are serialised
     by a transaction-scoped advisory lock)."""
@@ -157,6 +184,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     if expires_at > cap:
         raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
     await _admit(session, settings, experiment.project_id, len(description.nodes))
+    await _claim_devices(session, settings, description)
     box = secret_box(settings)
     valid_for = cap - now + dt.timedelta(days=1)  # certificates outlive any extension
     network_id = new_uuid()
@@ -189,14 +217,19 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
             issued = pki.issue_sae_certificate(ca, sae.id, valid_for=valid_for)
             session.add(QkdSae(network_id=network_id, node_id=nodes[spec.name].id, sae_id=sae.id,
                                cert_pem=issued.cert_pem.decode(), key=box.encrypt(issued.key_pem)))
+    devices = {n.name: n.device for n in description.nodes}
     for spec in description.links:
         a, b = spec.between
-        parameters = spec.parameters()
         link = QkdLink(network_id=network_id, node_a_id=nodes[a].id, node_b_id=nodes[b].id,
-                       parameters=parameters.model_dump(mode="json"),
                        secret=box.encrypt(os.urandom(32)), max_key_count=spec.max_key_count,
                        key_size=STATUS_KEY_SIZE, stored_bits=0, stored_at=now, next_index=0, delivered_keys=0)
-        _apply_performance(link, await performance_of(parameters))
+        if devices[a]:
+            link.parameters, link.rate_bps, link.qber, link.state = {}, 0.0, 0.0, DEVICE_LINK
+            link.state_reason = f"real QKD link between devices {devices[a]} and {devices[b]}: they make the key"
+        else:
+            parameters = spec.parameters()
+            link.parameters = parameters.model_dump(mode="json")
+            _apply_performance(link, await performance_of(parameters))
         session.add(link)
     await session.flush()
     await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
@@ -252,6 +285,8 @@ async def update_link(session: AsyncSession, network: QkdNetwork, name: str, upd
     if network.status != "active":
         raise Conflict(f"QKD network {network.name!r} is {network.status}")
     link, canonical = await _link_by_name(session, network, name)
+    if link.state == DEVICE_LINK:
+        raise Conflict(f"link {canonical} joins real QKD devices: its physics are theirs, not settable")
     (link,) = await keypool.lock_links(session, [link])
     changes = update.model_dump(exclude_none=True)
     try:

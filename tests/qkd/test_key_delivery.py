@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.helpers import Api, wait_for
 from tests.qkd.conftest import create_network, enough_keys, listening, take_sae, two_nodes
@@ -173,3 +176,33 @@ def test_kmes_per_project_are_capped(api: Api) -> None:
     assert refused.status_code == 403 and "6 KMEs used + 2 requested > 6 allowed" in refused.json()["detail"]
     api.ok("DELETE", f"/qkd-networks/{networks[0]['id']}", token)
     create_network(api, token, two_nodes("q3"))
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "qkd"
+
+
+@pytest.mark.parametrize("example", ["two-nodes.yaml", "three-nodes.yaml"])
+def test_documented_examples_make_generating_networks(api: Api, example: str) -> None:
+    token = exp_token(api, f"qkd-example-{example.split('.')[0]}")
+    network = create_network(api, token, yaml.safe_load((EXAMPLES / example).read_text()))
+    assert all(link["state"] == "generating" and link["secret_key_rate_bps"] > 1e6 for link in network["links"])
+
+
+def test_the_documented_curl_calls_work(api: Api, tmp_path: Path) -> None:
+    """USER.md's curl lines, as written, against our KMEs."""
+    token = exp_token(api, "qkd-curl")
+    network = create_network(api, token, yaml.safe_load((EXAMPLES / "two-nodes.yaml").read_text()))
+    alice, bob = (take_sae(api, token, network, s, tmp_path) for s in ("alice-app", "bob-app"))
+    wait_for(lambda: enough_keys(alice, "bob-app", 1), 20, "the pool filling")
+
+    def curl(sae, *args: str) -> dict:
+        d = sae.directory
+        done = subprocess.run(["curl", "-sS", "--fail-with-body", "--cert", str(d / "sae.crt"), "--key", str(d / "sae.key"),
+                               "--cacert", str(d / "ca.crt"), *args], check=False, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr + done.stdout
+        return json.loads(done.stdout)
+
+    sent = curl(alice, f"{alice.kme_url}/api/v1/keys/bob-app/enc_keys?number=1&size=256")["keys"][0]
+    got = curl(bob, "-H", "Content-Type: application/json", "-d", json.dumps({"key_IDs": [{"key_ID": sent["key_ID"]}]}),
+               f"{bob.kme_url}/api/v1/keys/alice-app/dec_keys")["keys"][0]
+    assert got == sent

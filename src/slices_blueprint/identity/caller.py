@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import Select
 
 from slices_blueprint.core.errors import Forbidden
 from slices_blueprint.core.security import VerifiedToken
 from slices_blueprint.identity.models import Experiment, User
+
+SelectT = TypeVar("SelectT", bound=Select)
 
 
 @dataclass
@@ -31,6 +36,17 @@ class Caller:
         if self.experiment is None:
             raise Forbidden("this operation needs an experiment token (slices experiment jwt <exp>)")
         return self.experiment
+
+    def visible(self, query: SelectT, *, experiment_id: Any, project_id: Any, created_by: Any) -> SelectT:
+        """``query`` narrowed to the rows the caller may see, given their experiment, project
+        and creator columns: the experiment's with an experiment token; with a user token,
+        their projects' and their own; everything for admins."""
+        if self.experiment is not None:
+            return query.where(experiment_id == self.experiment.id)
+        if self.is_admin:
+            return query
+        assert self.user is not None
+        return query.where(project_id.in_(self.project_ids) | (created_by == self.user.id))
 
     def require_admin(self) -> User:
         if not (self.user and self.is_admin):

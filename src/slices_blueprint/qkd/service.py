@@ -83,14 +83,9 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
 
 
 def scoped_query(caller: Caller) -> Select[tuple[QkdNetwork]]:
-    """Networks the caller may see: the experiment's; a user's projects' and own; all for admins."""
-    query = select(QkdNetwork)
-    if caller.experiment is not None:
-        return query.where(QkdNetwork.experiment_id == caller.experiment.id)
-    if caller.is_admin:
-        return query
-    assert caller.user is not None
-    return query.where(QkdNetwork.project_id.in_(caller.project_ids) | (QkdNetwork.created_by == caller.user.id))
+    """Networks the caller may see (``Caller.visible``)."""
+    return caller.visible(select(QkdNetwork), experiment_id=QkdNetwork.experiment_id,
+                          project_id=QkdNetwork.project_id, created_by=QkdNetwork.created_by)
 
 
 async def list_networks(session: AsyncSession, caller: Caller, *, include_deleted: bool) -> list[QkdNetwork]:

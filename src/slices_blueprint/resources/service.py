@@ -204,16 +204,9 @@ def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:
 
 
 def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
-    """Resources the caller may see: the experiment's; a user's projects' and own; all for admins."""
-    query = select(ComputeResource)
-    if caller.experiment is not None:
-        return query.where(ComputeResource.experiment_id == caller.experiment.id)
-    if caller.is_admin:
-        return query
-    assert caller.user is not None
-    return query.where(
-        (ComputeResource.project_id.in_(caller.project_ids)) | (ComputeResource.created_by == caller.user.id)
-    )
+    """Resources the caller may see (``Caller.visible``)."""
+    return caller.visible(select(ComputeResource), experiment_id=ComputeResource.experiment_id,
+                          project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
 
 
 async def list_resources(

@@ -206,3 +206,24 @@ def test_the_documented_curl_calls_work(api: Api, tmp_path: Path) -> None:
     got = curl(bob, "-H", "Content-Type: application/json", "-d", json.dumps({"key_IDs": [{"key_ID": sent["key_ID"]}]}),
                f"{bob.kme_url}/api/v1/keys/alice-app/dec_keys")["keys"][0]
     assert got == sent
+
+
+def test_multicast_key_reaches_every_slave_once(api: Api, tmp_path: Path) -> None:
+    token = exp_token(api, "qkd-multicast")
+    network = create_network(api, token, {
+        "name": "star",
+        "nodes": [{"name": "hub", "saes": ["star-hub"]}, {"name": "b", "saes": ["star-b"]},
+                  {"name": "c", "saes": ["star-c"]}],
+        "links": [{"between": ["hub", "b"], "length_km": 5}, {"between": ["hub", "c"], "length_km": 5}]})
+    hub, b, c = (take_sae(api, token, network, s, tmp_path) for s in ("star-hub", "star-b", "star-c"))
+    wait_for(lambda: enough_keys(hub, "star-b", 1) and enough_keys(hub, "star-c", 1), 20, "both pools filling")
+    code, container = hub.client.get_key("star-b", number=1, size=256, additional_slave_sae_ids=["star-c"])
+    assert code == 200, container.__dict__
+    key = container.keys[0]
+    for slave in (b, c):
+        code, got = slave.client.get_key_with_key_IDs("star-hub", [key.key_id])
+        assert code == 200 and got.keys[0].key == key.key
+        code, again = slave.client.get_key_with_key_IDs("star-hub", [key.key_id])
+        assert code == 400 and "already delivered" in again.message
+    shown = api.ok("GET", f"/qkd-networks/{network['id']}", token)
+    assert [link["delivered_keys"] for link in shown["links"]] == [1, 1]  # the key travelled both links

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import dev_login, shot
+from tests.browser.conftest import PHONE, dev_login, shot
 from tests.conftest import LiveServer
 from tests.helpers import Api
 
@@ -127,3 +127,22 @@ def test_refused_description_keeps_the_text(page: Any, live: LiveServer) -> None
     page.get_by_role("button", name="Create network").click()
     assert "no node named 'carol'" in page.locator("#description-error").inner_text()
     assert field.input_value() == refused
+
+
+def test_phone_width(browser: Any, live: LiveServer, api: Api) -> None:
+    """The menu, the list and a network's page fit a phone's width (no sideways scrolling)."""
+    experiment = f"qkdui{uuid.uuid4().hex[:6]}"
+    network = api.ok("POST", "/qkd-networks", api.token("alice", "demo", experiment), 201,
+                     json={"name": "phone", "nodes": [{"name": "alice"}, {"name": "bob"}, {"name": "carol"}],
+                           "links": [{"between": ["alice", "bob"]}, {"between": ["bob", "carol"]}]})
+    context = browser.new_context(viewport=PHONE)
+    try:
+        page = context.new_page()
+        dev_login(page, live, "alice", experiment)
+        for path in ("/ui/", "/ui/qkd-networks", f"/ui/qkd-networks/{network['id']}"):
+            page.goto(f"{live.url}{path}")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than the phone"
+        shot(page, "qkd-phone")
+    finally:
+        context.close()

@@ -55,10 +55,13 @@ def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api
     task = api.create(api.token("admin", "demo", experiment), ["a11y1"], catalog["flavor"], catalog["image"])
     api.wait_task(api.token("admin", "demo", experiment), task["id"])
     rid = task["resource_ids"][0]
+    qkd = api.ok("POST", "/qkd-networks", api.token("admin", "demo", experiment), 201, json={
+        "name": "a11y", "nodes": [{"name": "alice", "saes": ["a11y-a"]}, {"name": "bob", "saes": ["a11y-b"]}],
+        "links": [{"between": ["alice", "bob"]}]})["id"]
     dev_login(page, live, "admin", experiment)  # a site admin: the operator pages too
     for path in ("/ui/", "/ui/resources/new", f"/ui/resources/{rid}", f"/ui/tasks/{task['id']}",
                  f"/ui/resources/{rid}/delete", "/ui/credentials", "/ui/catalog", "/ui/hosts",
-                 "/ui/quotas"):
+                 "/ui/quotas", "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}", f"/ui/qkd-networks/{qkd}/delete"):
         found[path] = violations(page, f"{live.url}{path}")
     page.goto(f"{live.url}/ui/resources/new")
     page.get_by_role("button", name="Create").click()  # nothing chosen: errors beside the fields

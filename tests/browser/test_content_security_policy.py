@@ -32,9 +32,12 @@ def test_pages_work_under_the_csp_and_injected_script_is_refused(page: Any, live
     token = api.token("admin", "demo", experiment)
     task = api.create(token, ["csp1"], catalog["flavor"], catalog["image"])
     api.wait_task(token, task["id"])
+    qkd = api.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "csp", "nodes": [{"name": "alice"}, {"name": "bob"}], "links": [{"between": ["alice", "bob"]}]})["id"]
     dev_login(page, live, "admin", experiment)
     for path in ("/ui/", "/ui/resources/new", f"/ui/resources/{task['resource_ids'][0]}",
-                 f"/ui/tasks/{task['id']}", "/ui/catalog", "/ui/hosts", "/ui/credentials"):
+                 f"/ui/tasks/{task['id']}", "/ui/catalog", "/ui/hosts", "/ui/credentials",
+                 "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}"):
         page.goto(f"{live.url}{path}")
         page.wait_for_load_state("networkidle")
         assert page.evaluate("typeof htmx") == "object", f"htmx did not load on {path}"

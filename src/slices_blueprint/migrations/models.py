@@ -6,7 +6,15 @@ from slices_blueprint.credentials.models import Credential
 from slices_blueprint.events.models import Event
 from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
 from slices_blueprint.identity.models import Experiment, Project, User
-from slices_blueprint.qkd.models import QkdKey, QkdKeyDelivery, QkdLink, QkdNetwork, QkdNode, QkdSae
+from slices_blueprint.qkd.models import (
+    QkdKey,
+    QkdKeyDelivery,
+    QkdLink,
+    QkdLinkSample,
+    QkdNetwork,
+    QkdNode,
+    QkdSae,
+)
 from slices_blueprint.quotas.models import ProjectQuota
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -29,6 +37,7 @@ __all__ = [
     "QkdKey",
     "QkdKeyDelivery",
     "QkdLink",
+    "QkdLinkSample",
     "QkdNetwork",
     "QkdNode",
     "QkdSae",

@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -124,3 +125,20 @@ class QkdKeyDelivery(Base):
 
     key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("qkd_keys.key_id", ondelete="CASCADE"), primary_key=True)
     slave_sae_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class QkdLinkSample(Base):
+    """A link's state every few seconds (``qkd/samples.py``), for the UI's charts; pruned
+    after the site's ``metrics_retention_hours``, and gone with the link."""
+
+    __tablename__ = "qkd_link_samples"
+    __table_args__ = (Index("ix_qkd_link_samples_link_at", "link_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("qkd_links.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    stored_keys: Mapped[int] = mapped_column(BigInteger)  # keys of 256 bits in each end's pool
+    rate_bps: Mapped[float] = mapped_column(Float)  # secret key rate
+    qber: Mapped[float] = mapped_column(Float)
+    delivered_keys: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(16))  # generating | stopped

@@ -22,7 +22,12 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
-from slices_blueprint.core.metrics import HOST_STATES, RESOURCE_STATES, install_metrics
+from slices_blueprint.core.metrics import (
+    HOST_STATES,
+    RESOURCE_STATES,
+    install_metrics,
+    refresh_registered,
+)
 from slices_blueprint.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
 from slices_blueprint.core.runtime import Runtime
@@ -117,7 +122,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         app.include_router(router)
 
     async def refresh_counts() -> None:
-        """Resources and hosts by status, for ``/metrics``."""
+        """Resources and hosts by status, and what the domains registered, for ``/metrics``."""
         async with app.state.db.session() as session:
             rows = await session.execute(
                 select(ComputeResource.status, ComputeResource.provider, func.count()).group_by(
@@ -127,6 +132,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             RESOURCE_STATES.counts = {(s, p): c for s, p, c in rows}
             hosts = await session.execute(select(Host.status, func.count()).group_by(Host.status))
             HOST_STATES.counts = {(s,): c for s, c in hosts}
+            await refresh_registered(session, app.state.settings)
 
     app.state.refresh_counts = refresh_counts
 

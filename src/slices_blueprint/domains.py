@@ -1,6 +1,7 @@
 """How the domains are wired together: the jobs each domain registers on the queue, and the
 hooks through which a lower domain learns from a higher one without importing it (quota
-usage from ``resources/``, heartbeat metrics for ``telemetry/``).
+usage from ``resources/``, heartbeat metrics for ``telemetry/``, QKD gauges refreshed at each
+scrape of ``/metrics``).
 
 A composition root like ``app.py``: it may import every domain, and no domain imports it.
 """
@@ -12,9 +13,11 @@ import procrastinate
 from slices_blueprint.catalog import scheduled as catalog_jobs
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.metrics import register_scrape_refresher
 from slices_blueprint.hosts import scheduled as host_jobs
 from slices_blueprint.hosts.service import register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
+from slices_blueprint.qkd.metrics import refresh_network_gauges
 from slices_blueprint.quotas.service import register_usage_counter
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
@@ -37,6 +40,7 @@ def wire() -> None:
     """Connect the domains' hooks; idempotent. Called by ``create_app`` before serving."""
     register_usage_counter("resources", resource_usage)
     register_heartbeat_listener("telemetry", record_heartbeat)
+    register_scrape_refresher("qkd", refresh_network_gauges)
 
 
 def build_queue(settings: Settings, db: Database) -> procrastinate.App:

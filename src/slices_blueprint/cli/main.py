@@ -122,9 +122,11 @@ def kme_host(data_dir: DataDir = None) -> None:
     from slices_blueprint.core.database import Database
     from slices_blueprint.core.runtime import Runtime
     from slices_blueprint.qkd.kme_host import KmeHost
+    from slices_blueprint.qkd.metrics import serve_kme_metrics
 
     settings = _settings(data_dir=data_dir)
     url = prepare(settings)
+    serve_kme_metrics(settings)
 
     async def main() -> None:
         db = Database(url)

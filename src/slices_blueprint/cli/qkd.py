@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
 from slices_blueprint.core.deps import BI_PREFIX
@@ -40,13 +40,18 @@ def _resolve(url: str, token: str, ref: str) -> str:
     return matches[0]
 
 
+def _whole(header: str) -> Column:
+    """A column never wrapped (ids and URLs are copied from it); the others wrap instead."""
+    return Column(header, no_wrap=True)
+
+
 def _show(network: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(network, indent=2))
         return
     console.print(f"[bold]{network['name']}[/bold] {network['id']}  {network['status']}, "
                   f"expires {network['expires_at']}")
-    nodes = Table("node", "KME id", "KME URL", "SAEs", title="KMEs (ETSI GS QKD 014)")
+    nodes = Table(_whole("node"), _whole("KME id"), _whole("KME URL"), "SAEs", title="KMEs (ETSI GS QKD 014)")
     for node in network["nodes"]:
         saes = ", ".join(s["sae_id"] for s in network["saes"] if s["node"] == node["name"])
         nodes.add_row(node["name"], node["kme_id"], node["kme_url"], saes)
@@ -59,19 +64,27 @@ def _show(network: dict[str, Any], as_json: bool) -> None:
     console.print(nodes, links)
 
 
-def _load_description(path: Path) -> Any:
+def _load_description(path: Path) -> dict[str, Any]:
+    """The network description in ``path``; a file that cannot be read, or is not a YAML or
+    JSON mapping, is one error line naming the flag."""
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise _fail(f"--from-file {path}: not valid YAML or JSON ({exc.__class__.__name__}: "
-                    f"{getattr(exc, 'problem', exc)})") from None
+        description = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise _fail(f"--from-file {path}: {exc.strerror or exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise _fail(f"--from-file {path}: not valid YAML or JSON{at} ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(description, dict):
+        raise _fail(f"--from-file {path}: expected a network description (a mapping with name, nodes "
+                    f"and links), found {type(description).__name__}")
+    return description
 
 
 @app.command("create")
 def create(
     url: ServiceUrl,
-    from_file: Annotated[Path, typer.Option("--from-file", exists=True, dir_okay=False, readable=True,
-                                            help="The network description (YAML or JSON).")],
+    from_file: Annotated[Path, typer.Option("--from-file", help="The network description (YAML or JSON).")],
     token: Token = None, as_json: JsonOutput = False,
 ) -> None:
     """Create a QKD network in the experiment from its description."""
@@ -88,7 +101,7 @@ def list_(url: ServiceUrl, token: Token = None,
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("id", "name", "status", "nodes", "links generating", "expires_at", title="QKD networks")
+    table = Table(_whole("id"), _whole("name"), "status", "nodes", "links generating", "expires_at", title="QKD networks")
     for n in rows:
         generating = sum(link["state"] == "generating" for link in n["links"])
         table.add_row(n["id"], n["name"], n["status"], str(len(n["nodes"])),
@@ -147,14 +160,19 @@ def credentials(
 ) -> None:
     """Download an SAE's certificate, private key (once only), CA and KME URL into --out."""
     tok = resolve_token(token)
+    key = out / f"{sae}.key"
+    try:  # before the download: the private key is answered once only, so it must not be lost
+        out.mkdir(parents=True, exist_ok=True)
+        if key.exists():
+            raise _fail(f"--out {out}: {key.name} exists; move it away or choose another directory")
+    except OSError as exc:
+        raise _fail(f"--out {out}: {exc.strerror or exc}") from None
     creds = request_json("POST", f"{_networks(url)}/{_resolve(url, tok, network)}/saes/{sae}/credentials", tok)
-    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(creds["private_key_pem"])
     files = {f"{sae}.crt": creds["certificate_pem"], "ca.crt": creds["ca_certificate_pem"],
              "kme.env": f"KME_URL={creds['kme_url']}\nKME_ID={creds['kme_id']}\nSAE_ID={sae}\n"}
     for name, content in files.items():
         (out / name).write_text(content)
-    key = out / f"{sae}.key"
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(creds["private_key_pem"])
-    typer.echo(f"wrote {', '.join([*files, key.name])} to {out}; KME: {creds['kme_url']}")
+    typer.echo(f"wrote {', '.join([key.name, *files])} to {out}; KME: {creds['kme_url']}")

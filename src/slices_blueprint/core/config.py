@@ -182,6 +182,9 @@ class Settings(BaseSettings):
     qkd_kme_ports: tuple[int, int] = (47100, 47999)
     qkd_kme_in_service: bool = True
     qkd_kme_reuse_port: bool = False  # several kme-host processes share each KME's port
+    # kme-host's Prometheus metrics (keys served, refusals) at http://127.0.0.1:<port>/metrics;
+    # off by default (serve shows them on its own /metrics)
+    qkd_kme_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     qkd_max_kmes_per_project: int = Field(default=32, ge=0)  # KMEs of live networks, summed
     qkd_devices: dict[str, QkdDevice] = {}  # real devices by name, offered as `device:` nodes
 

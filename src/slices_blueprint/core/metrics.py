@@ -1,16 +1,17 @@
 """Prometheus metrics: requests, task durations, orphans deleted; resources and hosts by
-state (read at scrape time)."""
+state (read at scrape time), and what higher domains register to refresh at scrape time."""
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Forbidden
@@ -48,6 +49,22 @@ RESOURCE_STATES = CountsCollector("sb_resources", "Compute resources by status",
 HOST_STATES = CountsCollector("sb_hosts", "MicroVM hosts by status", ["status"])
 for _collector in (RESOURCE_STATES, HOST_STATES):
     REGISTRY.register(_collector)
+
+
+ScrapeRefresher = Callable[[AsyncSession, Settings], Awaitable[None]]
+_refreshers: dict[str, ScrapeRefresher] = {}
+
+
+def register_scrape_refresher(name: str, refresher: ScrapeRefresher) -> None:
+    """Have ``refresher`` bring its gauges up to date at each scrape of ``/metrics`` (wired at
+    start-up by ``slices_blueprint.domains``; registering ``name`` again replaces it)."""
+    _refreshers[name] = refresher
+
+
+async def refresh_registered(session: AsyncSession, settings: Settings) -> None:
+    """Run every registered scrape-time refresher in ``session``."""
+    for refresher in _refreshers.values():
+        await refresher(session, settings)
 
 
 def metrics_access(settings: Settings) -> Callable[[Request], None]:

@@ -26,7 +26,7 @@ from slices_blueprint.core.config import QkdDevice
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.secretbox import SecretBox, secret_box
-from slices_blueprint.qkd import etsi014, keypool
+from slices_blueprint.qkd import etsi014, keypool, metrics
 from slices_blueprint.qkd.device_gateway import DeviceError, call_device
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
 from slices_blueprint.qkd.tls_server import SAEUnauthenticated, caller_sae_id
@@ -132,8 +132,8 @@ def _devices(network: QkdNetwork, nodes: Iterable[QkdNode],
 CallDep = Annotated[Call, Depends(call, scope="function")]
 
 
-def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
-    """The ETSI 014 app of the KME of node ``node_id``."""
+def create_kme_app(runtime: Runtime, node_id: uuid.UUID, kme_id: str) -> FastAPI:
+    """The ETSI 014 app of the KME ``kme_id`` of node ``node_id``."""
     app = FastAPI(title="slices-blueprint KME (ETSI GS QKD 014)", openapi_url=None, docs_url=None,
                   redoc_url=None)
     app.state.runtime, app.state.node_id = runtime, node_id
@@ -141,6 +141,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
 
     @app.exception_handler(EtsiError)
     async def _etsi(_: Request, exc: EtsiError) -> JSONResponse:
+        metrics.kme_refused(kme_id, exc.status)
         return JSONResponse(etsi014.Error(message=exc.message, details=exc.details).model_dump(),
                             status_code=exc.status)
 
@@ -148,6 +149,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"field": ".".join(str(p) for p in e["loc"][1:]), "problem": e["msg"]}
                    for e in exc.errors()]
+        metrics.kme_refused(kme_id, 400)
         return JSONResponse(etsi014.Error(message="bad request", details=details).model_dump(),
                             status_code=400)
 
@@ -187,6 +189,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
         log.info("qkd.keys.handed_out", network_id=str(c.network.id), kme_id=c.node.kme_id,
                  master_sae_id=c.caller.sae_id, slave_sae_ids=[s.sae_id for s in slaves],
                  number=ask.number, size=ask.size, hops=max(len(p) for p in paths))
+        metrics.kme_keys(kme_id, "enc", len(keys))
         return _container(keys)
 
     @app.get("/api/v1/keys/{slave_SAE_ID}/enc_keys", response_model=etsi014.KeyContainer)
@@ -218,6 +221,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID) -> FastAPI:
             raise EtsiError(400, str(exc)) from None
         log.info("qkd.keys.delivered", network_id=str(c.network.id), kme_id=c.node.kme_id,
                  master_sae_id=master.sae_id, slave_sae_id=c.caller.sae_id, number=len(keys))
+        metrics.kme_keys(kme_id, "dec", len(keys))
         return _container(keys)
 
     @app.get("/api/v1/keys/{master_SAE_ID}/dec_keys", response_model=etsi014.KeyContainer)
@@ -265,6 +269,7 @@ async def device_enc_keys(c: Call, slaves: list[QkdSae], ask: etsi014.KeyRequest
              and {link.node_a_id, link.node_b_id} & {s.node_id for s in slaves}]
     for link in await keypool.lock_links(c.session, links):
         link.delivered_keys += len(container.keys)
+    metrics.kme_keys(c.node.kme_id, "enc", len(container.keys))
     log.info("qkd.keys.handed_out", network_id=str(c.network.id), kme_id=c.node.kme_id,
              device=c.device_name, master_sae_id=c.caller.sae_id,
              slave_sae_ids=[s.sae_id for s in slaves], number=len(container.keys), size=ask.size)
@@ -279,6 +284,7 @@ async def device_dec_keys(c: Call, master: QkdSae, key_ids: list[uuid.UUID]) -> 
         container = etsi014.KeyContainer.model_validate(answer)
     except ValueError:
         raise EtsiError(503, "the QKD device answered malformed keys") from None
+    metrics.kme_keys(c.node.kme_id, "dec", len(container.keys))
     log.info("qkd.keys.delivered", network_id=str(c.network.id), kme_id=c.node.kme_id,
              device=c.device_name, master_sae_id=master.sae_id,
              slave_sae_id=c.caller.sae_id, number=len(container.keys))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,11 +14,22 @@ class NodeOut(BaseModel):
     kme_url: str = Field(description="the KME's ETSI GS QKD 014 root: https://host:port")
 
 
+class DeliveryOut(BaseModel):
+    """Where a bound SAE's credentials stand."""
+
+    state: Literal["delivered", "delivering", "failed", "waiting"]
+    note: str = Field(description="where they are, or what to do to deliver them")
+    resource_id: str | None = Field(description="the machine (resource id) they went or go into")
+    delivered_at: dt.datetime | None = Field(description="when its create or reset that placed them ended")
+
+
 class SaeOut(BaseModel):
     sae_id: str
     node: str
-    kme_url: str
+    kme_url: str = Field(description="the KME's public URL (a bound microVM uses https://<kme_id>.qkd.internal)")
     credentials_downloaded: bool = Field(description="its private key was downloaded (once only)")
+    machine: str | None = Field(default=None, description="the machine the SAE is bound to, if any")
+    delivery: DeliveryOut | None = Field(default=None, description="for a bound SAE: its credentials' delivery")
 
 
 class LinkOut(BaseModel):

@@ -1,7 +1,7 @@
 """How the domains are wired together: the jobs each domain registers on the queue, and the
 hooks through which a lower domain learns from a higher one without importing it (quota
 usage from ``resources/``, heartbeat metrics for ``telemetry/``, QKD gauges refreshed at each
-scrape of ``/metrics``).
+scrape of ``/metrics``, what ``qkd/`` places in the machines ``resources/`` provisions).
 
 A composition root like ``app.py``: it may import every domain, and no domain imports it.
 """
@@ -17,10 +17,12 @@ from slices_blueprint.core.metrics import register_scrape_refresher
 from slices_blueprint.hosts import scheduled as host_jobs
 from slices_blueprint.hosts.service import register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
+from slices_blueprint.qkd.binding import machine_provisioning
 from slices_blueprint.qkd.metrics import refresh_network_gauges
 from slices_blueprint.quotas.service import register_usage_counter
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
+from slices_blueprint.resources.provisioning import register_contributor
 from slices_blueprint.resources.quota_usage import resource_usage
 from slices_blueprint.tasks import queue
 from slices_blueprint.telemetry import scheduled as telemetry_jobs
@@ -37,12 +39,15 @@ JOB_REGISTRARS: tuple[queue.JobRegistrar, ...] = (
 
 
 def wire() -> None:
-    """Connect the domains' hooks; idempotent. Called by ``create_app`` before serving."""
+    """Connect the domains' hooks; idempotent. Called by ``create_app`` before serving and by
+    :func:`build_queue`, so every process that runs jobs has them."""
     register_usage_counter("resources", resource_usage)
     register_heartbeat_listener("telemetry", record_heartbeat)
     register_scrape_refresher("qkd", refresh_network_gauges)
+    register_contributor("qkd", machine_provisioning)
 
 
 def build_queue(settings: Settings, db: Database) -> procrastinate.App:
-    """The queue app with every domain's jobs."""
+    """The queue app with every domain's jobs, the hooks wired (:func:`wire`)."""
+    wire()
     return queue.build_queue(settings, db, JOB_REGISTRARS)

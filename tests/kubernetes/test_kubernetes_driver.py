@@ -25,6 +25,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
+    GuestFile,
     NodeSpec,
     NotSupported,
     ProviderError,
@@ -34,6 +35,7 @@ from slices_blueprint.providers.endpoints import EndpointNotAllowed, EndpointPol
 from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
 from slices_blueprint.providers.kubernetes.pods import (
     MANAGED_SELECTOR,
+    RESOURCE_LABEL,
     label_value,
     namespace_name,
     owner_metadata,
@@ -315,6 +317,30 @@ async def test_ssh_keys_reach_images_that_declare_where_they_read_them(
     assert set(secret.data) == {"authorized_keys", "user-data"}
     (container,) = kube.read_namespaced_pod(name, namespace).spec.containers
     assert "/run/slices" in {m.mount_path for m in container.volume_mounts}
+    await driver.delete(info.provider_resource_id, progress)
+    assert kube.list_namespaced_secret(namespace, label_selector=MANAGED_SELECTOR).items == []
+
+
+async def test_files_reach_the_pod_in_its_own_secret_mounted_read_only(
+    driver: KubernetesDriver, kube: k8s.CoreV1Api, make_spec: Callable[..., NodeSpec], progress: Any
+) -> None:
+    files = (GuestFile("/etc/qkd/app/sae.key", "KEY", 0o600), GuestFile("/etc/qkd/app/kme.env", "KME_URL=x\n"),
+             GuestFile("/etc/qkd/other/ca.crt", "CA"))
+    spec = make_spec("with-files", files=files)
+    info = await driver.create(spec, progress)
+    namespace, name = info.provider_resource_id.split("/")
+    secret = kube.read_namespaced_secret(f"{name}-files", namespace)
+    assert {k: base64.b64decode(v).decode() for k, v in secret.data.items()} == {
+        "file-0": "KEY", "file-1": "KME_URL=x\n", "file-2": "CA"}
+    assert secret.metadata.annotations[RESOURCE_LABEL] == spec.resource_id
+    pod = kube.read_namespaced_pod(name, namespace).spec
+    mounts = {m.mount_path: m for m in pod.containers[0].volume_mounts}
+    assert {p: m.read_only for p, m in mounts.items() if p.startswith("/etc/qkd")} == {
+        "/etc/qkd/app": True, "/etc/qkd/other": True}
+    volume = next(v for v in pod.volumes if v.name == mounts["/etc/qkd/app"].name)
+    assert volume.secret.secret_name == f"{name}-files"
+    assert [(i.key, i.path, i.mode) for i in volume.secret.items] == [
+        ("file-0", "sae.key", 0o600), ("file-1", "kme.env", 0o644)]
     await driver.delete(info.provider_resource_id, progress)
     assert kube.list_namespaced_secret(namespace, label_selector=MANAGED_SELECTOR).items == []
 

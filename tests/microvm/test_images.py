@@ -31,7 +31,7 @@ from slices_blueprint.agent.default_image import (
 )
 from slices_blueprint.agent.images import ImageCache, ImageError, writable_disk
 from slices_blueprint.agent.network import USER_MODE_GUEST
-from slices_blueprint.agent.protocol import FileRef, VMSpec
+from slices_blueprint.agent.protocol import FileRef, GuestFile, GuestService, VMSpec
 from slices_blueprint.agent.seed import write_seed
 from slices_blueprint.agent.vmm.base import (
     LaunchPlan,
@@ -116,6 +116,25 @@ async def test_seed_disk_is_a_nocloud_datasource(tmp_path: Path) -> None:
     assert files["/user-data"].startswith("#cloud-config")
     assert "IPV4=172.30.0.5/24" in files["/slices/env"]
     assert files["/slices/authorized_keys"] == "ssh-ed25519 AAAA k\n"
+
+
+async def test_seed_carries_files_hosts_and_the_users_own_script(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.img"
+    spec = VMSpec(id="vm-files", userdata="#!/bin/sh\necho hi\n",
+                  files=[GuestFile(path="/etc/qkd/app/sae.key", content="KEY\n", mode=0o600)],
+                  services=[GuestService(hostname="kme-a.qkd.internal", port=443, target_host="192.0.2.7",
+                                         target_port=47100)])
+    await write_seed(seed, spec, "10.0.2.15/24", "10.0.2.2", "10.0.2.3", "52:54:00:00:00:06")
+    cat = {p: await run("debugfs", "-R", f"cat {p}", str(seed)) for p in (
+        "/slices/files/etc/qkd/app/sae.key", "/slices/hosts", "/slices/user-data", "/user-data")}
+    assert cat["/slices/files/etc/qkd/app/sae.key"] == "KEY\n"
+    assert "Mode:  0600" in await run("debugfs", "-R", "stat /slices/files/etc/qkd/app/sae.key", str(seed))
+    assert cat["/slices/hosts"] == "10.0.2.100 kme-a.qkd.internal\n"
+    assert cat["/slices/user-data"] == "#!/bin/sh\necho hi\n"  # the default image runs it as is
+    assert "echo hi" in cat["/user-data"] and "Content-Type: text/cloud-config" in cat["/user-data"]
+    assert "path: /etc/qkd/app/sae.key" in cat["/user-data"] and "append: true" in cat["/user-data"]
+    with pytest.raises(ValueError, match="no '.' or '..' parts"):
+        GuestFile(path="/etc/../../host", content="x")
 
 
 def fake_bzimage(payload: bytes) -> bytes:

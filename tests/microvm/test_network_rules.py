@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from slices_blueprint.agent.config import AgentSettings
-from slices_blueprint.agent.network import BridgeNetwork, Forward, tap_name
+from slices_blueprint.agent.network import BridgeNetwork, Forward, ServicePath, bridgeable, tap_name
 from slices_blueprint.agent.vmm.base import GuestForward, UserNet
 from slices_blueprint.agent.vmm.qemu import user_netdev
 
@@ -62,3 +62,18 @@ def test_bridge_rules_confine_guests_and_pin_each_tap_to_its_addresses() -> None
     assert 'iifname "sbta" ether type ip ip saddr != 10.9.0.2 counter drop' in rules
     assert rules.rstrip().endswith('iifname "sbt*" counter drop '
                                    'comment "spoofed, not IPv4/ARP, or no running VM"\n  }\n}')
+
+
+def test_a_guest_service_is_one_dnat_for_that_guest_and_one_accept_for_its_target() -> None:
+    kme = ServicePath(address="10.0.2.100", port=443, target="192.0.2.7", target_port=47100)
+    rules = network().ruleset([Forward("vm-a", 22000, "10.9.0.2", "sbta", "52:54:00:00:00:0a", (kme,)),
+                               Forward("vm-b", 22001, "10.9.0.3", "sbtb", "52:54:00:00:00:0b")])
+    dnat = ('iifname "slicesbr0" ip saddr 10.9.0.2 ip daddr 10.0.2.100 tcp dport 443 '
+            'dnat to 192.0.2.7:47100 comment "vm:vm-a service"')
+    accept = ('iifname "slicesbr0" ip saddr 10.9.0.2 ip daddr 192.0.2.7 tcp dport 47100 '
+              'ct status dnat accept comment "vm:vm-a service"')
+    assert rules.count(dnat) == 1 and rules.count(accept) == 2  # input (host-local) and forward
+    assert rules.index(accept) < rules.index("guests reach nothing on the host")
+    assert rules.rindex(accept) < rules.index("guests reach public addresses only")
+    assert "10.9.0.3 ip daddr" not in rules  # the other guest has no such path
+    assert [bridgeable(t) for t in ("192.0.2.7", "127.0.0.1", "kme.example", "::1")] == [True, False, False, False]

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from slices_blueprint.providers.base import ManagedNode, ProviderError
+from slices_blueprint.providers.base import GuestFile, ManagedNode, ProviderError
 from slices_blueprint.providers.openstack.driver import MANAGED_TAG, META_RESOURCE, OpenStackDriver
 from tests.openstack.support import Cloud, Recorder, in_cidr
 
@@ -19,7 +19,8 @@ SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5LW9ubHktZm9yLXRlc3Rz 
 async def test_create_status_reset_delete(
     cloud: Cloud, driver: OpenStackDriver, progress: Recorder
 ) -> None:
-    spec = cloud.spec(ssh_authorized_keys=[SSH_KEY], userdata="#!/bin/sh\necho hello-slices\n")
+    spec = cloud.spec(ssh_authorized_keys=[SSH_KEY], userdata="#!/bin/sh\necho hello-slices\n",
+                      files=(GuestFile("/etc/qkd/app/sae.key", "KEY-TEXT", 0o600),))
     info = await driver.create(spec, progress)
 
     assert info.state == "running"
@@ -38,6 +39,7 @@ async def test_create_status_reset_delete(
     userdata = base64.b64decode(server.user_data).decode()
     assert "echo hello-slices" in userdata and SSH_KEY in userdata
     assert "Content-Type: text/cloud-config" in userdata and "Merge-Type: list(append)" in userdata
+    assert "path: /etc/qkd/app/sae.key" in userdata and "permissions: '0600'" in userdata
 
     status = await driver.status(info.provider_resource_id)
     assert (status.state, status.access["ipv4"]) == ("running", info.access["ipv4"])
@@ -47,6 +49,8 @@ async def test_create_status_reset_delete(
     assert reset.state == "running" and reset_progress.percents[-1] == 100
     actions = [a.action for a in cloud.admin.compute.server_actions(info.provider_resource_id)]
     assert "rebuild" in actions
+    rebuilt = base64.b64decode(cloud.admin.compute.get_server(info.provider_resource_id).user_data).decode()
+    assert "path: /etc/qkd/app/sae.key" in rebuilt  # the rebuild got the files again
 
     delete_progress = Recorder()
     await driver.delete(info.provider_resource_id, delete_progress)

@@ -10,7 +10,8 @@ Parts, all taken from installed Debian packages (see ``.ci/apt-microvm.txt``):
 - ``rootfs.ext4``: stage 2, busybox-static (as ``init``), dropbear (with the shared libraries
   it links) and ``/etc/init.d/rcS``, which reads the per-VM seed disk (label ``cidata``,
   written by :mod:`slices_blueprint.agent.seed`) to set hostname, address, route, DNS and
-  root's ``authorized_keys``, runs a ``#!`` user-data script, starts dropbear on port 22,
+  root's ``authorized_keys``, places the seed's files (``slices/files``, modes kept, root's)
+  and ``/etc/hosts`` lines, runs a ``#!`` user-data script, starts dropbear on port 22,
   and prints :data:`READY_MARKER` on the serial console.
 
 The base image is never edited per VM: the agent copies ``rootfs.ext4`` per VM and attaches
@@ -40,7 +41,7 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-BUILD_VERSION = "4"
+BUILD_VERSION = "5"
 READY_MARKER = "slices-guest-ready"
 ROOT_LABEL = "slices-root"
 SEED_LABEL = "cidata"
@@ -96,8 +97,14 @@ mkdir -p /root/.ssh
 chown -R 0:0 /root /etc/dropbear
 chmod 700 /root /root/.ssh
 chmod 600 /root/.ssh/authorized_keys 2>/dev/null
-if head -c 2 /run/seed/user-data 2>/dev/null | grep -q '#!'; then
-  cp /run/seed/user-data /run/user-data && chmod +x /run/user-data
+if [ -d /run/seed/slices/files ]; then
+  (cd /run/seed/slices/files && find . -type f) | while read -r f; do
+    mkdir -p "/${{f%/*}}" && cp -p "/run/seed/slices/files/$f" "/$f" && chown 0:0 "/$f"
+  done
+fi
+[ -s /run/seed/slices/hosts ] && cat /run/seed/slices/hosts >> /etc/hosts
+if head -c 2 /run/seed/slices/user-data 2>/dev/null | grep -q '#!'; then
+  cp /run/seed/slices/user-data /run/user-data && chmod +x /run/user-data
   /run/user-data > /var/log/user-data.log 2>&1 &
 fi
 dropbear -R -s -p 22

@@ -20,14 +20,17 @@ from slices_blueprint.agent.network import (
     USER_MODE_GUEST,
     BridgeNetwork,
     Forward,
+    ServicePath,
+    bridgeable,
     mac_for,
     tap_name,
 )
-from slices_blueprint.agent.protocol import VMSpec
+from slices_blueprint.agent.protocol import SERVICE_ADDRESSES, VMSpec
 from slices_blueprint.agent.seed import write_seed
 from slices_blueprint.agent.state import StateStore, VMRecord
 from slices_blueprint.agent.vmm.base import (
     VMM,
+    GuestForward,
     LaunchPlan,
     TapNet,
     UserNet,
@@ -254,8 +257,9 @@ class VMManager:
                                                  self.vmm.tap_owner)
             net: TapNet | UserNet = TapNet(tap=record.tap, mac=record.mac)
         else:
-            net = UserNet(mac=record.mac, bind=self.settings.forward_bind,
-                          host_port=record.ssh_port)
+            net = UserNet(mac=record.mac, bind=self.settings.forward_bind, host_port=record.ssh_port,
+                          guest_forwards=tuple(GuestForward(p.address, p.port, p.target, p.target_port)
+                                               for p in service_paths(record.spec)))
         self.console(record.id).reset()
         plan = LaunchPlan(
             vm_id=record.id, vm_dir=vm_dir, kernel=record.boot.kernel, initrd=record.boot.initrd,
@@ -298,10 +302,17 @@ class VMManager:
         if not self.network:
             return
         forwards = [
-            Forward(r.id, r.ssh_port, r.ipv4.split("/")[0], tap_name(r.id), r.mac)
+            Forward(r.id, r.ssh_port, r.ipv4.split("/")[0], tap_name(r.id), r.mac,
+                    tuple(p for p in service_paths(r.spec) if bridgeable(p.target)))
             for r in self.store.all() if r.state in ("running", "paused")
         ]
         await self.network.sync_rules(forwards)
+
+
+def service_paths(spec: VMSpec) -> list[ServicePath]:
+    """The guest services of a VM at their guest-side addresses (:data:`SERVICE_ADDRESSES`)."""
+    return [ServicePath(address, svc.port, svc.target_host, svc.target_port)
+            for address, svc in zip(SERVICE_ADDRESSES, spec.services, strict=False)]
 
 
 def _port_free(bind: str, port: int) -> bool:

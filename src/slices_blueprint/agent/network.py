@@ -7,7 +7,9 @@
   the host itself (the agent, the service, any local address) is accepted from the bridge
   but replies, and nothing is forwarded from it to a non-public destination (private,
   link-local such as 169.254.169.254, loopback, shared, reserved, multicast) unless it is
-  in ``guest_allowed_networks``; public addresses are NAT'd out;
+  in ``guest_allowed_networks``; public addresses are NAT'd out; a VM's guest services (see
+  ``protocol.GuestService``) are one DNAT each, from that VM's address to the service's
+  guest-side address and port, to its target, accepted for that VM and that target only;
 - the table ``bridge slices_<bridge>``: anti-spoofing per TAP: frames from a VM's TAP must
   carry its MAC, and its IPv4 address in IPv4 and ARP; anything else (IPv6, other
   ethertypes, a TAP of no running VM) is dropped before the bridge learns or forwards it.
@@ -57,14 +59,36 @@ def mac_for(ipv4: str, vm_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class ServicePath:
+    """A guest service: connections of the VM to ``address:port`` go to ``target:target_port``
+    (an IPv4 address that is not loopback: DNAT cannot reach the host's loopback)."""
+
+    address: str
+    port: int
+    target: str
+    target_port: int
+
+
+@dataclass(frozen=True)
 class Forward:
-    """A running VM as the rules see it: its SSH forward and the addresses its TAP may use."""
+    """A running VM as the rules see it: its SSH forward, the addresses its TAP may use and
+    the paths to its guest services."""
 
     vm_id: str
     host_port: int
     guest_ipv4: str  # without prefix
     tap: str
     mac: str
+    services: tuple[ServicePath, ...] = ()
+
+
+def bridgeable(target: str) -> bool:
+    """Whether a guest service's target can be DNAT'ed to from the bridge."""
+    try:
+        address = ipaddress.ip_address(target)
+    except ValueError:
+        return False
+    return address.version == 4 and not address.is_loopback and not address.is_unspecified
 
 
 class BridgeNetwork:
@@ -157,23 +181,34 @@ class BridgeNetwork:
             for f in forwards
         )
         br = f'iifname "{self.bridge}"'
+        paths = [(f, p) for f in forwards for p in f.services]
+        service_dnat = "".join(
+            f"    {br} ip saddr {f.guest_ipv4} ip daddr {p.address} tcp dport {p.port} "
+            f'dnat to {p.target}:{p.target_port} comment "vm:{f.vm_id} service"\n'
+            for f, p in paths
+        )
+        service_accept = "".join(
+            f"    {br} ip saddr {f.guest_ipv4} ip daddr {p.target} tcp dport {p.target_port} "
+            f'ct status dnat accept comment "vm:{f.vm_id} service"\n'
+            for f, p in paths
+        )
         allowed = (f"    {br} ip daddr {{ {', '.join(map(str, self.allowed))} }} accept\n"
                    if self.allowed else "")
         return (
             f"table ip {self.table}\ndelete table ip {self.table}\n"
             f"table ip {self.table} {{\n"
             "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
-            f"{dnat}  }}\n"
+            f"{service_dnat}{dnat}  }}\n"
             "  chain output {\n    type nat hook output priority -100; policy accept;\n"
             f"{dnat}  }}\n"
             "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
             f"    ip saddr {self.subnet} ip daddr != {self.subnet} {egress}masquerade\n  }}\n"
             "  chain guest_to_host {\n    type filter hook input priority filter; policy accept;\n"
-            f"    {br} ct state established,related accept\n"
+            f"    {br} ct state established,related accept\n{service_accept}"
             f'    {br} counter drop comment "guests reach nothing on the host"\n  }}\n'
             "  chain guest_forward {\n"
             "    type filter hook forward priority filter; policy accept;\n"
-            f"    {br} ct state established,related accept\n{allowed}"
+            f"    {br} ct state established,related accept\n{service_accept}{allowed}"
             f"    {br} ip daddr {{ {', '.join(NON_PUBLIC_V4)} }} counter drop "
             'comment "guests reach public addresses only"\n  }\n'
             "}\n"

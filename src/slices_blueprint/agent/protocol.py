@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 VMState = Literal["creating", "running", "paused", "stopped", "error"]
 NetworkMode = Literal["bridge", "user"]
@@ -55,6 +55,39 @@ class ImageSource(BaseModel):
     cmdline: str = "console=ttyS0 panic=-1 quiet"
 
 
+class GuestFile(BaseModel):
+    """A file placed in the guest at its first boot (cloud-init ``write_files``, or the
+    default image's init); the content may be secret: it stays in the seed disk (0600)."""
+
+    path: str = Field(pattern=r"^(/[A-Za-z0-9._-]+)+$", max_length=255)
+    content: str = Field(max_length=64 * 1024)
+    mode: int = Field(default=0o644, ge=0, le=0o777)
+
+    @field_validator("path")
+    @classmethod
+    def _no_dot_parts(cls, path: str) -> str:
+        if any(part in (".", "..") for part in path.split("/")):
+            raise ValueError("path: no '.' or '..' parts")
+        return path
+
+
+class GuestService(BaseModel):
+    """A service the guest may reach as ``hostname:port``; the agent gives it a fixed address
+    (:data:`SERVICE_ADDRESSES`) in ``/etc/hosts`` and forwards that address and port to
+    ``target_host:target_port`` only (user mode: a QEMU ``guestfwd``; bridge mode: a DNAT
+    for this guest's address)."""
+
+    hostname: str = Field(pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+    port: int = Field(ge=1, le=65535)
+    target_host: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9.:-]+$")
+    target_port: int = Field(ge=1, le=65535)
+
+
+SERVICE_ADDRESSES = tuple(f"10.0.2.{100 + i}" for i in range(16))
+"""The guest-side addresses of a VM's :class:`GuestService` entries, in order (inside QEMU's
+user-mode network; bridged guests reach them through their gateway)."""
+
+
 class VMSpec(BaseModel):
     """What a client asks for; creating twice with the same id returns the first VM."""
 
@@ -67,6 +100,8 @@ class VMSpec(BaseModel):
     ssh_authorized_keys: list[str] = []
     userdata: str | None = None
     labels: dict[str, str] = {}
+    files: list[GuestFile] = Field(default=[], max_length=32)  # at most 2 MiB: the seed disk holds 4
+    services: list[GuestService] = Field(default=[], max_length=len(SERVICE_ADDRESSES))
 
 
 class SSHAccess(BaseModel):

@@ -39,6 +39,30 @@ class NotSupported(ProviderError):
 
 
 @dataclass(frozen=True)
+class GuestFile:
+    """A file to place in the machine when it is created: an absolute ``path``, its text and
+    its permission bits. Providers deliver them as they can (cloud-init ``write_files``, a
+    mounted Secret); the content may be secret and is never logged."""
+
+    path: str
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class GuestService:
+    """A service on the operator's side the machine may reach by name: inside the machine,
+    ``hostname:port`` leads to ``target_host:target_port``. Only providers that set
+    :attr:`ComputeDriver.forwards_guest_services` make such a path (the others' machines
+    reach ``target_host:target_port`` directly, where the operator's network lets them)."""
+
+    hostname: str
+    port: int
+    target_host: str
+    target_port: int
+
+
+@dataclass(frozen=True)
 class NodeSpec:
     """What to create: everything a driver needs, resolved from the database rows."""
 
@@ -57,6 +81,8 @@ class NodeSpec:
     network_interfaces: list[str] = field(default_factory=list)
     public_ipv4: bool = False
     config: dict[str, Any] = field(default_factory=dict)  # provider-specific request_config
+    files: tuple[GuestFile, ...] = ()  # placed in the machine on create and reset
+    guest_services: tuple[GuestService, ...] = ()  # reachable from it by name (see GuestService)
 
 
 @dataclass
@@ -136,6 +162,9 @@ class ComputeDriver(abc.ABC):
     keys; a provider that refuses unasked-for keys (pods) sets this False."""
     reports_metrics: ClassVar[bool] = False
     """Whether its nodes' metrics reach the service (microVM agents push them)."""
+    forwards_guest_services: ClassVar[bool] = False
+    """Whether it makes the path of each :class:`GuestService` into its machines (microVMs,
+    whose guests are confined); otherwise they reach the target at its own address."""
 
     @classmethod
     def site_configured(cls, settings: Settings) -> bool:

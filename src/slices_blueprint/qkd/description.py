@@ -7,7 +7,9 @@ Example (YAML, as ``slices-blueprint qkd create --from-file`` reads it)::
       - name: alice
         saes: [alice-app]
       - name: bob
-        saes: [bob-app]
+        saes:
+          - id: bob-app
+            machine: vm-bob   # a resource of the experiment: the credentials go into it
     links:
       - between: [alice, bob]
         length_km: 25
@@ -21,6 +23,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from slices_blueprint.qkd.physics import LinkParameters
+from slices_blueprint.resources.schemas import NAME_PATTERN
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")]
 SaeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -29,6 +32,11 @@ SaeId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,
 class SaeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: SaeId = Field(description="the SAE_ID its certificate carries (unique in the network)")
+    machine: str | None = Field(
+        default=None, pattern=NAME_PATTERN,
+        description="the friendly name of a resource of the same experiment (VM, microVM or pod): "
+                    "its credentials and its KME's URL are placed in that machine when it is "
+                    "created or reset, under /etc/qkd/<SAE_ID>/, and never downloadable")
 
 
 class NodeSpec(BaseModel):

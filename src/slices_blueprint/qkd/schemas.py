@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,11 +15,22 @@ class NodeOut(BaseModel):
     device: str | None = Field(default=None, description="the site's real QKD device behind this KME")
 
 
+class DeliveryOut(BaseModel):
+    """Where a bound SAE's credentials stand."""
+
+    state: Literal["delivered", "delivering", "failed", "waiting"]
+    note: str = Field(description="where they are, or what to do to deliver them")
+    resource_id: str | None = Field(description="the machine (resource id) they went or go into")
+    delivered_at: dt.datetime | None = Field(description="when its create or reset that placed them ended")
+
+
 class SaeOut(BaseModel):
     sae_id: str
     node: str
-    kme_url: str
+    kme_url: str = Field(description="the KME's public URL (a bound microVM uses https://<kme_id>.qkd.internal)")
     credentials_downloaded: bool = Field(description="its private key was downloaded (once only)")
+    machine: str | None = Field(default=None, description="the machine the SAE is bound to, if any")
+    delivery: DeliveryOut | None = Field(default=None, description="for a bound SAE: its credentials' delivery")
 
 
 class LinkOut(BaseModel):

@@ -21,11 +21,12 @@ from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Project
-from slices_blueprint.qkd import keypool, pki
+from slices_blueprint.qkd import binding, keypool, pki
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
 from slices_blueprint.qkd.physics import LinkParameters, LinkPerformance, link_performance
 from slices_blueprint.qkd.schemas import (
+    DeliveryOut,
     LinkOut,
     LinkUpdate,
     NetworkOut,
@@ -62,6 +63,8 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
         select(QkdNode).where(QkdNode.network_id == network.id).order_by(QkdNode.name))}
     saes = await session.scalars(select(QkdSae).where(QkdSae.network_id == network.id).order_by(QkdSae.sae_id))
     links = await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id).order_by(QkdLink.id))
+    machines = binding.bindings(network)
+    deliveries = await binding.deliveries(session, settings, network)
     now = utcnow()
     devices = {n["name"]: n.get("device") for n in network.description.get("nodes", [])}
     return NetworkOut(
@@ -71,7 +74,8 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
         nodes=[NodeOut(name=n.name, kme_id=n.kme_id, kme_url=kme_url(n, settings), device=devices.get(n.name))
                for n in nodes.values()],
         saes=[SaeOut(sae_id=s.sae_id, node=nodes[s.node_id].name, kme_url=kme_url(nodes[s.node_id], settings),
-                     credentials_downloaded=s.downloaded_at is not None) for s in saes],
+                     credentials_downloaded=s.downloaded_at is not None, machine=machines.get(s.sae_id),
+                     delivery=_delivery_out(deliveries.get(s.sae_id))) for s in saes],
         links=[LinkOut(
             name=link_name(link, nodes), between=(nodes[link.node_a_id].name, nodes[link.node_b_id].name),
             parameters=link.parameters, state=link.state, state_reason=link.state_reason,
@@ -80,6 +84,13 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
             max_key_count=link.max_key_count, delivered_keys=link.delivered_keys,
             emulated=link.state != DEVICE_LINK) for link in links],
     )
+
+
+def _delivery_out(delivery: binding.Delivery | None) -> DeliveryOut | None:
+    if delivery is None:
+        return None
+    return DeliveryOut(state=delivery.state, note=delivery.note, resource_id=delivery.resource_id,
+                       delivered_at=delivery.at)
 
 
 def scoped_query(caller: Caller) -> Select[tuple[QkdNetwork]]:
@@ -200,8 +211,8 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     nodes: dict[str, QkdNode] = {}
     for spec, port in zip(description.nodes, ports, strict=True):
         kme_id = f"kme-{spec.name}-{network_id.hex[-8:]}"
-        server = pki.issue_kme_certificate(ca, kme_id, hosts=sorted({public_host, settings.qkd_kme_host}),
-                                           valid_for=valid_for)
+        hosts = sorted({public_host, settings.qkd_kme_host, binding.guest_hostname(kme_id)})
+        server = pki.issue_kme_certificate(ca, kme_id, hosts=hosts, valid_for=valid_for)
         nodes[spec.name] = QkdNode(id=new_uuid(), network_id=network_id, name=spec.name, kme_id=kme_id,
                                    kme_host=settings.qkd_kme_host, kme_port=port,
                                    server_cert_pem=server.cert_pem.decode(), server_key=box.encrypt(server.key_pem))
@@ -310,6 +321,10 @@ async def take_credentials(session: AsyncSession, settings: Settings, network: Q
                                .with_for_update())
     if sae is None:
         raise NotFound(f"no SAE {sae_id!r} in QKD network {network.name!r}")
+    machine = binding.bindings(network).get(sae_id)
+    if machine is not None:
+        raise Conflict(f"SAE {sae_id!r} is bound to machine {machine!r}: its credentials are placed in that "
+                       f"machine only (at {binding.credentials_dir(sae_id)}/), never downloaded")
     if sae.key is None:
         raise Conflict(f"the credentials of SAE {sae_id!r} were downloaded already "
                        f"({sae.downloaded_at.isoformat() if sae.downloaded_at else 'earlier'}); "

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 
 import procrastinate
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
@@ -34,6 +36,7 @@ from slices_blueprint.providers.base import (
 from slices_blueprint.providers.registry import driver_class
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.resources.provisioning import Machine, contributions
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.queue import QUEUE
 from slices_blueprint.tasks.service import OPERATION_JOB, TERMINAL
@@ -116,7 +119,27 @@ async def _start(runtime: Runtime, task_id: uuid.UUID) -> tuple[Task, ComputeRes
         image = await session.get(DiskImage, resource.disk_image_id)
         assert flavor is not None and image is not None
         spec = node_spec(runtime.settings, resource, flavor, image)
+        if task.kind in PROVISIONING:
+            spec = await _with_contributions(session, runtime.settings, resource, task, spec)
     return task, resource, spec
+
+
+PROVISIONING = frozenset({"create", "reset"})
+"""The operations that (re)build a machine, and so place the contributed files in it."""
+
+
+async def _with_contributions(session: AsyncSession, settings: Settings, resource: ComputeResource,
+                              task: Task, spec: NodeSpec) -> NodeSpec:
+    machine = Machine(resource_id=resource.id, resource_ref=spec.resource_id,
+                      experiment_id=resource.experiment_id, name=resource.friendly_name,
+                      provider=resource.provider,
+                      forwards_services=driver_class(resource.provider).forwards_guest_services,
+                      task_id=task.id)
+    extra = await contributions(session, settings, machine)
+    if extra.files or extra.services:
+        log.info("resource.provisioning_contributed", resource_id=spec.resource_id,
+                 files=[f.path for f in extra.files], services=[s.hostname for s in extra.services])
+    return replace(spec, files=spec.files + extra.files, guest_services=spec.guest_services + extra.services)
 
 
 async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource, spec: NodeSpec) -> NodeInfo | None:

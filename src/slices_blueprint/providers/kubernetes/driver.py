@@ -24,6 +24,12 @@ Objects
     ``provider_resource_id`` is ``namespace/pod``; ``access.ipv4`` is the pod IP (reachable
     from inside the cluster only).
 
+Files
+    ``spec.files`` (e.g. a bound QKD SAE's credentials) travel in the Secret ``<pod>-files``,
+    deleted with the pod, mounted read-only one volume per directory with each file's mode.
+    Guest services are not forwarded: a pod reaches them at their own address, where the
+    NetworkPolicy below lets it (public addresses).
+
 Lockdown
     The namespace carries the Pod Security labels (enforce/audit/warn) of
     ``kubernetes_pod_security`` (``restricted``, or ``baseline`` for images that must start as
@@ -139,6 +145,7 @@ from slices_blueprint.providers.kubernetes.pods import (
     PodVerdict,
     check_config,
     claim_manifests,
+    files_secret,
     namespace_manifest,
     namespace_name,
     network_policy_manifest,
@@ -396,6 +403,13 @@ class KubernetesDriver(ComputeDriver):
                 self.core.patch_namespaced_secret,
                 namespace,
                 provision_secret(spec, name),
+            )
+        if spec.files:
+            await self._put(
+                self.core.create_namespaced_secret,
+                self.core.patch_namespaced_secret,
+                namespace,
+                files_secret(spec, name),
             )
         for claim in claim_manifests(spec, config, name):
             await self._put(

@@ -302,6 +302,31 @@ def provision_secret_name(pod: str) -> str:
     return f"{pod}-provision"
 
 
+def files_secret_name(pod: str) -> str:
+    return f"{pod}-files"
+
+
+def files_secret(spec: NodeSpec, pod: str) -> dict[str, Any]:
+    """The Secret carrying the files to place in the pod (``spec.files``), one key each."""
+    data = {f"file-{i}": f.content for i, f in enumerate(spec.files)}
+    return {"metadata": owner_metadata(spec, files_secret_name(pod)), "stringData": data}
+
+
+def files_volumes(spec: NodeSpec, pod: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Volumes and read-only mounts placing ``spec.files``: one per directory, each a
+    projection of :func:`files_secret` with the files' modes (the kubelet lets the pod's
+    ``fsGroup`` read them)."""
+    folders: dict[str, list[dict[str, Any]]] = {}
+    for i, f in enumerate(spec.files):
+        folder, _, name = f.path.rpartition("/")
+        folders.setdefault(folder or "/", []).append({"key": f"file-{i}", "path": name, "mode": f.mode})
+    volumes = [{"name": f"slices-files-{n}", "secret": {"secretName": files_secret_name(pod), "items": items}}
+               for n, items in enumerate(folders.values())]
+    mounts = [{"name": f"slices-files-{n}", "mountPath": folder, "readOnly": True}
+              for n, folder in enumerate(folders)]
+    return volumes, mounts
+
+
 def claim_name(pod: str, volume: str) -> str:
     return f"{pod}-{_dns_chars(volume)}"[:63].strip("-")
 
@@ -383,6 +408,9 @@ def pod_manifest(
             {"name": "slices-provision", "mountPath": config.provision_mount, "readOnly": True}
         )
         env.append({"name": "SLICES_PROVISION_DIR", "value": config.provision_mount})
+    placed, placed_mounts = files_volumes(spec, name)
+    volumes += placed
+    mounts += placed_mounts
     memory = f"{spec.ram_mib}Mi"
     requested = max(1, round(spec.vcpus * 1000 * cpu_request_fraction))
     limits = {"cpu": _cpu(spec.vcpus * 1000), "memory": memory}

@@ -19,7 +19,14 @@ from typing import Any
 import httpx
 import structlog
 
-from slices_blueprint.agent.protocol import VMSpec, VMView, split_vm_ref, vm_ref
+from slices_blueprint.agent.protocol import (
+    GuestFile,
+    GuestService,
+    VMSpec,
+    VMView,
+    split_vm_ref,
+    vm_ref,
+)
 from slices_blueprint.core.config import Settings
 from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
@@ -127,6 +134,7 @@ def _info(host: Host, vm: VMView) -> NodeInfo:
 class MicroVMDriver(ComputeDriver):
     flavor_type = "microvm"
     reports_metrics = True
+    forwards_guest_services = True  # guests are confined: the agent forwards each service alone
 
     def __init__(self, settings: Settings, db: SessionSource | None) -> None:
         """``db``: the calling process's database (placements, host rows), never a pool of
@@ -224,6 +232,9 @@ class MicroVMDriver(ComputeDriver):
                 image=spec.image_location, ssh_authorized_keys=spec.ssh_authorized_keys,
                 userdata=spec.userdata,
                 labels={"experiment": spec.experiment_id, "project": spec.project_id},
+                files=[GuestFile(path=f.path, content=f.content, mode=f.mode) for f in spec.files],
+                services=[GuestService(hostname=s.hostname, port=s.port, target_host=s.target_host,
+                                       target_port=s.target_port) for s in spec.guest_services],
             )
             vm = _vm(await agent.call("POST", "/v1/vms", json=body.model_dump(mode="json")))
             if vm.state != "error":

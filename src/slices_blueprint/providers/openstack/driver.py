@@ -246,7 +246,7 @@ class OpenStackDriver(ComputeDriver):
             "networks": networks,
             "metadata": _metadata(spec),
         }
-        userdata = build_userdata(spec.userdata, spec.ssh_authorized_keys)
+        userdata = build_userdata(spec.userdata, spec.ssh_authorized_keys, spec.files)
         if userdata is not None:
             attrs["user_data"] = userdata
         if tags:
@@ -484,11 +484,14 @@ class OpenStackDriver(ComputeDriver):
     async def reset(
         self, provider_resource_id: str, spec: NodeSpec, progress: Progress
     ) -> NodeInfo:
+        # the files to place (credentials) go with the rebuild: the server's first user data may predate them
+        files = {"user_data": build_userdata(spec.userdata, spec.ssh_authorized_keys, spec.files)} if spec.files else {}
         await self._call(
             "rebuilding the server",
             self.conn.compute.rebuild_server,
             provider_resource_id,
             image=spec.image_location,
+            **files,
         )
         log.info(
             "openstack.server_rebuilding",

@@ -1,39 +1,23 @@
-"""The cloud-init user data given to nova: the experimenter's own plus their SSH keys."""
+"""The cloud-init user data given to nova: the experimenter's own, plus their SSH keys and
+the files to place in the machine (``write_files``)."""
 
 from __future__ import annotations
 
 import base64
-import email
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
+from collections.abc import Sequence
+from typing import Any
 
-import yaml
-
-KEYS_MERGE_TYPE = "list(append)+dict(recurse_array)+str()"
+from slices_blueprint.agent.cloudinit import with_cloud_config, write_files
+from slices_blueprint.providers.base import GuestFile
 
 
-def build_userdata(userdata: str | None, ssh_keys: list[str]) -> str | None:
-    """Base64 user data for nova: the user's own, plus a cloud-config part adding the keys."""
-    if not ssh_keys:
-        body = userdata
-    else:
-        message = MIMEMultipart()
-        for part in _userdata_parts(userdata):
-            message.attach(part)
-        keys = MIMEText(
-            "#cloud-config\n" + yaml.safe_dump({"ssh_authorized_keys": ssh_keys}), "cloud-config"
-        )
-        keys["Merge-Type"] = KEYS_MERGE_TYPE
-        message.attach(keys)
-        body = message.as_string()
+def build_userdata(userdata: str | None, ssh_keys: list[str], files: Sequence[GuestFile] = ()) -> str | None:
+    """Base64 user data for nova: the user's own, plus a cloud-config part adding the keys
+    and writing the files."""
+    ours: dict[str, Any] = {}
+    if ssh_keys:
+        ours["ssh_authorized_keys"] = ssh_keys
+    if files:
+        ours["write_files"] = write_files(files)
+    body = with_cloud_config(userdata, ours)
     return base64.b64encode(body.encode()).decode() if body else None
-
-
-def _userdata_parts(userdata: str | None) -> list[email.message.Message]:
-    if not userdata:
-        return []
-    parsed = email.message_from_string(userdata)
-    if parsed.is_multipart():
-        return list(parsed.get_payload())
-    return [MIMEText(userdata, "plain")]  # cloud-init detects the type from the first line
-

@@ -8,6 +8,9 @@ file counts how often the node was really created, so tests can prove nothing wa
 
 ``request_config`` knobs: ``delay_s`` (seconds to "boot"), ``fail`` (a reason to fail with),
 ``transient_failures`` (how many attempts fail with a retryable error first).
+
+Each node's file also records what its last create or reset was asked to place in it
+(``files``: path, mode, content) and let it reach (``guest_services``), for tests.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,7 @@ class TestDoubleDriver(ComputeDriver):
 
     __test__ = False  # not a pytest class
     flavor_type = "test-double"
+    forwards_guest_services = True  # it records them, as a microVM host would forward them
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -96,7 +101,7 @@ class TestDoubleDriver(ComputeDriver):
                 "creations": 1,
                 "ipv4": f"198.51.100.{len(list(self.root.glob('*.json'))) % 250 + 1}",
                 "ssh_user": spec.image_default_username,
-            }
+            } | _provisioned(spec)
             self._write(node_id, node)
         await progress(30, "node created")
         delay = float(spec.config.get("delay_s", 0))
@@ -124,7 +129,7 @@ class TestDoubleDriver(ComputeDriver):
             raise ProviderError(f"node {provider_resource_id} no longer exists")
         node["resets"] = node.get("resets", 0) + 1
         node["state"] = "running"
-        self._write(provider_resource_id, node)
+        self._write(provider_resource_id, node | _provisioned(spec))
         await progress(100, "reset")
         return self._info(provider_resource_id, node)
 
@@ -160,6 +165,10 @@ class TestDoubleDriver(ComputeDriver):
             node = json.loads(path.read_text())
             nodes.append(ManagedNode(path.stem, node.get("resource_id"), node["state"]))
         return nodes
+
+
+def _provisioned(spec: NodeSpec) -> dict[str, Any]:
+    return {"files": [asdict(f) for f in spec.files], "guest_services": [asdict(s) for s in spec.guest_services]}
 
 
 DRIVER = TestDoubleDriver

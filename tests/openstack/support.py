@@ -88,11 +88,12 @@ class Cloud:
         return NodeSpec(**(fields | overrides))
 
     def servers_of(self, resource_id: str) -> list[Any]:
-        """Every server (any project) tagged with ``resource_id``, as the admin sees them."""
+        """Every server (any project) tagged with ``resource_id`` and not deleted, as the admin
+        sees them (nova may list a deleted server, status DELETED, for a moment)."""
         return [
             s
             for s in self.admin.compute.servers(details=True, all_projects=True)
-            if (s.metadata or {}).get(META_RESOURCE) == resource_id
+            if (s.metadata or {}).get(META_RESOURCE) == resource_id and s.status != "DELETED"
         ]
 
 

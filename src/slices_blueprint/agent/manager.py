@@ -45,6 +45,22 @@ from slices_blueprint.agent.waiting import wait_until
 log = structlog.get_logger(__name__)
 
 
+class GuestServiceRefused(ValueError):
+    """A guest service a bridged guest cannot be given (its target is not a routable IPv4
+    address of this host's network: a loopback address or a name)."""
+
+
+def check_bridged_services(spec: VMSpec) -> None:
+    """Refuse, naming them, the guest services a bridged guest could not reach (rather than
+    boot a guest that silently lacks them)."""
+    refused = [f"{p.target}:{p.target_port}" for p in service_paths(spec) if not bridgeable(p.target)]
+    if refused:
+        raise GuestServiceRefused(
+            f"guest services {', '.join(refused)} cannot be forwarded to a bridged guest: their "
+            "target must be an IPv4 address of the host's network (for QKD, set the service's "
+            "qkd_kme_public_host to one), or run this host in user-mode networking")
+
+
 class VMNotFound(LookupError):
     pass
 
@@ -145,6 +161,8 @@ class VMManager:
             existing = self.store.get(spec.id)
             if existing is not None:
                 return existing, False
+            if self.network:
+                check_bridged_services(spec)
             async with self._alloc_lock:
                 record = self._allocate(spec)
                 self.store.save(record)

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from slices_blueprint.core.config import QkdDevice
 from slices_blueprint.core.models import utcnow
@@ -99,21 +100,49 @@ async def call(request: Request) -> AsyncIterator[Call]:
     except SAEUnauthenticated as exc:
         raise EtsiError(401, str(exc)) from None
     async with runtime.db.session() as session:
-        node = await session.get(QkdNode, node_id)
-        network = await session.get(QkdNetwork, node.network_id) if node else None
-        if node is None or network is None or network.status != "active":
+        layout = request.app.state.layout or await _read_layout(session, node_id, runtime.settings.qkd_devices)
+        # the one read per request: the links' live state, and that the network still lives
+        links = list(await session.scalars(
+            select(QkdLink).join(QkdNetwork, QkdNetwork.id == QkdLink.network_id)
+            .where(QkdLink.network_id == layout.network.id, QkdNetwork.status == "active")))
+        if not links:
+            request.app.state.layout = None
             raise EtsiError(503, "this KME's QKD network no longer exists")
-        saes = {s.sae_id: s for s in await session.scalars(
-            select(QkdSae).where(QkdSae.network_id == network.id))}
-        caller = saes.get(sae_id)
-        if caller is None or caller.node_id != node.id:
-            log.warning("qkd.kme.unauthorised", kme_id=node.kme_id, sae_id=sae_id)
-            raise EtsiError(401, f"SAE {sae_id!r} is not attached to KME {node.kme_id}")
-        nodes = {n.id: n for n in await session.scalars(
-            select(QkdNode).where(QkdNode.network_id == network.id))}
-        links = list(await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id)))
-        yield Call(session, box, network, node, caller, saes, nodes, links,
-                   _devices(network, nodes.values(), runtime.settings.qkd_devices))
+        request.app.state.layout = layout
+        caller = layout.saes.get(sae_id)
+        if caller is None or caller.node_id != layout.node.id:
+            log.warning("qkd.kme.unauthorised", kme_id=layout.node.kme_id, sae_id=sae_id)
+            raise EtsiError(401, f"SAE {sae_id!r} is not attached to KME {layout.node.kme_id}")
+        yield Call(session, box, layout.network, layout.node, caller, layout.saes, layout.nodes, links,
+                   layout.devices)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a KME's network holds that does not change while it lives (its nodes, SAEs and
+    devices), read once per KME; only the links are read on each request."""
+
+    network: QkdNetwork
+    node: QkdNode
+    saes: dict[str, QkdSae]
+    nodes: dict[uuid.UUID, QkdNode]
+    devices: dict[uuid.UUID, tuple[str, QkdDevice]]
+
+
+async def _read_layout(session: AsyncSession, node_id: uuid.UUID, site: dict[str, QkdDevice]) -> Layout:
+    node = await session.get(QkdNode, node_id)
+    network = await session.get(QkdNetwork, node.network_id) if node else None
+    if node is None or network is None or network.status != "active":
+        raise EtsiError(503, "this KME's QKD network no longer exists")
+    saes = {s.sae_id: s for s in await session.scalars(  # no key material kept in memory
+        select(QkdSae).where(QkdSae.network_id == network.id)
+        .options(load_only(QkdSae.id, QkdSae.sae_id, QkdSae.node_id)))}
+    nodes = {n.id: n for n in await session.scalars(
+        select(QkdNode).where(QkdNode.network_id == network.id)
+        .options(load_only(QkdNode.id, QkdNode.name, QkdNode.kme_id, QkdNode.network_id)))}
+    for row in (network, *saes.values(), *nodes.values()):
+        session.expunge(row)  # kept as read: a later request's rollback must not expire it
+    return Layout(network, nodes[node.id], saes, nodes, _devices(network, nodes.values(), site))
 
 
 def _devices(network: QkdNetwork, nodes: Iterable[QkdNode],
@@ -136,7 +165,7 @@ def create_kme_app(runtime: Runtime, node_id: uuid.UUID, kme_id: str) -> FastAPI
     """The ETSI 014 app of the KME ``kme_id`` of node ``node_id``."""
     app = FastAPI(title="slices-blueprint KME (ETSI GS QKD 014)", openapi_url=None, docs_url=None,
                   redoc_url=None)
-    app.state.runtime, app.state.node_id = runtime, node_id
+    app.state.runtime, app.state.node_id, app.state.layout = runtime, node_id, None
     app.state.box = secret_box(runtime.settings)
 
     @app.exception_handler(EtsiError)

@@ -16,6 +16,7 @@ from slices_blueprint.hosts import scheduled as host_jobs
 from slices_blueprint.hosts.service import register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.quotas.service import register_usage_counter
+from slices_blueprint.reservations import scheduled as reservation_jobs
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
 from slices_blueprint.resources.quota_usage import resource_usage
@@ -30,6 +31,7 @@ JOB_REGISTRARS: tuple[queue.JobRegistrar, ...] = (
     host_jobs.register_jobs,
     telemetry_jobs.register_jobs,
     qkd_jobs.register_jobs,
+    reservation_jobs.register_jobs,
 )
 
 

@@ -52,13 +52,14 @@ def routers() -> list:
     from slices_blueprint.hosts.views import router as hosts
     from slices_blueprint.qkd.views import router as qkd
     from slices_blueprint.quotas.views import router as quotas
+    from slices_blueprint.reservations.views import router as reservations
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
     from slices_blueprint.telemetry.views import router as telemetry
     from slices_blueprint.web.views import router as web
 
     return [
-        catalog, catalog_admin, resources, qkd, telemetry, tasks, credentials, hosts, quotas, dev, web
+        catalog, catalog_admin, resources, qkd, telemetry, tasks, credentials, hosts, quotas, reservations, dev, web
     ]
 
 

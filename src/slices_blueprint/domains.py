@@ -20,6 +20,7 @@ from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.qkd.binding import machine_provisioning
 from slices_blueprint.qkd.metrics import refresh_network_gauges
 from slices_blueprint.quotas.service import register_usage_counter
+from slices_blueprint.reservations import scheduled as reservation_jobs
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
 from slices_blueprint.resources.provisioning import register_contributor
@@ -35,6 +36,7 @@ JOB_REGISTRARS: tuple[queue.JobRegistrar, ...] = (
     host_jobs.register_jobs,
     telemetry_jobs.register_jobs,
     qkd_jobs.register_jobs,
+    reservation_jobs.register_jobs,
 )
 
 

@@ -13,6 +13,7 @@ import typer
 from slices_blueprint.agent.cli import agent_app
 from slices_blueprint.cli import admin, client, dev, settings_errors
 from slices_blueprint.cli import qkd as qkd_cli
+from slices_blueprint.cli import reservations as reservations_cli
 
 app = typer.Typer(no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (Alembic migrations).")
@@ -22,6 +23,7 @@ app.add_typer(admin.app, name="admin")
 app.add_typer(agent_app, name="agent")
 app.add_typer(qkd_cli.app, name="qkd", rich_help_panel="Client")
 client.register(app)
+reservations_cli.register(app)
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
 

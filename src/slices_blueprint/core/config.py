@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     qkd_max_kmes_per_project: int = Field(default=32, ge=0)  # KMEs of live networks, summed
     qkd_devices: dict[str, QkdDevice] = {}  # real devices by name, offered as `device:` nodes
 
+    # Reservations (advance leases of equipment and microVM host capacity): how far ahead a
+    # reservation may end, the warning before one ends, and the reserved hours a project may
+    # hold (each equipment item and each capacity share counts its hours; unset = unlimited;
+    # admins override it per project with PUT /api/v1/reservation-limits/{project_id})
+    reservation_horizon_days: int = Field(default=180, ge=1, le=3650)
+    reservation_warning_minutes: float = Field(default=15, ge=0)
+    reservation_max_hours_per_project: int | None = Field(default=None, ge=0)
+
     # Logs
     log_level: str = "INFO"
     log_json: bool = False

@@ -16,6 +16,12 @@ from slices_blueprint.qkd.models import (
     QkdSae,
 )
 from slices_blueprint.quotas.models import ProjectQuota
+from slices_blueprint.reservations.models import (
+    Equipment,
+    Reservation,
+    ReservationLimit,
+    ReservedEquipment,
+)
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.telemetry.models import VMMetricSample
@@ -26,6 +32,7 @@ __all__ = [
     "ComputeResource",
     "Credential",
     "DiskImage",
+    "Equipment",
     "Event",
     "Experiment",
     "Flavor",
@@ -41,6 +48,9 @@ __all__ = [
     "QkdNetwork",
     "QkdNode",
     "QkdSae",
+    "Reservation",
+    "ReservationLimit",
+    "ReservedEquipment",
     "RevokedWebSession",
     "Task",
     "User",

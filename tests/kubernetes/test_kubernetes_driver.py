@@ -26,6 +26,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
     GuestFile,
+    GuestService,
     NodeSpec,
     NotSupported,
     ProviderError,
@@ -343,6 +344,26 @@ async def test_files_reach_the_pod_in_its_own_secret_mounted_read_only(
         ("file-0", "sae.key", 0o600), ("file-1", "kme.env", 0o644)]
     await driver.delete(info.provider_resource_id, progress)
     assert kube.list_namespaced_secret(namespace, label_selector=MANAGED_SELECTOR).items == []
+
+
+async def test_guest_services_open_the_pods_egress_to_them_alone(
+    driver: KubernetesDriver, kube: k8s.CoreV1Api, make_spec: Callable[..., NodeSpec], progress: Any
+) -> None:
+    services = (GuestService("kme-a.qkd.internal", 443, "10.20.30.40", 47100),
+                GuestService("kme-b.qkd.internal", 443, "kme.example.invalid", 47101))
+    spec = make_spec("with-services", guest_services=services)
+    info = await driver.create(spec, progress)
+    namespace, name = info.provider_resource_id.split("/")
+    networking = driver.networking
+    policy = networking.read_namespaced_network_policy(f"{name}-services", namespace).spec
+    pod_labels = kube.read_namespaced_pod(name, namespace).metadata.labels
+    assert policy.pod_selector.match_labels.items() <= pod_labels.items()  # this pod alone
+    assert policy.policy_types == ["Egress"]
+    assert [([t.ip_block.cidr for t in r.to], [(p.protocol, p.port) for p in r.ports]) for r in policy.egress] == [
+        (["10.20.30.40/32"], [("TCP", 47100)])]  # a host name cannot be allowed: left out
+    await driver.delete(info.provider_resource_id, progress)
+    left = networking.list_namespaced_network_policy(namespace, label_selector=MANAGED_SELECTOR).items
+    assert all(p.metadata.name != f"{name}-services" for p in left)
 
 
 # ---------------------------------------------------------------- the truth about failures

@@ -5,7 +5,8 @@ that machine is created or reset, ``/etc/qkd/<SAE_ID>/`` with ``sae.crt``, ``sae
 (0600), ``ca.crt`` and ``kme.env`` (:func:`machine_provisioning`, the contributor
 ``domains.wire()`` registers with ``resources/provisioning``). A machine whose provider
 forwards guest services (microVMs) reaches its KME as ``https://<KME_ID>.qkd.internal``
-through a forward made for it alone; other machines use the KME's public URL.
+through a forward made for it alone; other machines use the KME's public URL (a pod gets a
+NetworkPolicy letting it alone reach that address and port).
 
 Which task delivered what is kept in the network's ``description`` under ``deliveries``
 (``{sae_id: {resource_id, task_id, at}}``); the API's answer turns it into a status.
@@ -85,13 +86,10 @@ async def machine_provisioning(session: AsyncSession, settings: Settings, machin
             if sae.sae_id not in bound or sae.key is None:
                 continue
             node = nodes[sae.node_id]
-            if machine.forwards_services:
-                hostname = guest_hostname(node.kme_id)
-                services[hostname] = GuestService(hostname=hostname, port=GUEST_PORT,
-                                                  target_host=kme_public_host(settings), target_port=node.kme_port)
-                url = f"https://{hostname}"
-            else:
-                url = kme_url(node, settings)
+            hostname = guest_hostname(node.kme_id)  # forwarded (microVMs) or allowed (pods' egress)
+            services[hostname] = GuestService(hostname=hostname, port=GUEST_PORT,
+                                              target_host=kme_public_host(settings), target_port=node.kme_port)
+            url = f"https://{hostname}" if machine.forwards_services else kme_url(node, settings)
             folder = credentials_dir(sae.sae_id)
             peers = [s.sae_id for s in saes if s.sae_id != sae.sae_id]
             files += [

@@ -155,6 +155,8 @@ from slices_blueprint.providers.kubernetes.pods import (
     pod_verdict,
     provision_secret,
     resource_selector,
+    services_policy_manifest,
+    unnamed_service_targets,
 )
 
 log = structlog.get_logger(__name__)
@@ -411,6 +413,16 @@ class KubernetesDriver(ComputeDriver):
                 namespace,
                 files_secret(spec, name),
             )
+        if policy := services_policy_manifest(spec, name):
+            await self._put(
+                self.networking.create_namespaced_network_policy,
+                self.networking.patch_namespaced_network_policy,
+                namespace,
+                policy,
+            )
+        if unnamed := unnamed_service_targets(spec):
+            log.warning("kubernetes.guest_services_not_allowed", pod=f"{namespace}/{name}", targets=unnamed,
+                        detail="host names cannot be allowed by a NetworkPolicy: give the services' addresses")
         for claim in claim_manifests(spec, config, name):
             await self._put(
                 self.core.create_namespaced_persistent_volume_claim,
@@ -586,6 +598,11 @@ class KubernetesDriver(ComputeDriver):
             )
             await self._call(
                 self.core.delete_collection_namespaced_persistent_volume_claim,
+                namespace,
+                label_selector=selector,
+            )
+            await self._call(
+                self.networking.delete_collection_namespaced_network_policy,
                 namespace,
                 label_selector=selector,
             )

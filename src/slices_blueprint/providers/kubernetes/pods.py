@@ -312,6 +312,40 @@ def files_secret(spec: NodeSpec, pod: str) -> dict[str, Any]:
     return {"metadata": owner_metadata(spec, files_secret_name(pod)), "stringData": data}
 
 
+def services_policy_name(pod: str) -> str:
+    return f"{pod}-services"
+
+
+def services_policy_manifest(spec: NodeSpec, pod: str) -> dict[str, Any] | None:
+    """A NetworkPolicy letting this pod alone reach its guest services' targets (a QKD KME,
+    say) on their ports, which the experiment policy's internet-only egress refuses when they
+    are on private addresses. Policies add up, so nothing else is opened. Targets given as
+    host names cannot be named in a NetworkPolicy: they are left out (see
+    :func:`unnamed_service_targets`). None when there is nothing to allow."""
+    rules = [{"to": [{"ipBlock": {"cidr": f"{ip}/{ip.max_prefixlen}"}}],
+              "ports": [{"protocol": "TCP", "port": s.target_port}]}
+             for s in spec.guest_services if (ip := _ip(s.target_host)) is not None]
+    if not rules:
+        return None
+    return {
+        "metadata": owner_metadata(spec, services_policy_name(pod)),
+        "spec": {"podSelector": {"matchLabels": {RESOURCE_LABEL: label_value(spec.resource_id)}},
+                 "policyTypes": ["Egress"], "egress": rules},
+    }
+
+
+def unnamed_service_targets(spec: NodeSpec) -> list[str]:
+    """The guest services' targets that are host names (no NetworkPolicy can allow them)."""
+    return [f"{s.target_host}:{s.target_port}" for s in spec.guest_services if _ip(s.target_host) is None]
+
+
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
 def files_volumes(spec: NodeSpec, pod: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Volumes and read-only mounts placing ``spec.files``: one per directory, each a
     projection of :func:`files_secret` with the files' modes (the kubelet lets the pod's

@@ -6,11 +6,14 @@ import datetime as dt
 import uuid
 from typing import TypeVar
 
-from sqlalchemy import DateTime, MetaData, func
+import structlog
+from sqlalchemy import DateTime, MetaData, delete, func
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
 from slices_blueprint.core.ids import new_uuid
+
+log = structlog.get_logger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -53,3 +56,14 @@ async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, wh
     if row is None:
         raise NotFound(f"no such {what}")
     return row
+
+
+async def delete_older_than(session: AsyncSession, column: InstrumentedAttribute[dt.datetime], hours: int,
+                            event: str) -> int:
+    """Delete the rows whose ``column`` is older than ``hours``; log ``event`` with how many."""
+    cutoff = utcnow() - dt.timedelta(hours=hours)
+    result = await session.execute(delete(column.class_).where(column < cutoff))
+    count = result.rowcount or 0
+    if count:
+        log.info(event, rows=count, older_than=cutoff.isoformat())
+    return count

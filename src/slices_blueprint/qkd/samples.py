@@ -21,7 +21,6 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    delete,
     func,
     insert,
     literal,
@@ -30,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.models import delete_older_than, utcnow
 from slices_blueprint.qkd.models import QkdLink, QkdLinkSample, QkdNetwork, QkdNode
 from slices_blueprint.qkd.service import STATUS_KEY_SIZE
 
@@ -62,12 +61,7 @@ async def sample_links(session: AsyncSession, now: dt.datetime | None = None) ->
 
 async def prune(session: AsyncSession, retention_hours: int) -> int:
     """Delete the samples older than the retention; answers how many."""
-    cutoff = utcnow() - dt.timedelta(hours=retention_hours)
-    result = await session.execute(delete(QkdLinkSample).where(QkdLinkSample.at < cutoff))
-    count = result.rowcount or 0
-    if count:
-        log.info("qkd.samples.pruned", samples=count, older_than=cutoff.isoformat())
-    return count
+    return await delete_older_than(session, QkdLinkSample.at, retention_hours, "qkd.samples.pruned")
 
 
 async def network_history(session: AsyncSession, network_id: uuid.UUID,

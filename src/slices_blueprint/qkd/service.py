@@ -35,7 +35,7 @@ from slices_blueprint.qkd.schemas import (
     SaeOut,
 )
 from slices_blueprint.quotas.service import QuotaExceeded
-from slices_blueprint.resources.service import experiment_cap
+from slices_blueprint.resources.service import experiment_cap, requested_expiry
 
 log = structlog.get_logger(__name__)
 ID_TYPE = "qkdnet"
@@ -184,11 +184,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     experiment = caller.require_experiment()
     now = utcnow()
     cap = experiment_cap(settings, experiment)
-    expires_at = description.expires_at or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
-    if expires_at <= now:
-        raise Invalid("expires_at: must be in the future")
-    if expires_at > cap:
-        raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    expires_at = requested_expiry(settings, experiment, description.expires_at)
     await _admit(session, settings, experiment.project_id, len(description.nodes))
     await _claim_devices(session, settings, description)
     box = secret_box(settings)

@@ -70,6 +70,19 @@ def experiment_cap(settings: Settings, experiment: Experiment) -> dt.datetime:
     return min(experiment.expires_at, site_cap) if experiment.expires_at else site_cap
 
 
+def requested_expiry(settings: Settings, experiment: Experiment, requested: dt.datetime | None) -> dt.datetime:
+    """The expiry of something new in the experiment: as requested (422 if past, or later
+    than the experiment's cap), or the site's default lifetime, capped."""
+    now = utcnow()
+    cap = experiment_cap(settings, experiment)
+    expires_at = requested or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
+    if expires_at <= now:
+        raise Invalid("expires_at: must be in the future")
+    if expires_at > cap:
+        raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    return expires_at
+
+
 def _request_hash(body: ResourcesRequest) -> str:
     payload = body.model_dump_json(exclude={"tokens", "request_id"})
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -133,13 +146,7 @@ async def create_resources(
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
-    now = utcnow()
-    cap = experiment_cap(settings, experiment)
-    expires_at = body.expires_at or min(now + dt.timedelta(hours=settings.default_lifetime_hours), cap)
-    if expires_at <= now:
-        raise Invalid("expires_at: must be in the future")
-    if expires_at > cap:
-        raise Invalid(f"expires_at: must not exceed the experiment's expiry ({cap.isoformat()})")
+    expires_at = requested_expiry(settings, experiment, body.expires_at)
     for i, spec in enumerate(body.resources):
         check_sizes(settings, spec, i)
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]

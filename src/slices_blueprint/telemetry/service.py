@@ -14,13 +14,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.agent.protocol import vm_ref
 from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.core.ids import InvalidId, parse_id
-from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.models import delete_older_than, utcnow
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.telemetry.models import VMMetricSample
 from slices_blueprint.telemetry.schemas import MetricPoint
@@ -120,10 +120,5 @@ async def resource_points(session: AsyncSession, resource: ComputeResource,
 
 
 async def prune(session: AsyncSession, retention_hours: int) -> int:
-    """Delete samples older than the retention; answer how many."""
-    cutoff = utcnow() - dt.timedelta(hours=retention_hours)
-    result = await session.execute(delete(VMMetricSample).where(VMMetricSample.at < cutoff))
-    count = result.rowcount or 0
-    if count:
-        log.info("telemetry.pruned", samples=count, older_than=cutoff.isoformat())
-    return count
+    """Delete the samples older than the retention; answers how many."""
+    return await delete_older_than(session, VMMetricSample.at, retention_hours, "telemetry.pruned")

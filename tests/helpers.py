@@ -54,6 +54,14 @@ def wait_answering(url: str, process: subprocess.Popen, log: Path, timeout: floa
              ignoring=(httpx.HTTPError, OSError))
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """A failed CLI run's stderr, which must be exactly one line without a traceback."""
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
 def some_certificate(directory: Path) -> str:
     """A certificate as an agent makes its own (for hosts registered by hand)."""
     from slices_blueprint.agent.config import AgentSettings

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 
 import pytest
 
-from tests.helpers import Api
+from tests.helpers import Api, one_error_line
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def test_full_client_flow(cli, live, http) -> None:
     assert json.loads(cli("wait", "c1", "--state", "running", "--json", token=token).stdout)["status"] == "running"
     extended = json.loads(cli("extend", "c1", "--hours", "5", "--json", token=token).stdout)
     assert extended["capped"] is False
-    assert json.loads(cli("reset", "c1", "--json", token=token).stdout)["status"] == "succeeded"
+    assert json.loads(cli("reset", "c1", "--yes", "--json", token=token).stdout)["status"] == "succeeded"
     assert json.loads(cli("stop", "c1", "--json", token=token).stdout)["status"] == "succeeded"
     assert json.loads(cli("wait", "c1", "--json", token=token).stdout)["status"] == "stopped"
     assert json.loads(cli("start", "c1", "--json", token=token).stdout)["status"] == "succeeded"
@@ -79,3 +80,95 @@ def test_errors_are_one_clear_line_and_exit_1(cli, live, http) -> None:
     assert result.returncode == 1 and "no live resource named 'no-such-thing'" in result.stderr
     result = cli("create", "--name", "x", token=token, check=False)
     assert result.returncode != 0 and "--image" in result.stderr
+
+
+def test_extend_never_shortens_and_says_why(cli, live, http) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-extend")
+    api.wait_task(token, api.create(token, ["long"], flavor, image)["id"])  # the default 24 h
+    before = api.ok("GET", "/resources", token)[0]["expires_at"]
+    said = cli("extend", "long", "--hours", "8", token=token).stdout
+    assert "is later than asked: unchanged" in said
+    assert api.ok("GET", "/resources", token)[0]["expires_at"] == before
+
+
+def in_terminal(live, args: list[str], answer: str, token: str) -> subprocess.CompletedProcess:
+    """Run the CLI with a terminal as its input, typing ``answer`` to its question."""
+    controller, terminal = pty.openpty()
+    env = {**os.environ, "SLICES_BLUEPRINT_URL": live.url, "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent",
+           "SLICES_BLUEPRINT_TOKEN": token}
+    try:
+        os.write(controller, f"{answer}\n".encode())  # waits in the terminal until it is read
+        return subprocess.run([sys.executable, "-m", "slices_blueprint", *args], env=env, stdin=terminal,
+                              capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_reset_asks_first_and_says_what_is_lost(cli, live, http) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-reset")
+    task = api.create(token, ["precious"], flavor, image)
+    api.wait_task(token, task["id"])
+    rid = task["resource_ids"][0]
+
+    def resets() -> int:
+        return sum(e["action"] == "resource.reset" and e["outcome"] == "requested"
+                   for e in api.ok("GET", f"/resources/{rid}/events", token))
+
+    line = one_error_line(cli("reset", "precious", token=token, check=False))  # no terminal, no --yes
+    assert "pass --yes" in line and "re-imaged" in line and "SSH host key changes" in line
+    declined = in_terminal(live, ["reset", "precious"], "n", token)
+    assert declined.returncode == 1 and "Reset precious? Its disk is re-imaged" in declined.stdout
+    assert "reset of precious cancelled: nothing changed" in declined.stderr
+    assert resets() == 0
+    accepted = in_terminal(live, ["reset", "precious", "--json"], "y", token)
+    assert accepted.returncode == 0, accepted.stderr
+    assert resets() == 1
+    assert json.loads(cli("reset", "precious", "--yes", "--json", token=token).stdout)["status"] == "succeeded"
+    assert resets() == 2
+
+
+def test_file_and_token_errors_are_one_line_naming_the_flag(cli, live, http, tmp_path) -> None:
+    api = Api(live, http)
+    api.test_double_catalog("cli-files")
+    token = api.token("alice", "demo", "cli-files")
+    base = ["create", "--name", "x", "--image", "debian-cli-files", "--flavor", "td.small-cli-files"]
+    missing = tmp_path / "id_ed25519.pub"
+    line = one_error_line(cli(*base, "--ssh-key", str(missing), token=token, check=False))
+    assert line.startswith(f"error: --ssh-key {missing}: no such file;") and "ssh-keygen" in line
+    private = tmp_path / "id_ed25519"
+    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n")
+    line = one_error_line(cli(*base, "--ssh-key", str(private), token=token, check=False))
+    assert "--ssh-key" in line and "private key" in line and f"{private}.pub" in line
+    line = one_error_line(cli(*base, "--userdata", str(tmp_path / "cloud-init.yaml"), token=token, check=False))
+    assert "--userdata" in line and "no such file" in line
+    line = one_error_line(cli(*base, "--userdata", str(tmp_path), token=token, check=False))
+    assert "--userdata" in line and "is a directory" in line
+
+    line = one_error_line(cli("create", "--from-file", str(tmp_path / "nope.json"), token=token, check=False))
+    assert "--from-file" in line and "nope.json: no such file" in line
+    malformed = tmp_path / "bad.json"
+    malformed.write_text('[{"friendly_name": "a",\n  "flavor_id": }]')
+    line = one_error_line(cli("create", "--from-file", str(malformed), token=token, check=False))
+    assert "--from-file" in line and "not valid JSON at line 2, column 16" in line
+    malformed = tmp_path / "bad.yaml"
+    malformed.write_text("- friendly_name: [unclosed\n")
+    line = one_error_line(cli("create", "--from-file", str(malformed), token=token, check=False))
+    assert "--from-file" in line and "not valid YAML or JSON at line 2" in line
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just words\n")
+    line = one_error_line(cli("create", "--from-file", str(scalar), token=token, check=False))
+    assert "--from-file" in line and "expected a list of resources" in line
+
+    line = one_error_line(cli("create", "--name", "x", token=token, check=False))
+    assert "--image, --flavor missing" in line
+    line = one_error_line(cli("credentials", "upload", "clouds.yaml", str(tmp_path / "clouds.yaml"),
+                              "--user-token", token, check=False))
+    assert "FILE" in line and "no such file" in line
+    line = one_error_line(cli("list", check=False))
+    assert "--token missing" in line and "SLICES_BLUEPRINT_TOKEN" in line
+    assert api.ok("GET", "/resources", token) == []  # nothing was sent

@@ -3,13 +3,19 @@ with the TEST DOUBLE provider standing in for a cloud."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import time
 import uuid
 
 import psycopg
 import pytest
 
+from slices_blueprint.core.database import Database
+from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.resources.scheduled import reconcile
+from tests.conftest import service_of_its_own
 from tests.helpers import Api
 
 
@@ -164,10 +170,114 @@ def test_expiry_is_capped_by_the_experiment(api: Api, catalog) -> None:
     api.wait_task(token, task["id"])
     rid = task["resource_ids"][0]
     granted = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 24 * 10})
-    assert granted["capped"] is True
+    assert granted["capped"] is True and granted["reason"].startswith("capped at the experiment's expiry 20")
     assert dt.datetime.fromisoformat(granted["expires_at"]) < dt.datetime.now(dt.UTC) + dt.timedelta(days=2, minutes=1)
     small = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 1})
-    assert small["capped"] is False
+    assert small["capped"] is False and small["reason"].endswith("is later than asked: unchanged")
+    assert small["expires_at"] == granted["expires_at"]  # never earlier
+
+
+def test_extend_never_shortens_a_lifetime(api: Api, catalog) -> None:
+    """The README's example: extending a 24 h resource by 8 h keeps its 24 h; asking for
+    more than it has grants that, as asked."""
+    flavor, image = catalog
+    token = exp_token(api, "extend-more")
+    rid = api.create(token, ["long"], flavor, image)["resource_ids"][0]  # the default 24 h lifetime
+    before = dt.datetime.fromisoformat(api.ok("GET", f"/resources/{rid}", token)["expires_at"])
+    kept = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 8})
+    assert dt.datetime.fromisoformat(kept["expires_at"]) == before
+    assert dt.datetime.fromisoformat(kept["requested_expires_at"]) < before
+    assert kept["reason"] == f"the current expiry {before:%Y-%m-%d %H:%M} UTC is later than asked: unchanged"
+    assert api.ok("GET", f"/resources/{rid}", token)["expires_at"] == kept["expires_at"]
+    longer = api.ok("POST", f"/resources/{rid}/extend", token, json={"duration_hours": 48})
+    assert longer["reason"] == "as asked" and longer["capped"] is False
+    assert longer["expires_at"] == longer["requested_expires_at"]
+    assert dt.datetime.fromisoformat(longer["expires_at"]) > before + dt.timedelta(hours=23)
+    outcomes = [e["outcome"] for e in api.ok("GET", f"/resources/{rid}/events", token)
+                if e["action"] == "resource.extend"]
+    assert outcomes == ["ok", "unchanged"]  # newest first
+
+
+def test_a_resource_whose_create_failed_is_deleted_at_once_and_its_name_freed(api: Api) -> None:
+    """The issue's case: a VM on a site with no OpenStack fails; deleting it asks nothing of
+    the (missing) provider, and the name can be used again."""
+    admin = api.token("admin")
+    suffix = uuid.uuid4().hex[:6]
+    flavor = api.ok("POST", "/flavors", admin, 201, json={
+        "friendly_name": f"vm.small-{suffix}", "flavor_type": "vm", "vcpus": 1, "ram_mib": 512, "disk_mb": 1024})
+    image = api.ok("POST", "/disk-images", admin, 201, json={
+        "friendly_name": f"cirros-{suffix}", "flavor_type": "vm", "location": f"cirros-{suffix}"})
+    token = exp_token(api, "no-cloud")
+    for attempt in range(2):  # the second time under the same name: no 409
+        task = api.create(token, ["vm1"], flavor["id"], image["id"])
+        assert api.wait_task(token, task["id"])["status"] == "failed"
+        rid = task["resource_ids"][0]
+        failed = api.ok("GET", f"/resources/{rid}", token)
+        assert failed["status"] == "error" and "no OpenStack cloud" in failed["status_reason"], failed
+        assert failed["provider_resource_id"] is None
+        deleted = api.ok("DELETE", f"/resources/{rid}", token, 202)
+        assert deleted["status"] == "succeeded" and "no vm node had been made" in deleted["message"]
+        assert api.ok("GET", f"/resources/{rid}", token)["status"] == "deleted"
+        assert api.ok("DELETE", f"/resources/{rid}", token, 202)["id"] == deleted["id"]  # idempotent
+    assert api.ok("GET", "/resources", token) == []
+
+
+def test_a_delete_the_provider_never_answers_frees_the_name_as_a_possible_orphan(
+        api: Api, catalog, live, database_url) -> None:
+    """After its retries, the delete ends ``deleted`` (the name free) with the reason on the
+    resource and ``resource.possible_orphan`` in the audit trail; once the provider answers
+    again, the reconciler deletes the node that was left."""
+    flavor, image = catalog
+    token = exp_token(api, "unreachable")
+    task = api.create(token, ["stuck"], flavor, image, {"unreachable_on_delete": True})
+    assert api.wait_task(token, task["id"])["status"] == "succeeded"
+    rid = task["resource_ids"][0]
+    node = api.ok("GET", f"/resources/{rid}", token)["provider_resource_id"]
+    done = api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], timeout=90)
+    assert done["status"] == "succeeded" and f"test-double node {node} may remain" in done["message"]
+    gone = api.ok("GET", f"/resources/{rid}", token)
+    assert gone["status"] == "deleted" and "provider unreachable (gave up after 3 attempts)" in gone["status_reason"]
+    warning = [e for e in api.ok("GET", f"/resources/{rid}/events", token) if e["action"] == "resource.possible_orphan"]
+    assert len(warning) == 1 and warning[0]["detail"]["provider_resource_id"] == node
+    assert api.wait_task(token, api.create(token, ["stuck"], flavor, image)["id"])["status"] == "succeeded"
+
+    path = live.settings.data_dir / "test-double" / f"{node}.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"unreachable_on_delete": False}))  # it answers again
+
+    async def reconcile_now() -> dict[str, int]:
+        db = Database(database_url)
+        try:
+            settings = live.settings.model_copy(update={"orphan_grace_minutes": 0})
+            return await reconcile(Runtime(settings=settings, db=db))
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(reconcile_now())["orphans_deleted"] >= 1
+    assert not path.exists()
+
+
+def test_a_create_waits_for_an_expected_place_longer_than_its_attempts(api: Api, catalog) -> None:
+    """A place expected soon (a host starting) is waited for by time, not attempts: 9 s of
+    waiting take more tries than ``task_max_attempts`` (3 here) allows failures."""
+    flavor, image = catalog
+    token = exp_token(api, "awaiting")
+    task = api.create(token, ["patient"], flavor, image, {"placement_after_s": 9})
+    time.sleep(3)
+    waiting = api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"][0]
+    assert waiting["status"] == "running" and "no place for the node yet" in waiting["message"]
+    assert api.wait_task(token, task["id"], timeout=60)["status"] == "succeeded"
+
+
+def test_the_wait_for_a_place_is_bounded(pg_admin_url, tmp_path, http) -> None:
+    with service_of_its_own(pg_admin_url, tmp_path, placement_wait_seconds=3) as server:
+        api = Api(server, http)
+        flavor, image = api.test_double_catalog()
+        token = exp_token(api, "impatient")
+        clock = time.monotonic()
+        task = api.create(token, ["never"], flavor, image, {"placement_after_s": 600})
+        done = api.wait_task(token, task["id"], timeout=30)
+        assert done["status"] == "failed" and "(none within 3 s)" in done["error"]
+        assert time.monotonic() - clock < 20
 
 
 def test_bad_input_is_refused_and_nothing_is_written(api: Api, catalog, database_url) -> None:

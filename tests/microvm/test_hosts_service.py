@@ -15,8 +15,13 @@ from slices_blueprint.agent.protocol import Heartbeat, HostRegistration
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.hosts import service
-from slices_blueprint.hosts.models import Host, HostBooking
-from slices_blueprint.providers.base import NodeSpec, ProviderError, TransientProviderError
+from slices_blueprint.hosts.models import Host, HostBooking, HostEnrolment
+from slices_blueprint.providers.base import (
+    AwaitingPlacement,
+    NodeSpec,
+    ProviderError,
+    TransientProviderError,
+)
 from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from tests.conftest import make_settings
 from tests.helpers import some_certificate
@@ -27,9 +32,11 @@ async def db(database_url: str):
     database = Database(database_url, pool_size=2)
     async with database.session() as session:
         await session.execute(delete(Host))
+        await session.execute(delete(HostEnrolment))
     yield database
     async with database.session() as session:
         await session.execute(delete(Host))
+        await session.execute(delete(HostEnrolment))
     await database.dispose()
 
 
@@ -169,7 +176,19 @@ async def test_driver_errors_name_the_problem(db, settings, registration, databa
     try:
         with pytest.raises(ProviderError, match="no microVM host is registered") as none:
             await driver.create(spec, progress)
-        assert not isinstance(none.value, TransientProviderError)
+        assert not isinstance(none.value, TransientProviderError)  # none expected: it fails at once
+        async with db.session() as session:
+            await service.create_enrolment(session, settings, "starting", "admin")
+        with pytest.raises(AwaitingPlacement, match="no microVM host is live yet; waiting for starting"):
+            await driver.create(spec, progress)  # a host is expected: waited for
+        async with db.session() as session:
+            await session.execute(delete(HostEnrolment))
+            silent = await service.register(session, settings, registration("silent", 2, 512))
+            silent.last_heartbeat_at = utcnow() - dt.timedelta(hours=1)
+        with pytest.raises(AwaitingPlacement, match="waiting for silent"):
+            await driver.create(spec, progress)  # registered before: waited for too
+        async with db.session() as session:
+            await session.execute(delete(Host))
         async with db.session() as session:
             dead = await service.register(session, settings, registration(
                 "dead", 2, 512, url="https://127.0.0.1:9"))

@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -269,4 +270,37 @@ def test_local_host_for_serve_gives_a_microvm_with_ssh(own_database, http, tmp_p
     finally:
         agent.terminate()
         agent.wait(10)
+        server.stop()
+
+
+def test_a_microvm_created_before_the_local_host_registers_waits_for_it(own_database, http, tmp_path) -> None:
+    """A script that created a microVM as soon as ``serve`` answered, before its local host
+    registered: placement waits for the host that is expected (enrolled), then boots there.
+    With no host registered or enrolled, the create fails at once, saying so."""
+    require_microvm_host()
+    settings = make_settings(tmp_path / "svc", own_database, free_port())
+    server = start_server(settings, own_database)
+    api = Api(server, http)
+    agent = None
+    try:
+        flavor, image = microvm_catalog(api, api.token("admin"))
+        token = api.token("bob", "demo", "too-early")
+        clock = time.monotonic()
+        nowhere = api.wait_task(token, api.create(token, ["nowhere"], flavor, image)["id"], timeout=30)
+        assert nowhere["status"] == "failed" and "no microVM host is registered" in nowhere["error"]
+        assert time.monotonic() - clock < 10
+
+        enrolment = enrol_local_host(settings, own_database)  # as `serve` does before its agent starts
+        task = api.create(token, ["early"], flavor, image)
+        time.sleep(4)
+        waiting = api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"][0]
+        assert waiting["status"] == "running" and "waiting for local" in waiting["message"], waiting
+        agent = start_local_agent(settings, enrolment)
+        done = api.wait_task(token, task["id"], timeout=180)
+        assert done["status"] == "succeeded", done
+        api.wait_task(token, api.ok("DELETE", f"/resources/{task['resource_ids'][0]}", token, 202)["id"])
+    finally:
+        if agent is not None:
+            agent.terminate()
+            agent.wait(10)
         server.stop()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Api, wait_for
+from tests.helpers import Api, one_error_line, wait_for
 from tests.qkd.conftest import listening
 
 NETWORK_YAML = """\
@@ -42,14 +42,6 @@ def cli(qkd_live) -> Cli:
         return result
 
     return run
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    """The failure's stderr, which must be exactly one line without a traceback."""
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
 
 
 def test_network_lifecycle_through_the_cli(cli: Cli, api: Api, tmp_path: Path) -> None:

@@ -49,7 +49,7 @@ def test_each_transition_is_allowed_or_refused(current: str, new: str) -> None:
     if allowed:
         states.transition(row, new, "why")
         assert row.status == new
-        assert row.status_reason == ("why" if new in ("error", "stopped") else None)
+        assert row.status_reason == ("why" if new in ("error", "stopped", "deleted") else None)
     else:
         with pytest.raises(Conflict) as refused:
             states.transition(row, new, "why")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
+from slices_blueprint.cli.errors import fail, load_document, read_text
 from slices_blueprint.cli.http import (
     JsonOutput,
     ServiceUrl,
@@ -51,8 +53,7 @@ def _resolve_resource(url: str, token: str, ref: str) -> str:
         return ref
     matches = [r for r in request_json("GET", f"{_bi(url)}/resources", token) if r["friendly_name"] == ref]
     if not matches:
-        typer.secho(f"error: no live resource named {ref!r}", err=True, fg="red")
-        raise typer.Exit(1)
+        raise fail(f"no live resource named {ref!r} (see `slices-blueprint list`)")
     return matches[0]["id"]
 
 
@@ -80,7 +81,7 @@ def create(
     userdata: Annotated[Path | None, typer.Option(help="cloud-init user data file.")] = None,
     network: Annotated[list[str] | None, typer.Option("--network", help="Network name (repeatable).")] = None,
     public_ipv4: Annotated[bool, typer.Option("--public-ipv4", help="Ask for a public IPv4 address.")] = False,
-    from_file: Annotated[Path | None, typer.Option("--from-file", help="JSON request body (the resources list or the whole request).")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", help="JSON or YAML request body (the resources list or the whole request).")] = None,
     request_id: Annotated[str | None, typer.Option(help="Idempotency key (default: a new UUID).")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every resource settles.")] = True,
     as_json: JsonOutput = False,
@@ -107,20 +108,44 @@ def _by_name(url: str, token: str, kind: str, ref: str) -> str:
         return ref
     rows = [r for r in request_json("GET", f"{_bi(url)}/{kind}", token) if r["friendly_name"] == ref]
     if len(rows) != 1:
-        typer.secho(f"error: {len(rows)} {kind} named {ref!r}; give the id", err=True, fg="red")
-        raise typer.Exit(1)
+        flag, command = {"flavors": ("--flavor", "flavors"), "disk-images": ("--image", "images")}[kind]
+        raise fail(f"{flag} {ref}: {len(rows)} {kind} have that name; give one's id "
+                   f"(see `slices-blueprint {command}`)")
     return rows[0]["id"]
+
+
+SSH_KEY_HINT = "give an existing public key file (e.g. ~/.ssh/id_ed25519.pub; make one with `ssh-keygen -t ed25519`)"
+
+
+def _public_key(path: Path) -> str:
+    """The public key in ``path`` (an --ssh-key); a private key is refused, never sent."""
+    key = read_text(path, "--ssh-key", SSH_KEY_HINT).strip()
+    if "PRIVATE KEY" in key:
+        raise fail(f"--ssh-key {path}: this is a private key, which must not leave your machine; "
+                   f"give its public half ({path}.pub)")
+    return key
+
+
+def _request_from_file(path: Path) -> dict[str, Any]:
+    """The request in a --from-file: a list of resources, or a whole request with them."""
+    loaded = load_document(path, "--from-file")
+    if isinstance(loaded, list):
+        return {"resources": loaded}
+    if isinstance(loaded, dict) and isinstance(loaded.get("resources"), list):
+        return loaded
+    raise fail(f"--from-file {path}: expected a list of resources or a request with a 'resources' "
+               f"list (JSON or YAML), found {type(loaded).__name__}")
 
 
 def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks, public_ipv4, from_file) -> dict[str, Any]:
     if from_file:
-        loaded = json.loads(from_file.read_text())
-        return {"resources": loaded} if isinstance(loaded, list) else loaded
+        return _request_from_file(from_file)
     if not (names and image and flavor):
-        raise typer.BadParameter("give --name, --image and --flavor, or --from-file")
+        missing = [flag for flag, given in (("--name", names), ("--image", image), ("--flavor", flavor)) if not given]
+        raise fail(f"{', '.join(missing)} missing: give --name, --image and --flavor, or --from-file")
+    keys = [_public_key(p) for p in ssh_keys or []]  # before any call: a wrong path fails at once
+    user_data = read_text(userdata, "--userdata", "give the path of an existing cloud-init file") if userdata else None
     image_id, flavor_id = _by_name(url, token, "disk-images", image), _by_name(url, token, "flavors", flavor)
-    keys = [p.read_text().strip() for p in ssh_keys or []]
-    user_data = userdata.read_text() if userdata else None
     return {"resources": [
         {"friendly_name": n, "disk_image_id": image_id, "flavor_id": flavor_id, "ssh_authorized_keys": keys,
          "userdata": user_data, "network_interfaces": networks or [], "public_ipv4": public_ipv4}
@@ -209,30 +234,69 @@ def wait(
 
 def extend(
     resource: str, url: ServiceUrl, token: Token = None,
-    hours: Annotated[float, typer.Option(help="New lifetime from now, in hours.")] = 24,
+    hours: Annotated[float, typer.Option(help="Keep it at least this many hours from now (never shortens it).")] = 24,
     as_json: JsonOutput = False,
 ) -> None:
-    """Extend a resource's lifetime (capped at the experiment's expiry)."""
+    """Extend a resource's lifetime: never shortened, capped at the experiment's expiry."""
     tok = resolve_token(token)
     rid = _resolve_resource(url, tok, resource)
     row = request_json("POST", f"{_bi(url)}/resources/{rid}/extend", tok, json={"duration_hours": hours})
-    _print(row, as_json, ["id", "expires_at", "capped"])
+    if as_json:
+        _print(row, True, [])
+        return
+    typer.echo(f"{resource} expires {row['expires_at']} ({row['reason']})")
+
+
+LOST_ON_RESET = {
+    "k8s": "its container restarts from the image: everything written in it is lost",
+}
+LOST_ON_RESET_DEFAULT = ("its disk is re-imaged: everything written to it since it was created is lost, "
+                         "and its SSH host key changes (ssh will warn of a changed key)")
+
+
+def _confirm_reset(url: str, token: str, rid: str) -> None:
+    """Ask before a reset, saying what is lost; without a terminal, refuse (--yes is needed)."""
+    row = request_json("GET", f"{_bi(url)}/resources/{rid}", token)
+    lost = LOST_ON_RESET.get(row["flavor_type"], LOST_ON_RESET_DEFAULT)
+    if not sys.stdin.isatty():
+        raise fail(f"reset of {row['friendly_name']} not confirmed ({lost}): pass --yes to reset without a question")
+    if not typer.confirm(f"Reset {row['friendly_name']}? {lost[0].upper()}{lost[1:]}.", default=False):
+        raise fail(f"reset of {row['friendly_name']} cancelled: nothing changed")
+
+
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the task ends.")]
+
+
+def _perform(method: str, suffix: str, resource: str, url: str, token: str | None, wait_: bool, as_json: bool,
+             *, yes: bool = True) -> None:
+    """Request an action on a resource (by id or name) and follow its task; ``yes=False``
+    asks first (reset)."""
+    tok = resolve_token(token)
+    rid = _resolve_resource(url, tok, resource)
+    if not yes:
+        _confirm_reset(url, tok, rid)
+    task = request_json(method, f"{_bi(url)}/resources/{rid}{suffix}", tok)
+    if wait_:
+        task = _follow(url, tok, task["id"], quiet=as_json)
+    _print(task, as_json, ["id", "kind", "status", "completed", "message", "error"])
+    if task["status"] == "failed":
+        raise typer.Exit(1)
 
 
 def _action(action: str, method: str, suffix: str):
-    def command(resource: str, url: ServiceUrl, token: Token = None,
-                wait_: Annotated[bool, typer.Option("--wait/--no-wait")] = True, as_json: JsonOutput = False) -> None:
-        tok = resolve_token(token)
-        rid = _resolve_resource(url, tok, resource)
-        task = request_json(method, f"{_bi(url)}/resources/{rid}{suffix}", tok)
-        if wait_:
-            task = _follow(url, tok, task["id"], quiet=as_json)
-        _print(task, as_json, ["id", "kind", "status", "completed", "error"])
-        if task["status"] == "failed":
-            raise typer.Exit(1)
+    def command(resource: str, url: ServiceUrl, token: Token = None, wait_: Wait = True,
+                as_json: JsonOutput = False) -> None:
+        _perform(method, suffix, resource, url, token, wait_, as_json)
 
     command.__doc__ = f"{action.capitalize()} a resource (by id or name)."
     return command
+
+
+def reset(resource: str, url: ServiceUrl, token: Token = None, wait_: Wait = True, as_json: JsonOutput = False,
+          yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False) -> None:
+    """Reset a resource (by id or name) to its image: its disk is re-imaged and its SSH host
+    key changes (a pod's container restarts). Asks first; --yes does not."""
+    _perform("POST", "/reset", resource, url, token, wait_, as_json, yes=yes)
 
 
 def task(task_id: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:
@@ -243,14 +307,15 @@ def task(task_id: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput
 
 def credentials_upload(
     kind: Annotated[str, typer.Argument(help="The provider's credential kind (an unknown one is refused, naming the known ones).")],
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    file: Annotated[Path, typer.Argument(help="The credential file (clouds.yaml, kubeconfig).")],
     url: ServiceUrl, user_token: UserToken = None,
     select: Annotated[str | None, typer.Option("--select", help="The entry of the file to use (default: the only or current one).")] = None,
     as_json: JsonOutput = False,
 ) -> None:
     """Check and store your credential file for a provider (encrypted; never shown again)."""
     row = request_json("PUT", f"{url}{API_PREFIX}/credentials/{kind}", resolve_token(user_token, "user_token"),
-                       json={"content": file.read_text(), "selected": select})
+                       json={"content": read_text(file, "FILE", "give the path of your credential file"),
+                             "selected": select})
     _print(row, as_json, ["kind", "selected", "last_check_ok", "last_checked_at"])
 
 
@@ -292,11 +357,11 @@ def quota(url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> 
 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the root CLI."""
-    for command in (flavors, images, create, show, wait, extend, metrics, task, quota):
+    for command in (flavors, images, create, show, wait, extend, metrics, task, quota, reset):
         app.command(rich_help_panel="Client")(command)
     app.command("list", rich_help_panel="Client")(list_)
     app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))
-    for action in ("reset", "pause", "resume", "stop", "start"):
+    for action in ("pause", "resume", "stop", "start"):
         app.command(action, rich_help_panel="Client")(_action(action, "POST", f"/{action}"))
     creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (one per provider that takes one).")
     creds.command("upload")(credentials_upload)

@@ -12,6 +12,8 @@ import httpx
 import platformdirs
 import typer
 
+from slices_blueprint.cli.errors import fail
+
 CONFIG_FILE = Path(platformdirs.user_config_dir("slices-blueprint", appauthor=False)) / "client.toml"
 
 
@@ -19,7 +21,11 @@ def _from_config(key: str) -> str | None:
     path = Path(os.environ.get("SLICES_BLUEPRINT_CLIENT_CONFIG", CONFIG_FILE))
     if not path.is_file():
         return None
-    value = tomllib.loads(path.read_text()).get(key)
+    try:
+        value = tomllib.loads(path.read_text()).get(key)
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise fail(f"client config {path}: {exc}; fix it, or point SLICES_BLUEPRINT_CLIENT_CONFIG "
+                   "at another file") from None
     return str(value) if value else None
 
 
@@ -48,7 +54,9 @@ JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 def resolve_token(token: str | None, key: str = "token") -> str:
     value = token or _from_config(key)
     if not value:
-        raise typer.BadParameter("no token: pass --token, set SLICES_BLUEPRINT_TOKEN, or put token in the client config")
+        flag = f"--{key.replace('_', '-')}"
+        raise fail(f"{flag} missing: pass {flag}, set SLICES_BLUEPRINT_{key.upper()}, or put {key} in the "
+                   f"client config ({CONFIG_FILE})")
     return value
 
 
@@ -58,16 +66,14 @@ def request_json(method: str, url: str, token: str | None, **kwargs: Any) -> Any
     try:
         response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
     except httpx.HTTPError as exc:
-        typer.secho(f"error: cannot reach {url}: {exc}", err=True, fg="red")
-        raise typer.Exit(1) from exc
+        raise fail(f"cannot reach {url}: {exc} (is the service running? set --url or SLICES_BLUEPRINT_URL)") from None
     if response.status_code >= 400:
         try:
             problem = response.json()
             message = f"{problem.get('title', 'error')} ({response.status_code}): {problem.get('detail', '')}"
         except ValueError:
             message = f"HTTP {response.status_code}: {response.text[:200]}"
-        typer.secho(f"error: {message}", err=True, fg="red")
-        raise typer.Exit(1)
+        raise fail(message)
     if response.status_code == 204 or not response.content:
         return None
     return response.json()

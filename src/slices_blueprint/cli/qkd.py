@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Column, Table
 
+from slices_blueprint.cli.errors import fail, load_document
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
 from slices_blueprint.core.deps import BI_PREFIX
 
@@ -26,17 +26,12 @@ def _networks(url: str) -> str:
     return f"{url.rstrip('/')}{BI_PREFIX}/qkd-networks"
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", err=True, fg="red")
-    return typer.Exit(1)
-
-
 def _resolve(url: str, token: str, ref: str) -> str:
     if ref.startswith("qkdnet_"):
         return ref
     matches = [n["id"] for n in request_json("GET", _networks(url), token) if n["name"] == ref]
     if not matches:
-        raise _fail(f"no live QKD network named {ref!r} (see `slices-blueprint qkd list`)")
+        raise fail(f"no live QKD network named {ref!r} (see `slices-blueprint qkd list`)")
     return matches[0]
 
 
@@ -67,17 +62,10 @@ def _show(network: dict[str, Any], as_json: bool) -> None:
 def _load_description(path: Path) -> dict[str, Any]:
     """The network description in ``path``; a file that cannot be read, or is not a YAML or
     JSON mapping, is one error line naming the flag."""
-    try:
-        description = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise _fail(f"--from-file {path}: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise _fail(f"--from-file {path}: not valid YAML or JSON{at} ({getattr(exc, 'problem', None) or exc})") from None
+    description = load_document(path, "--from-file")
     if not isinstance(description, dict):
-        raise _fail(f"--from-file {path}: expected a network description (a mapping with name, nodes "
-                    f"and links), found {type(description).__name__}")
+        raise fail(f"--from-file {path}: expected a network description (a mapping with name, nodes "
+                   f"and links), found {type(description).__name__}")
     return description
 
 
@@ -145,7 +133,7 @@ def link_set(
         "misalignment_error": misalignment_error, "repetition_rate_hz": repetition_rate_hz,
         "protocol": protocol, "eavesdropper": eavesdropper}.items() if v is not None}
     if not changes:
-        raise _fail("give at least one parameter to change, e.g. --eavesdropper 0.5")
+        raise fail("give at least one parameter to change, e.g. --eavesdropper 0.5")
     tok = resolve_token(token)
     _show(request_json("PATCH", f"{_networks(url)}/{_resolve(url, tok, network)}/links/{link}", tok,
                        json=changes), as_json)
@@ -164,9 +152,9 @@ def credentials(
     try:  # before the download: the private key is answered once only, so it must not be lost
         out.mkdir(parents=True, exist_ok=True)
         if key.exists():
-            raise _fail(f"--out {out}: {key.name} exists; move it away or choose another directory")
+            raise fail(f"--out {out}: {key.name} exists; move it away or choose another directory")
     except OSError as exc:
-        raise _fail(f"--out {out}: {exc.strerror or exc}") from None
+        raise fail(f"--out {out}: {exc.strerror or exc}") from None
     creds = request_json("POST", f"{_networks(url)}/{_resolve(url, tok, network)}/saes/{sae}/credentials", tok)
     fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

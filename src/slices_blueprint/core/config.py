@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     orphan_grace_minutes: int = Field(default=30, ge=0)  # ... once orphaned this long
     catalog_sync_interval_seconds: int = 3600  # site-wide providers' catalogs
     task_max_attempts: int = 5
+    # A create that finds no live place but expects one soon (a microVM host that registered
+    # before, or holds an unused enrolment: `serve --dev`'s local host starting) is retried
+    # for this long, however many attempts that takes, before it fails.
+    placement_wait_seconds: int = Field(default=60, ge=0)
 
     # Secrets at rest: Fernet keys, newest first (rotation: prepend a new key).
     # When empty, a key is generated in data_dir/secret.key.

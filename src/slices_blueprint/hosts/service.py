@@ -353,11 +353,22 @@ async def mark_lost(session: AsyncSession, settings: Settings) -> list[str]:
 
 
 class NoCapacity(Exception):
-    """No usable host has room; ``hosts_known`` tells whether any host is registered."""
+    """No usable host has room; ``hosts_known`` tells whether any host is registered,
+    ``usable`` how many are live, ``expected`` the hosts that may become live soon (lost ones,
+    silent ones, and names holding an unused enrolment: e.g. ``serve``'s local host starting)."""
 
-    def __init__(self, message: str, hosts_known: bool) -> None:
+    def __init__(self, message: str, hosts_known: bool, usable: int = 0,
+                 expected: tuple[str, ...] = ()) -> None:
         super().__init__(message)
-        self.hosts_known = hosts_known
+        self.hosts_known, self.usable, self.expected = hosts_known, usable, expected
+
+
+async def _enrolling(session: AsyncSession) -> list[str]:
+    """The names of hosts whose enrolment is issued and not used yet (nor expired)."""
+    return list(await session.scalars(
+        select(HostEnrolment.name).distinct()
+        .where(HostEnrolment.used_at.is_(None), HostEnrolment.expires_at > utcnow())
+        .order_by(HostEnrolment.name)))
 
 
 async def _booked(session: AsyncSession) -> dict[uuid.UUID, tuple[int, int, int]]:
@@ -389,10 +400,12 @@ async def place(
               and h.last_heartbeat_at >= fresh_after]
     fitting = [h for h in usable if free(h)[0] >= vcpus and free(h)[1] >= memory_mib]
     if not fitting:
+        silent = [h.name for h in hosts if h.status != DRAINING and h not in usable]
         raise NoCapacity(
             f"no microVM host has room for {vcpus} vCPU / {memory_mib} MiB "
             f"({len(usable)} usable of {len(hosts)} registered)",
-            hosts_known=bool(hosts),
+            hosts_known=bool(hosts), usable=len(usable),
+            expected=tuple(dict.fromkeys(silent + await _enrolling(session))),
         )
     host = max(fitting, key=lambda h: (free(h)[1] - memory_mib, -free(h)[2], h.name))
     await session.execute(insert(HostBooking).values(

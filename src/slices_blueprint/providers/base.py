@@ -34,6 +34,12 @@ class TransientProviderError(ProviderError):
     """A failure worth retrying with backoff (timeouts, 5xx, connection resets)."""
 
 
+class AwaitingPlacement(TransientProviderError):
+    """Nothing can take the node now, but a place is expected soon (a host starting): the
+    operation is tried again every few seconds for up to ``placement_wait_seconds`` from its
+    start, however many attempts that takes; then this message is the resource's reason."""
+
+
 class NotSupported(ProviderError):
     """The provider has no such operation (e.g. pause on a pod)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import procrastinate
 import structlog
@@ -27,6 +27,7 @@ from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.credentials.drivers import driver_for
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import (
+    AwaitingPlacement,
     ComputeDriver,
     NodeInfo,
     NodeSpec,
@@ -143,18 +144,19 @@ async def _with_contributions(session: AsyncSession, settings: Settings, resourc
 
 
 async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource, spec: NodeSpec) -> NodeInfo | None:
+    pid = resource.provider_resource_id
+    if task.kind == "delete" and not pid:
+        return None  # no provider object was made: nothing to ask the provider (or build a driver for)
     driver = await resource_driver(runtime, resource)
     progress = ProgressWriter(runtime.db, task.id)
     try:
         if task.kind == "create":
             return await driver.create(spec, progress)
-        pid = resource.provider_resource_id
-        if task.kind == "delete":
-            if pid:
-                await driver.delete(pid, progress)
-            return None
         if pid is None:
             raise ProviderError(f"resource has no {resource.provider} node to {task.kind}")
+        if task.kind == "delete":
+            await driver.delete(pid, progress)
+            return None
         if task.kind == "reset":
             return await driver.reset(pid, spec, progress)
         if task.kind in states.POWER_ACTIONS:
@@ -164,18 +166,32 @@ async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource
         await driver.close()
 
 
-async def _finish(runtime: Runtime, task_id: uuid.UUID, info: NodeInfo | None, error: str | None) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """How an operation ended: ``info`` the provider answered, or ``error``; a delete the
+    provider failed is still ``possible_orphan``: done here (the name freed), the provider's
+    object perhaps left behind for the reconciler and the operators."""
+
+    info: NodeInfo | None = None
+    error: str | None = None
+    possible_orphan: bool = False
+
+
+async def _finish(runtime: Runtime, task_id: uuid.UUID, outcome: Outcome) -> None:
     async with runtime.db.session() as session:
         task = await session.get(Task, task_id, with_for_update=True)
         assert task is not None and task.resource_id is not None
         resource = await session.get(ComputeResource, task.resource_id, with_for_update=True)
         assert resource is not None
+        info, error = outcome.info, outcome.error
         if info is not None:
             resource.provider_resource_id = info.provider_resource_id
             resource.access = info.access
             resource.provider_data = info.provider_data
         in_flight = resource.status == states.IN_FLIGHT[task.kind]
-        if error is None:
+        if outcome.possible_orphan:
+            await _deleted_despite(session, resource, task, error or "", in_flight)
+        elif error is None:
             if in_flight:
                 states.transition(resource, states.SUCCESS_STATE[task.kind])
             if task.kind == "delete":
@@ -186,54 +202,110 @@ async def _finish(runtime: Runtime, task_id: uuid.UUID, info: NodeInfo | None, e
                 states.transition(resource, "error", error)
             task.status, task.error, task.message = "failed", error, f"{task.kind} failed"
         task.finished_at = utcnow()
+        result = "ok" if error is None else "possible_orphan" if outcome.possible_orphan else "error"
         await record(session, actor="system:worker", action=f"resource.{task.kind}",
-                     outcome="ok" if error is None else "error", resource_id=resource.id, task_id=task.id,
+                     outcome=result, resource_id=resource.id, task_id=task.id,
                      experiment_id=resource.experiment_id, project_id=resource.project_id, message=error,
                      provider=resource.provider, provider_resource_id=resource.provider_resource_id)
 
 
-async def run_operation(runtime: Runtime, task_id: str, *, final_attempt: bool) -> None:
-    """Carry out one task. A transient provider error is re-raised for a retry with backoff,
-    unless this is the final attempt; then it becomes the resource's error like any other."""
+async def _deleted_despite(session: AsyncSession, resource: ComputeResource, task: Task, error: str,
+                           in_flight: bool) -> None:
+    """End a delete the provider failed (after its retries) as ``deleted``, so the name is
+    free again; the provider object may remain: say so on the resource, in an audit event
+    and a warning (the reconciler deletes it once the provider answers, see ``scheduled``)."""
+    reason = (f"deleted here, but the {resource.provider} node {resource.provider_resource_id} may "
+              f"remain: {error}")
+    if in_flight:
+        states.transition(resource, "deleted", reason)
+        resource.deleted_at = utcnow()
+    task.status, task.completed, task.message = "succeeded", 100, reason
+    log.warning("resource.possible_orphan", resource_id=str(resource.id), provider=resource.provider,
+                provider_resource_id=resource.provider_resource_id, error=error)
+    await record(session, actor="system:worker", action="resource.possible_orphan", outcome="drift",
+                 resource_id=resource.id, task_id=task.id, experiment_id=resource.experiment_id,
+                 project_id=resource.project_id, message=reason, provider=resource.provider,
+                 provider_resource_id=resource.provider_resource_id)
+
+
+PLACEMENT_POLL_SECONDS = 2
+"""How often a create waiting for a place (:class:`AwaitingPlacement`) is tried again."""
+
+
+class RetryLater(Exception):
+    """Raised by the operation job to be run again in ``seconds`` (see :class:`Backoff`)."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"retry in {seconds} s")
+        self.seconds = seconds
+
+
+class Backoff(procrastinate.BaseRetryStrategy):
+    """Procrastinate's side of the retries: when to run the job again is decided by
+    :func:`run_operation`, which counts the attempts that count (a wait for a place does not)."""
+
+    def get_retry_decision(self, *, exception: BaseException, job: procrastinate.jobs.Job
+                           ) -> procrastinate.RetryDecision | None:
+        if isinstance(exception, RetryLater):
+            return procrastinate.RetryDecision(retry_in={"seconds": exception.seconds})
+        return None
+
+
+async def _retrying(runtime: Runtime, task: Task, spec: NodeSpec, exc: Exception, *, counted: bool) -> None:
+    log.warning("task.retrying", task_id=str(task.id), resource_id=spec.resource_id, error=str(exc))
+    async with runtime.db.session() as session:
+        row = await session.get(Task, task.id)
+        if row is not None:
+            row.message = f"retrying after: {exc}"
+            if not counted:
+                row.attempts -= 1
+
+
+async def run_operation(runtime: Runtime, task_id: str) -> None:
+    """Carry out one task. A transient provider error raises :class:`RetryLater` (backoff
+    2, 4, 8... s) until ``task_max_attempts`` attempts were made; then it becomes the
+    resource's error like any other. A create waiting for a place is tried again every
+    ``PLACEMENT_POLL_SECONDS`` for ``placement_wait_seconds``, not counted as attempts. A
+    delete the provider failed ends ``deleted`` all the same, as a possible orphan."""
     tid = uuid.UUID(task_id)
     started = await _start(runtime, tid)
     if started is None:
         return
     task, resource, spec = started
+    settings = runtime.settings
     clock = time.monotonic()
-    info: NodeInfo | None = None
-    error: str | None = None
+    outcome = Outcome()
     try:
-        info = await _call_provider(runtime, task, resource, spec)
+        outcome = Outcome(info=await _call_provider(runtime, task, resource, spec))
+    except AwaitingPlacement as exc:
+        waited = (utcnow() - (task.started_at or utcnow())).total_seconds()
+        if waited < settings.placement_wait_seconds:
+            await _retrying(runtime, task, spec, exc, counted=False)
+            raise RetryLater(PLACEMENT_POLL_SECONDS) from exc
+        outcome = Outcome(error=f"{exc} (none within {settings.placement_wait_seconds} s)")
     except TransientProviderError as exc:
-        if not final_attempt:
-            log.warning("task.retrying", task_id=task_id, resource_id=spec.resource_id, error=str(exc))
-            async with runtime.db.session() as session:
-                row = await session.get(Task, tid)
-                if row is not None:
-                    row.message = f"retrying after: {exc}"
-            raise
-        error = f"{exc} (gave up after {task.attempts} attempts)"
+        if task.attempts < settings.task_max_attempts:
+            await _retrying(runtime, task, spec, exc, counted=True)
+            raise RetryLater(2 ** task.attempts) from exc
+        outcome = Outcome(error=f"{exc} (gave up after {task.attempts} attempts)",
+                          possible_orphan=task.kind == "delete")
     except ProviderError as exc:
-        error = str(exc) or exc.__class__.__name__
+        outcome = Outcome(error=str(exc) or exc.__class__.__name__, possible_orphan=task.kind == "delete")
     except Exception as exc:  # a bug or an SDK surprise: the user still gets a final state
         log.exception("task.crashed", task_id=task_id, resource_id=spec.resource_id)
-        error = f"internal error while running {task.kind}: {exc.__class__.__name__}"
-    await _finish(runtime, tid, info, error)
-    TASK_DURATION.labels(kind=task.kind, provider=resource.provider, outcome="ok" if error is None else "error").observe(time.monotonic() - clock)
+        outcome = Outcome(error=f"internal error while running {task.kind}: {exc.__class__.__name__}")
+    await _finish(runtime, tid, outcome)
+    failed = outcome.error is not None and not outcome.possible_orphan
+    TASK_DURATION.labels(kind=task.kind, provider=resource.provider, outcome="error" if failed else "ok"
+                         ).observe(time.monotonic() - clock)
 
 
 def register_jobs(app: procrastinate.App, runtime: Runtime) -> None:
-    """The operation job: one lock per resource (given when deferred), a transient provider
-    error retried with exponential backoff up to ``task_max_attempts``."""
-    max_attempts = runtime.settings.task_max_attempts
-    retry = procrastinate.RetryStrategy(
-        max_attempts=max_attempts, exponential_wait=2, retry_exceptions={TransientProviderError}
-    )
+    """The operation job: one lock per resource (given when deferred), retried as
+    :func:`run_operation` decides (:class:`Backoff`)."""
 
-    @app.task(name=OPERATION_JOB, queue=QUEUE, retry=retry, pass_context=True)
-    async def operation(context: procrastinate.JobContext, task_id: str) -> None:
-        final = context.job.attempts + 1 >= max_attempts
-        await run_operation(runtime, task_id, final_attempt=final)
+    @app.task(name=OPERATION_JOB, queue=QUEUE, retry=Backoff())
+    async def operation(task_id: str) -> None:
+        await run_operation(runtime, task_id)
 
     del operation

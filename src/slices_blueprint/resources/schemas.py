@@ -83,10 +83,13 @@ class ExtendRequest(BaseModel):
 
 
 class ExtendResult(BaseModel):
+    """What an extend granted: the expiry never moves earlier."""
+
     id: str
     requested_expires_at: dt.datetime
-    expires_at: dt.datetime
-    capped: bool
+    expires_at: dt.datetime = Field(description="max(the current expiry, min(requested, the experiment's expiry))")
+    capped: bool = Field(description="the expiry granted is earlier than the one requested")
+    reason: str = Field(description="why: as asked, capped (at what), or unchanged (the current expiry is later)")
 
 
 class ResourceOut(BaseModel):

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 
 import procrastinate
 from sqlalchemy import Select, select
@@ -255,9 +256,11 @@ async def request_action(
     """Start ``action`` (delete, reset, pause, resume, stop, start) on a locked resource;
     answer its task.
 
-    Deleting a resource that is being deleted, or is deleted, answers the existing task. An
-    action the resource's provider does not offer (pausing a pod) is refused with 409 and
-    leaves the resource as it was.
+    Deleting a resource that is being deleted, or is deleted, answers the existing task.
+    Deleting one the provider never made a node for (its create failed, or has not started)
+    is done at once: nothing is asked of the provider, and the name is free again. An action
+    the resource's provider does not offer (pausing a pod) is refused with 409 and leaves the
+    resource as it was.
     """
     if action == "delete" and resource.status in ("deleting", "deleted"):
         existing = await tasks.latest_task_for(session, resource.id, "delete")
@@ -266,25 +269,70 @@ async def request_action(
     if action in states.POWER_ACTIONS and not offers(resource.provider, action):
         raise Conflict(f"cannot {action} {resource.friendly_name!r}: "
                        f"{resource.provider} resources have no {action}", current_status=resource.status)
+    done = action == "delete" and not resource.provider_resource_id and resource.status in NOTHING_IN_FLIGHT
     states.start_action(resource, action)
-    task = await tasks.enqueue_operation(session, queue, kind=action, resource=resource, created_by=created_by)
-    await record(session, actor=actor, action=f"resource.{action}", outcome="requested", resource_id=resource.id,
-                 task_id=task.id, experiment_id=resource.experiment_id, project_id=resource.project_id)
+    if done:
+        states.transition(resource, "deleted")
+        resource.deleted_at = utcnow()
+        task = tasks.done_at_once(session, kind="delete", resource=resource, created_by=created_by,
+                                  message=f"delete done: no {resource.provider} node had been made")
+    else:
+        task = await tasks.enqueue_operation(session, queue, kind=action, resource=resource, created_by=created_by)
+    await record(session, actor=actor, action=f"resource.{action}", outcome="ok" if done else "requested",
+                 resource_id=resource.id, task_id=task.id, experiment_id=resource.experiment_id,
+                 project_id=resource.project_id)
     return task
+
+
+NOTHING_IN_FLIGHT = frozenset({"pending", "error"})
+"""States in which no operation can be making a provider node: a create not yet started (it
+will find the resource gone and cancel itself), or one that ended."""
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What an extend granted: never earlier than the expiry was, and why (``reason``)."""
+
+    requested: dt.datetime
+    granted: dt.datetime
+    capped: bool
+    reason: str
 
 
 async def extend(
     session: AsyncSession, settings: Settings, caller: Caller, resource: ComputeResource, requested: dt.datetime
-) -> tuple[dt.datetime, bool]:
-    """Set a new expiry, capped at the experiment's; answers (granted, capped)."""
+) -> Extension:
+    """Move the expiry later, never earlier: grants max(current, min(requested, cap)), the cap
+    being the experiment's expiry (or the site's longest lifetime)."""
     if resource.status in ("deleting", "deleted"):
         raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
     if requested <= utcnow():
         raise Invalid("expires_at: must be in the future")
-    cap = experiment_cap(settings, caller.require_experiment())
-    granted = min(requested, cap)
+    experiment = caller.require_experiment()
+    cap = experiment_cap(settings, experiment)
+    current = resource.expires_at
+    granted = max(current, min(requested, cap))
+    if granted == current and requested != current:
+        reason = f"the current expiry {_when(current)} is later than asked: unchanged"
+        if requested > current:  # the cap is earlier than the current expiry (the experiment's moved)
+            reason = f"{_cap_reason(experiment, cap)}, earlier than the current expiry {_when(current)}: unchanged"
+    elif granted < requested:
+        reason = _cap_reason(experiment, cap)
+    else:
+        reason = "as asked"
     resource.expires_at = granted
-    await record(session, actor=caller.actor, action="resource.extend", outcome="ok", resource_id=resource.id,
+    await record(session, actor=caller.actor, action="resource.extend",
+                 outcome="ok" if granted != current else "unchanged", resource_id=resource.id,
                  experiment_id=resource.experiment_id, project_id=resource.project_id,
-                 requested=requested.isoformat(), granted=granted.isoformat())
-    return granted, granted < requested
+                 requested=requested.isoformat(), granted=granted.isoformat(), message=reason)
+    return Extension(requested=requested, granted=granted, capped=granted < requested, reason=reason)
+
+
+def _when(moment: dt.datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _cap_reason(experiment: Experiment, cap: dt.datetime) -> str:
+    if experiment.expires_at is not None and cap >= experiment.expires_at:
+        return f"capped at the experiment's expiry {_when(cap)}"
+    return f"capped at the site's longest lifetime ({_when(cap)})"

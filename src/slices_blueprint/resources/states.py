@@ -58,6 +58,9 @@ SUCCESS_STATE = {"create": "running", "reset": "running", "pause": "paused", "re
                  "stop": "stopped", "start": "running", "delete": "deleted"}
 IN_FLIGHT = {"create": "provisioning", **{action: state for action, (_, state) in ACTIONS.items()}}
 
+REASONED = frozenset({"error", "stopped", "deleted"})
+"""The states that keep the reason given on the way in."""
+
 POWER_ACTIONS = ("pause", "resume", "stop", "start")
 """Actions a driver may not offer (pods cannot be paused); each is a driver method."""
 
@@ -67,14 +70,15 @@ def can_transition(current: str, new: str) -> bool:
 
 
 def transition(resource: ComputeResource, new: str, reason: str | None = None) -> None:
-    """Move ``resource`` to ``new`` or raise 409; ``reason`` is kept for error and stopped."""
+    """Move ``resource`` to ``new`` or raise 409; ``reason`` is kept for error, stopped and
+    deleted (a delete the provider failed: its node may remain)."""
     if not can_transition(resource.status, new):
         raise Conflict(
             f"resource {resource.friendly_name!r} is {resource.status}; it cannot become {new}",
             current_status=resource.status,
         )
     resource.status = new
-    resource.status_reason = reason if new in ("error", "stopped") else None
+    resource.status_reason = reason if new in REASONED else None
 
 
 def start_action(resource: ComputeResource, action: str) -> str:

@@ -179,13 +179,15 @@ for _name, (_method, _path, _doc) in ACTIONS.items():
 async def extend_resource(
     resource_id: str, body: ExtendRequest, caller: CallerDep, session: SessionDep, settings: SettingsDep
 ) -> ExtendResult:
-    """Move the expiry; answers what was granted (capped at the experiment's expiry)."""
+    """Move the expiry later (never earlier); answers what was granted and why: capped at
+    the experiment's expiry, or unchanged when the current expiry is later than asked."""
     if (body.expires_at is None) == (body.duration_hours is None):
         raise Invalid("give exactly one of expires_at or duration_hours")
     requested = body.expires_at or utcnow() + dt.timedelta(hours=body.duration_hours or 0)
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
-    granted, capped = await service.extend(session, settings, caller, resource, requested)
-    return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted, capped=capped)
+    granted = await service.extend(session, settings, caller, resource, requested)
+    return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted.granted,
+                        capped=granted.capped, reason=granted.reason)
 
 
 @router.get("/resources/{resource_id}/events", response_model=list[EventOut],

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.ids import format_id, new_uuid
+from slices_blueprint.core.models import utcnow
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 
@@ -61,6 +62,18 @@ async def enqueue_operation(
         OPERATION_JOB, lock=str(resource.id), connection=raw.driver_connection
     ).defer_async(task_id=str(task.id))
     task.job_id = job_id
+    return task
+
+
+def done_at_once(session: AsyncSession, *, kind: str, resource: Operated, created_by: str | None,
+                 message: str) -> Task:
+    """Write a succeeded task for ``kind`` on ``resource``: an operation done in the caller's
+    transaction, with no job to queue (deleting what the provider never made)."""
+    now = utcnow()
+    task = Task(id=new_uuid(), kind=kind, status="succeeded", completed=100, resource_id=resource.id,
+                experiment_id=resource.experiment_id, created_by=created_by, result={}, message=message,
+                started_at=now, finished_at=now)
+    session.add(task)
     return task
 
 

@@ -201,12 +201,13 @@ async def extend(
     resource_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep,
     hours: Text = "24",
 ) -> HTMLResponse:
-    """Move the expiry (capped at the experiment's); answers the refreshed details."""
+    """Move the expiry later (capped at the experiment's, never earlier); answers the
+    refreshed details."""
     if not hours.isdigit() or int(hours) not in EXTEND_CHOICES:
         raise Invalid(f"extend by one of {', '.join(map(str, EXTEND_CHOICES))} hours")
     resource = await _locked(db, caller, resource_id)
-    granted, capped = await service.extend(db, settings, caller, resource, utcnow() + dt.timedelta(hours=int(hours)))
-    note = f"Expires {granted:%Y-%m-%d %H:%M} UTC" + (" (capped at the experiment's expiry)." if capped else ".")
+    granted = await service.extend(db, settings, caller, resource, utcnow() + dt.timedelta(hours=int(hours)))
+    note = f"Expires {granted.granted:%Y-%m-%d %H:%M} UTC ({granted.reason})."
     return render(request, "fragments/resource_details.html", note=note, **await _resource_context(db, settings, caller, resource_id))
 
 

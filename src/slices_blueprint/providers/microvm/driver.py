@@ -32,6 +32,7 @@ from slices_blueprint.hosts import service as hosts
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.pinning import is_pin_mismatch, pinned_context
 from slices_blueprint.providers.base import (
+    AwaitingPlacement,
     Catalog,
     CatalogFlavor,
     CatalogImage,
@@ -213,6 +214,10 @@ class MicroVMDriver(ComputeDriver):
                 host = await hosts.place(session, self.settings, spec.resource_id, spec.vcpus,
                                          spec.ram_mib)
             except hosts.NoCapacity as exc:
+                if not exc.usable and exc.expected:
+                    raise AwaitingPlacement(
+                        f"no microVM host is live yet; waiting for {', '.join(exc.expected)} "
+                        "(registered or enrolled) to send a heartbeat") from exc
                 if not exc.hosts_known:
                     raise ProviderError(
                         "no microVM host is registered at this site (run `slices-blueprint agent run` on a host)"

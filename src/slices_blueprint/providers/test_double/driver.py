@@ -7,7 +7,10 @@ worker processes, and a worker restarted after SIGKILL, see the same provider st
 file counts how often the node was really created, so tests can prove nothing was made twice.
 
 ``request_config`` knobs: ``delay_s`` (seconds to "boot"), ``fail`` (a reason to fail with),
-``transient_failures`` (how many attempts fail with a retryable error first).
+``transient_failures`` (how many attempts fail with a retryable error first),
+``placement_after_s`` (no place for the node until this many seconds after the first attempt:
+:class:`AwaitingPlacement`, as a microVM host still starting), ``unreachable_on_delete`` (its
+node's delete always fails with a retryable error, as a provider that stays unreachable).
 
 Each node's file also records what its last create or reset was asked to place in it
 (``files``: path, mode, content) and let it reach (``guest_services``), for tests.
@@ -18,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.providers.base import (
+    AwaitingPlacement,
     Catalog,
     CatalogFlavor,
     CatalogImage,
@@ -79,6 +84,17 @@ class TestDoubleDriver(ComputeDriver):
             provider_data={"creations": node["creations"]},
         )
 
+    def _await_placement(self, spec: NodeSpec) -> None:
+        after = float(spec.config.get("placement_after_s", 0))
+        if not after:
+            return
+        first = self.root / f"{spec.resource_id}.first-attempt"
+        if not first.exists():
+            first.write_text(str(time.time()))
+        waited = time.time() - float(first.read_text())
+        if waited < after:
+            raise AwaitingPlacement(f"no place for the node yet ({waited:.0f} of {after:g} s)")
+
     def _attempt_transient(self, spec: NodeSpec) -> None:
         budget = int(spec.config.get("transient_failures", 0))
         counter = self.root / f"{spec.resource_id}.attempts"
@@ -91,6 +107,7 @@ class TestDoubleDriver(ComputeDriver):
         node_id = f"td-{spec.resource_id.rsplit('_', 1)[-1]}"
         node = self._read(node_id)
         if node is None:
+            self._await_placement(spec)
             self._attempt_transient(spec)
             if spec.config.get("fail"):
                 raise ProviderError(str(spec.config["fail"]))
@@ -101,6 +118,7 @@ class TestDoubleDriver(ComputeDriver):
                 "creations": 1,
                 "ipv4": f"198.51.100.{len(list(self.root.glob('*.json'))) % 250 + 1}",
                 "ssh_user": spec.image_default_username,
+                "unreachable_on_delete": bool(spec.config.get("unreachable_on_delete")),
             } | _provisioned(spec)
             self._write(node_id, node)
         await progress(30, "node created")
@@ -114,6 +132,8 @@ class TestDoubleDriver(ComputeDriver):
         return self._info(node_id, node)
 
     async def delete(self, provider_resource_id: str, progress: Progress) -> None:
+        if (self._read(provider_resource_id) or {}).get("unreachable_on_delete"):
+            raise TransientProviderError(f"test-double node {provider_resource_id}: provider unreachable")
         self._path(provider_resource_id).unlink(missing_ok=True)
         await progress(100, "deleted")
 

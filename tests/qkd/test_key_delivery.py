@@ -148,12 +148,13 @@ def test_deleted_network_stops_its_kmes(api: Api, tmp_path: Path) -> None:
 def test_network_expires_with_its_lifetime_and_extend_never_shortens(api: Api, tmp_path: Path) -> None:
     token = exp_token(api, "qkd-expiry")
     now = dt.datetime.now(dt.UTC)
-    expires = now + dt.timedelta(seconds=8)
+    expires = now + dt.timedelta(seconds=20)
     network = create_network(api, token, {**two_nodes("brief"), "expires_at": expires.isoformat()})
     master = take_sae(api, token, network, "brief-a", tmp_path)
     path = f"/qkd-networks/{network['id']}"
-    earlier = api.ok("POST", f"{path}/extend", token, json={"expires_at": (now + dt.timedelta(seconds=2)).isoformat()})
+    earlier = api.ok("POST", f"{path}/extend", token, json={"expires_at": (now + dt.timedelta(seconds=15)).isoformat()})
     assert dt.datetime.fromisoformat(earlier["expires_at"]) == expires and not earlier["capped"]
+    assert "unchanged" in earlier["reason"]
     other = api.call("POST", f"{path}/extend", exp_token(api, "qkd-not-mine"), json={"duration_hours": 1})
     assert other.status_code == 404
     capped = api.ok("POST", f"/qkd-networks/{(created := create_network(api, token, two_nodes('long')))['id']}/extend",
@@ -163,7 +164,7 @@ def test_network_expires_with_its_lifetime_and_extend_never_shortens(api: Api, t
     def reaped() -> bool:
         return api.ok("GET", path, token)["status"] == "deleted"
 
-    wait_for(reaped, 30, "the reaper deleting the expired network")
+    wait_for(reaped, 45, "the reaper deleting the expired network")
     wait_for(lambda: not listening(master.kme_url), 20, "its KMEs stopping")
     events = api.ok("GET", "/qkd-networks", token)
     assert [n["name"] for n in events] == ["long"]

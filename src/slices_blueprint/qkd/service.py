@@ -35,7 +35,12 @@ from slices_blueprint.qkd.schemas import (
     SaeOut,
 )
 from slices_blueprint.quotas.service import QuotaExceeded
-from slices_blueprint.resources.service import experiment_cap, requested_expiry
+from slices_blueprint.resources.service import (
+    Extension,
+    experiment_cap,
+    grant_extension,
+    requested_expiry,
+)
 
 log = structlog.get_logger(__name__)
 ID_TYPE = "qkdnet"
@@ -251,20 +256,18 @@ async def delete_network(session: AsyncSession, network: QkdNetwork, actor: str)
 
 
 async def extend(session: AsyncSession, settings: Settings, caller: Caller, network: QkdNetwork,
-                 requested: dt.datetime) -> tuple[dt.datetime, bool]:
-    """Move the expiry later, never earlier, capped at the experiment's; answers (granted,
-    capped)."""
+                 requested: dt.datetime) -> Extension:
+    """Move the network's expiry later, never earlier (as resources': ``grant_extension``)."""
     if network.status != "active":
         raise Conflict(f"QKD network {network.name!r} is {network.status}")
-    if requested <= utcnow():
-        raise Invalid("expires_at: must be in the future")
-    cap = experiment_cap(settings, caller.require_experiment())
-    granted = max(network.expires_at, min(requested, cap))
-    network.expires_at = granted
-    await record(session, actor=caller.actor, action="qkd_network.extend", outcome="ok", resource_id=network.id,
+    current = network.expires_at
+    extension = grant_extension(settings, caller.require_experiment(), current, requested)
+    network.expires_at = extension.granted
+    await record(session, actor=caller.actor, action="qkd_network.extend",
+                 outcome="ok" if extension.granted != current else "unchanged", resource_id=network.id,
                  experiment_id=network.experiment_id, project_id=network.project_id,
-                 requested=requested.isoformat(), granted=granted.isoformat())
-    return granted, granted < requested
+                 requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
+    return extension
 
 
 async def _link_by_name(session: AsyncSession, network: QkdNetwork, name: str) -> tuple[QkdLink, str]:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from fastapi import APIRouter, Path, Query
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
-from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
+from slices_blueprint.core.errors import BODY_PROBLEMS, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
-from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.qkd import service
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.schemas import LinkUpdate, NetworkOut, SaeCredentials
 from slices_blueprint.resources.schemas import ExtendRequest, ExtendResult
+from slices_blueprint.resources.service import extend_result
 
 router = APIRouter(prefix=f"{BI_PREFIX}/qkd-networks", tags=["qkd networks"])
 NETWORK_ID = Path(json_schema_extra=id_schema(service.ID_TYPE))
@@ -62,12 +60,9 @@ async def extend_network(body: ExtendRequest, caller: CallerDep, session: Sessio
                          network_id: str = NETWORK_ID) -> ExtendResult:
     """Move the expiry later (never earlier); answers what was granted, capped at the
     experiment's expiry."""
-    if (body.expires_at is None) == (body.duration_hours is None):
-        raise Invalid("give exactly one of expires_at or duration_hours")
-    requested = body.expires_at or utcnow() + dt.timedelta(hours=body.duration_hours or 0)
+    requested = body.requested()
     network = await service.get_network(session, caller, path_id(network_id, service.ID_TYPE), write=True)
-    granted, capped = await service.extend(session, settings, caller, network, requested)
-    return ExtendResult(id=network_id, requested_expires_at=requested, expires_at=granted, capped=capped)
+    return extend_result(network_id, await service.extend(session, settings, caller, network, requested))
 
 
 @router.patch("/{network_id}/links/{link}", response_model=NetworkOut,

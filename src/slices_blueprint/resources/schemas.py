@@ -9,7 +9,9 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import id_schema
+from slices_blueprint.core.models import utcnow
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SSH_KEY_PATTERN = r"^\s*(ssh-|ecdsa-|sk-)\S*\s+\S"  # a key type, then its base64 (a comment may follow)
@@ -80,6 +82,12 @@ class ExtendRequest(BaseModel):
     # exactly one of the two; not nullable (an explicit null is refused like a wrong type)
     expires_at: AwareDatetime = Field(default=None)  # type: ignore[assignment]
     duration_hours: float = Field(default=None, gt=0, le=24 * 366, description="from now")  # type: ignore[assignment]
+
+    def requested(self) -> dt.datetime:
+        """The expiry asked for (422 unless exactly one of the two fields is given)."""
+        if (self.expires_at is None) == (self.duration_hours is None):
+            raise Invalid("give exactly one of expires_at or duration_hours")
+        return self.expires_at or utcnow() + dt.timedelta(hours=self.duration_hours)
 
 
 class ExtendResult(BaseModel):

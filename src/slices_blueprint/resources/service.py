@@ -27,7 +27,12 @@ from slices_blueprint.providers.registry import driver_class, enabled_types, off
 from slices_blueprint.quotas.service import admit
 from slices_blueprint.resources import states
 from slices_blueprint.resources.models import ComputeResource
-from slices_blueprint.resources.schemas import ResourceOut, ResourceSpec, ResourcesRequest
+from slices_blueprint.resources.schemas import (
+    ExtendResult,
+    ResourceOut,
+    ResourceSpec,
+    ResourcesRequest,
+)
 from slices_blueprint.tasks import service as tasks
 from slices_blueprint.tasks.models import Task
 
@@ -299,18 +304,13 @@ class Extension:
     reason: str
 
 
-async def extend(
-    session: AsyncSession, settings: Settings, caller: Caller, resource: ComputeResource, requested: dt.datetime
-) -> Extension:
-    """Move the expiry later, never earlier: grants max(current, min(requested, cap)), the cap
-    being the experiment's expiry (or the site's longest lifetime)."""
-    if resource.status in ("deleting", "deleted"):
-        raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
+def grant_extension(settings: Settings, experiment: Experiment, current: dt.datetime,
+                    requested: dt.datetime) -> Extension:
+    """A later expiry, never earlier: max(current, min(requested, cap)), the cap being the
+    experiment's expiry (or the site's longest lifetime), and why."""
     if requested <= utcnow():
         raise Invalid("expires_at: must be in the future")
-    experiment = caller.require_experiment()
     cap = experiment_cap(settings, experiment)
-    current = resource.expires_at
     granted = max(current, min(requested, cap))
     if granted == current and requested != current:
         reason = f"the current expiry {_when(current)} is later than asked: unchanged"
@@ -320,12 +320,29 @@ async def extend(
         reason = _cap_reason(experiment, cap)
     else:
         reason = "as asked"
-    resource.expires_at = granted
-    await record(session, actor=caller.actor, action="resource.extend",
-                 outcome="ok" if granted != current else "unchanged", resource_id=resource.id,
-                 experiment_id=resource.experiment_id, project_id=resource.project_id,
-                 requested=requested.isoformat(), granted=granted.isoformat(), message=reason)
     return Extension(requested=requested, granted=granted, capped=granted < requested, reason=reason)
+
+
+def extend_result(object_id: str, extension: Extension) -> ExtendResult:
+    """The API's answer to an extend."""
+    return ExtendResult(id=object_id, requested_expires_at=extension.requested, expires_at=extension.granted,
+                        capped=extension.capped, reason=extension.reason)
+
+
+async def extend(
+    session: AsyncSession, settings: Settings, caller: Caller, resource: ComputeResource, requested: dt.datetime
+) -> Extension:
+    """Move the resource's expiry later, never earlier (:func:`grant_extension`)."""
+    if resource.status in ("deleting", "deleted"):
+        raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
+    current = resource.expires_at
+    extension = grant_extension(settings, caller.require_experiment(), current, requested)
+    resource.expires_at = extension.granted
+    await record(session, actor=caller.actor, action="resource.extend",
+                 outcome="ok" if extension.granted != current else "unchanged", resource_id=resource.id,
+                 experiment_id=resource.experiment_id, project_id=resource.project_id,
+                 requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
+    return extension
 
 
 def _when(moment: dt.datetime) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -16,13 +15,11 @@ from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import (
     BODY_PROBLEMS,
     Conflict,
-    Invalid,
     RequestTimeout,
     TooManyRequests,
     problem_responses,
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
-from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity import service as identity
 from slices_blueprint.identity.deps import CallerDep, verifier
@@ -181,13 +178,9 @@ async def extend_resource(
 ) -> ExtendResult:
     """Move the expiry later (never earlier); answers what was granted and why: capped at
     the experiment's expiry, or unchanged when the current expiry is later than asked."""
-    if (body.expires_at is None) == (body.duration_hours is None):
-        raise Invalid("give exactly one of expires_at or duration_hours")
-    requested = body.expires_at or utcnow() + dt.timedelta(hours=body.duration_hours or 0)
+    requested = body.requested()
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"), write=True)
-    granted = await service.extend(session, settings, caller, resource, requested)
-    return ExtendResult(id=resource_id, requested_expires_at=requested, expires_at=granted.granted,
-                        capped=granted.capped, reason=granted.reason)
+    return service.extend_result(resource_id, await service.extend(session, settings, caller, resource, requested))
 
 
 @router.get("/resources/{resource_id}/events", response_model=list[EventOut],

@@ -3,12 +3,13 @@ them through the resources, qkd and reservations services (in the caller's trans
 
 from __future__ import annotations
 
+from importlib.metadata import version
+
 import procrastinate
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slices_blueprint import __version__
 from slices_blueprint.catalog.models import DiskImage
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Invalid
@@ -135,7 +136,7 @@ async def run_record(session: AsyncSession, settings: Settings, caller: Caller) 
     images = await session.scalars(select(DiskImage).where(DiskImage.location.in_(locations)).order_by(DiskImage.friendly_name))
     metadata = {
         "experiment_id": experiment.id, "project_id": experiment.project_id, "exported_by": caller.actor,
-        "exported_at": utcnow().isoformat(), "site_id": settings.site_id, "slices_blueprint_version": __version__,
+        "exported_at": utcnow().isoformat(), "site_id": settings.site_id, "slices_blueprint_version": version("slices-blueprint"),
         "images": [{"name": i.friendly_name, "flavor_type": i.flavor_type, "location": i.location} for i in images],
     }
     return ExperimentRecord(file=file, events=[EventEntry(at=e.at, actor=e.actor, action=e.action, outcome=e.outcome,

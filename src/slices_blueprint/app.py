@@ -49,6 +49,7 @@ def routers() -> list:
     from slices_blueprint.catalog.views import router as catalog
     from slices_blueprint.core.dev_views import router as dev
     from slices_blueprint.credentials.views import router as credentials
+    from slices_blueprint.experiments.views import router as experiments
     from slices_blueprint.hosts.views import router as hosts
     from slices_blueprint.qkd.views import router as qkd
     from slices_blueprint.quotas.views import router as quotas
@@ -59,6 +60,7 @@ def routers() -> list:
     from slices_blueprint.web.views import router as web
 
     return [
+        experiments,
         catalog, catalog_admin, resources, qkd, telemetry, tasks, credentials, hosts, quotas, reservations, dev, web
     ]
 

@@ -12,6 +12,7 @@ import typer
 
 from slices_blueprint.agent.cli import agent_app
 from slices_blueprint.cli import admin, client, dev, settings_errors
+from slices_blueprint.cli import experiment as experiment_cli
 from slices_blueprint.cli import qkd as qkd_cli
 from slices_blueprint.cli import reservations as reservations_cli
 
@@ -22,6 +23,7 @@ app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(agent_app, name="agent")
 app.add_typer(qkd_cli.app, name="qkd", rich_help_panel="Client")
+app.add_typer(experiment_cli.app, name="experiment", rich_help_panel="Client")
 client.register(app)
 reservations_cli.register(app)
 

@@ -1,0 +1,101 @@
+"""The experiment as one file, over real HTTP on real PostgreSQL with the test-double provider."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from tests.experiments.conftest import NETWORK, SSH_KEY, ExpApi
+
+
+def _delete_everything(api: ExpApi, token: str) -> None:
+    for resource in api.ok("GET", "/resources", token):
+        task = api.ok("DELETE", f"/resources/{resource['id']}", token, 202)
+        assert api.wait_task(token, task["id"])["status"] == "succeeded"
+    for network in api.ok("GET", "/qkd-networks", token):
+        api.ok("DELETE", f"/qkd-networks/{network['id']}", token)
+    for reservation in api.own("GET", "/reservations", token):
+        api.own("POST", f"/reservations/{reservation['id']}/cancel", token, json={})
+
+
+def test_round_trip_and_idempotence(api: ExpApi, catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    first = api.export(token)
+    assert [r["name"] for r in first["resources"]] == ["db", "web"]
+    web = first["resources"][1]
+    assert web["image"]["location"] == "td-debian-12-exp" and web["flavor"]["name"] == "td.small-exp"
+    assert web["ssh_authorized_keys"] == [SSH_KEY] and web["network_interfaces"] == ["lab"]
+    assert web["userdata"].startswith("#cloud-config") and web["request_config"] == {"note": "a"}
+    assert first["qkd_networks"][0]["links"][0]["length_km"] == 25
+    assert len(first["reservations"]) == 1 and first["reservations"][0]["duration_hours"] == 3
+    assert api.plan(token, first) == {"steps": [], "missing": []}
+
+    _delete_everything(api, token)
+    assert api.export(token) == {"schema_version": 1, "resources": [], "qkd_networks": [], "reservations": []}
+    planned = api.plan(token, first)["steps"]
+    assert sorted((s["kind"], s["action"]) for s in planned) == [
+        ("qkd_network", "create"), ("reservation", "create"), ("resource", "create"), ("resource", "create")]
+    applied = api.apply(token, first)
+    assert len(applied["task"]["subtasks"]) == 2
+    assert api.export(token) == first
+
+    again = api.apply(token, first)
+    assert again["plan"]["steps"] == [] and again["task"]["subtasks"] == []
+    assert api.export(token) == first
+
+
+def test_plan_shows_create_change_delete(api: ExpApi, catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    file = api.export(token)
+    edited = copy.deepcopy(file)
+    edited["resources"] = [r for r in edited["resources"] if r["name"] != "db"]  # delete db
+    edited["resources"][0]["userdata"] = "#cloud-config\npackages: [htop]\n"  # change web
+    edited["resources"].append({**edited["resources"][0], "name": "cache", "userdata": None})  # create cache
+    edited["qkd_networks"][0]["links"][0]["length_km"] = 40  # PATCH the link
+    steps = {(s["kind"], s["name"]): s for s in api.plan(token, edited)["steps"]}
+    assert {k: s["action"] for k, s in steps.items()} == {
+        ("resource", "web"): "change", ("resource", "cache"): "create", ("resource", "db"): "delete",
+        ("qkd_network", "pair"): "change"}
+    assert steps[("resource", "web")]["changes"] == ["userdata"]
+    assert steps[("resource", "web")]["how"].startswith("delete, then create")
+    assert steps[("qkd_network", "pair")]["how"] == "PATCH link alice-bob"
+    assert api.export(token) == file  # planning changed nothing
+
+    api.apply(token, edited)  # the link, cache and db now; web is deleted, its create follows
+    assert [s["name"] for s in api.plan(token, edited)["steps"]] == ["web"]
+    api.apply(token, edited)
+    assert api.plan(token, edited)["steps"] == []
+    network = api.ok("GET", "/qkd-networks", token)[0]
+    assert network["links"][0]["parameters"]["length_km"] == 40
+
+
+def test_missing_flavor_refused_nothing_changed(api: ExpApi, catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    file = api.export(token)
+    edited = copy.deepcopy(file)
+    edited["resources"][0]["flavor"].update(name="gpu.huge", provider_ref=None)
+    edited["resources"].pop()
+    edited["qkd_networks"] = []
+    plan = api.plan(token, edited)
+    assert plan["missing"] == ["flavor 'gpu.huge' (test-double) for resource db"]
+    refused = api.call("POST", "/experiment/apply", token, json=edited)
+    assert refused.status_code == 422 and "gpu.huge" in refused.json()["detail"]
+    assert refused.json()["missing"] == plan["missing"]
+    assert api.export(token) == file
+
+
+def test_no_secret_in_the_file(api: ExpApi, catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    network = api.ok("GET", "/qkd-networks", token)[0]
+    taken = api.ok("POST", f"/qkd-networks/{network['id']}/saes/alice-app/credentials", token)
+    text = json.dumps(api.export(token)) + json.dumps(api.ok("GET", "/experiment/record", token))
+    for secret in ("BEGIN", "PRIVATE", token, taken["private_key_pem"].splitlines()[1]):
+        assert secret not in text
+    assert NETWORK["name"] in text
+
+
+def test_other_experiments_untouched(api: ExpApi, catalog: tuple[str, str]) -> None:
+    mine, theirs = api.experiment(*catalog), api.experiment(*catalog)
+    before = api.export(theirs)
+    api.apply(mine, {"schema_version": 1})
+    assert api.export(mine)["resources"] == [] and api.export(theirs) == before

@@ -48,7 +48,7 @@ EXPERIMENT = "experiment"
 # the API's field (first word of its message) -> the form's field
 FIELD_OF = {"starts_at": "start", "ends_at": "hours", "hours": "hours", "equipment": "equipment",
             "any_of": "count", "kind": "kind", "count": "count", "vcpus": "vcpus", "ram_mib": "ram_gib",
-            "project_id": "owner", "give": "hours"}
+            "project_id": "owner"}
 
 
 @dataclass

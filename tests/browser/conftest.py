@@ -7,7 +7,9 @@ Screenshots go to ``docs/screenshots/`` (USER.md shows them). Without chromium o
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from slices_blueprint.core.deps import API_PREFIX
 from tests.conftest import LiveServer, integration_unavailable
 from tests.helpers import Api
 
@@ -93,3 +96,20 @@ def menu(page: Any, item: str) -> None:
     """Follow an entry of the user menu (Catalog, Credentials, Hosts, Log out)."""
     page.locator("nav details.dropdown summary").click()
     page.locator("nav details.dropdown").get_by_role("link", name=item).click()
+
+
+def own(api: Api, method: str, path: str, token: str, status: int = 200, **kwargs: Any) -> Any:
+    """A call to our own API (``/api/v1``: equipment, reservations)."""
+    response = api.http.request(method, f"{api.live.url}{API_PREFIX}{path}",
+                                headers={"Authorization": f"Bearer {token}"}, **kwargs)
+    assert response.status_code == status, response.text
+    return response.json()
+
+
+def sample_reservation(api: Api, experiment: str) -> str:
+    """An item registered by the admin and reserved tomorrow for the admin's ``experiment``: its id."""
+    name = f"fpga-{uuid.uuid4().hex[:6]}"
+    own(api, "POST", "/equipment", api.token("admin"), 201, json={"kind": "fpga", "name": name})
+    start = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+    return own(api, "POST", "/reservations", api.token("admin", "demo", experiment), 201,
+               json={"equipment": [name], "starts_at": start.isoformat(), "hours": 2})["id"]

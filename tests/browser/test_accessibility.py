@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import LAPTOP, NODE_MODULES, PHONE, dev_login
+from tests.browser.conftest import LAPTOP, NODE_MODULES, PHONE, dev_login, sample_reservation
 from tests.conftest import LiveServer, integration_unavailable
 from tests.helpers import Api
 
@@ -58,10 +58,12 @@ def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api
     qkd = api.ok("POST", "/qkd-networks", api.token("admin", "demo", experiment), 201, json={
         "name": "a11y", "nodes": [{"name": "alice", "saes": ["a11y-a"]}, {"name": "bob", "saes": ["a11y-b"]}],
         "links": [{"between": ["alice", "bob"]}]})["id"]
+    booked = sample_reservation(api, experiment)
     dev_login(page, live, "admin", experiment)  # a site admin: the operator pages too
     for path in ("/ui/", "/ui/resources/new", f"/ui/resources/{rid}", f"/ui/tasks/{task['id']}",
                  f"/ui/resources/{rid}/delete", "/ui/credentials", "/ui/catalog", "/ui/hosts",
-                 "/ui/quotas", "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}", f"/ui/qkd-networks/{qkd}/delete"):
+                 "/ui/quotas", "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}", f"/ui/qkd-networks/{qkd}/delete",
+                 "/ui/reservations", "/ui/reservations/new", f"/ui/reservations/{booked}/cancel"):
         found[path] = violations(page, f"{live.url}{path}")
     page.goto(f"{live.url}/ui/resources/new")
     page.get_by_role("button", name="Create").click()  # nothing chosen: errors beside the fields
@@ -74,6 +76,7 @@ def test_every_page_meets_wcag_aa(page: Any, browser: Any, live: LiveServer, api
         small = phone.new_page()
         dev_login(small, live, "admin", experiment)
         found["/ui/ at phone width"] = violations(small, f"{live.url}/ui/")
+        found["/ui/reservations at phone width"] = violations(small, f"{live.url}/ui/reservations")
     finally:
         phone.close()
     assert {where: v for where, v in found.items() if v} == {}

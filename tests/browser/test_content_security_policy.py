@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.browser.conftest import dev_login
+from tests.browser.conftest import dev_login, sample_reservation
 from tests.conftest import LiveServer
 from tests.helpers import Api
 
@@ -34,10 +34,12 @@ def test_pages_work_under_the_csp_and_injected_script_is_refused(page: Any, live
     api.wait_task(token, task["id"])
     qkd = api.ok("POST", "/qkd-networks", token, 201, json={
         "name": "csp", "nodes": [{"name": "alice"}, {"name": "bob"}], "links": [{"between": ["alice", "bob"]}]})["id"]
+    booked = sample_reservation(api, experiment)
     dev_login(page, live, "admin", experiment)
     for path in ("/ui/", "/ui/resources/new", f"/ui/resources/{task['resource_ids'][0]}",
                  f"/ui/tasks/{task['id']}", "/ui/catalog", "/ui/hosts", "/ui/credentials",
-                 "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}"):
+                 "/ui/qkd-networks", f"/ui/qkd-networks/{qkd}", "/ui/reservations", "/ui/reservations/new",
+                 f"/ui/reservations/{booked}/cancel"):
         page.goto(f"{live.url}{path}")
         page.wait_for_load_state("networkidle")
         assert page.evaluate("typeof htmx") == "object", f"htmx did not load on {path}"

@@ -5,11 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
-from slices_blueprint.web import admin_views, auth_views, qkd_views, quota_views, resource_views
+from slices_blueprint.web import (
+    admin_views,
+    auth_views,
+    qkd_views,
+    quota_views,
+    reservation_views,
+    resource_views,
+)
 from slices_blueprint.web.deps import UI
 
 router = APIRouter(include_in_schema=False)
-for module in (auth_views, resource_views, admin_views, quota_views, qkd_views):
+for module in (auth_views, resource_views, admin_views, quota_views, qkd_views, reservation_views):
     router.include_router(module.router)
 
 

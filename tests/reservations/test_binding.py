@@ -7,6 +7,10 @@ before the end)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
 import uuid
 from typing import Any
 
@@ -115,7 +119,10 @@ def test_a_reservation_that_ended_was_cancelled_or_is_another_projects_is_refuse
 
     project_wide = api.reserve(api.token("alice", f"a-{unique}"), day(8), 1, equipment=[a["name"]])
     assert project_wide["experiment_id"] is None
-    bi.create(token, ["vm5"], flavor, image, reservation_id=project_wide["id"])
+    asked = day(8) + dt.timedelta(hours=5)
+    bi.create(token, ["vm5"], flavor, image, reservation_id=project_wide["id"], expires_at=asked.isoformat())
+    (made,) = bi.ok("GET", "/resources", token)
+    assert made["expires_at"] == project_wide["ends_at"]  # capped at the reservation's end
 
 
 def test_microvms_must_fit_the_capacity_held_and_cancelling_deletes_what_waits(
@@ -175,3 +182,26 @@ def _spec(flavor: str, image: str, name: str) -> dict[str, Any]:
 
 def _body(flavor: str, image: str, name: str, reservation_id: str) -> dict[str, Any]:
     return {"request_id": str(uuid.uuid4()), "resources": [_spec(flavor, image, name)], "reservation_id": reservation_id}
+
+
+def test_the_cli_shows_the_reservation_and_time_left_and_what_runs_inside(
+        api: OwnApi, resv_live, catalog: tuple[str, str], unique: str) -> None:
+    flavor, image = catalog
+    (item,) = api.equipment(f"fpga-{unique}", f"board-{unique}")
+    token = api.token("alice", f"a-{unique}", "e")
+    booked = api.reserve(token, day(11), 1, equipment=[item["name"]])
+    env = {**os.environ, "SLICES_BLUEPRINT_URL": resv_live.url, "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent",
+           "SLICES_BLUEPRINT_TOKEN": token, "COLUMNS": "400"}
+
+    def cli(*args: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "slices_blueprint", *args], env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    cli("create", "--name", f"vm-{unique}", "--flavor", flavor, "--image", image, "--reservation", booked["id"],
+        "--no-wait")
+    listed = cli("list")
+    assert re.search(rf"{booked['id']} \((9|10)d \d+h left\)", listed), listed  # it expires at its end
+    assert "waiting for reservation" in listed
+    assert f"resource vm-{unique}" in cli("reservations")

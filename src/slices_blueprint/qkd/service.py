@@ -197,7 +197,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     cap = experiment_cap(settings, experiment)
     expires_at = requested_expiry(settings, experiment, description.expires_at)
     reservation = await _reservation(session, settings, caller, description.reservation_id)
-    expires_at = reservations.capped(expires_at, reservation)
+    expires_at = reservations.expiry(reservation, expires_at, description.expires_at is not None, cap)
     await _admit(session, settings, experiment.project_id, len(description.nodes))
     await _claim_devices(session, settings, description)
     box = secret_box(settings)

@@ -90,9 +90,13 @@ def started(reservation: Reservation) -> bool:
     return reservation.starts_at <= utcnow()
 
 
-def capped(expires_at: dt.datetime, reservation: Reservation | None) -> dt.datetime:
-    """An expiry no later than the reservation's end."""
-    return expires_at if reservation is None else min(expires_at, reservation.ends_at)
+def expiry(reservation: Reservation | None, expires_at: dt.datetime, asked: bool, cap: dt.datetime) -> dt.datetime:
+    """The expiry of something running inside ``reservation``: the one ``asked`` for, or
+    else the reservation's end; never later than the reservation's end nor ``cap`` (the
+    experiment's). ``expires_at`` is the expiry outside any reservation."""
+    if reservation is None:
+        return expires_at
+    return min(expires_at if asked else cap, reservation.ends_at)
 
 
 def ended_by_the_clock(reservation_id: ColumnElement[uuid.UUID | None],

@@ -37,19 +37,21 @@ class Placement:
 
 
 async def place(session: AsyncSession, caller: Caller, site: str, reservation_id: str | None,
-                flavors: Sequence[Flavor], expires_at: dt.datetime) -> Placement:
-    """The placement of new resources of ``flavors``, inside the reservation named (if any)."""
+                flavors: Sequence[Flavor], expires_at: dt.datetime, asked: bool, cap: dt.datetime) -> Placement:
+    """The placement of new resources of ``flavors``, inside the reservation named (if any);
+    ``expires_at`` is their expiry outside it (``asked``: as requested), ``cap`` the latest."""
     if reservation_id is None:
         return Placement(None, expires_at, None, None)
     reservation = await binding.bindable(
         session, caller, body_id(reservation_id, "reservation", "reservation_id"), site)
     if reservation.vcpus or reservation.ram_mib:
         await _check_capacity(session, reservation, [f for f in flavors if f.flavor_type == MICROVM], site)
+    expires_at = binding.expiry(reservation, expires_at, asked, cap)
     if binding.started(reservation):
-        return Placement(reservation, binding.capped(expires_at, reservation), None, None)
+        return Placement(reservation, expires_at, None, None)
     reason = (f"waiting for {binding.describe(reservation, site)} starting at "
               f"{reservation.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
-    return Placement(reservation, binding.capped(expires_at, reservation), reservation.starts_at, reason)
+    return Placement(reservation, expires_at, reservation.starts_at, reason)
 
 
 async def _check_capacity(session: AsyncSession, reservation: Reservation, flavors: list[Flavor], site: str) -> None:

@@ -160,7 +160,8 @@ async def create_resources(
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
     await admit(session, settings, experiment.project_id, [flavor for flavor, _ in resolved])
     placement = await reserved.place(session, caller, settings.site_id, body.reservation_id,
-                                     [flavor for flavor, _ in resolved], expires_at)
+                                     [flavor for flavor, _ in resolved], expires_at, body.expires_at is not None,
+                                     experiment_cap(settings, experiment))
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None

@@ -1,7 +1,8 @@
 """How the domains are wired together: the jobs each domain registers on the queue, and the
 hooks through which a lower domain learns from a higher one without importing it (quota
 usage from ``resources/``, heartbeat metrics for ``telemetry/``, QKD gauges refreshed at each
-scrape of ``/metrics``, what ``qkd/`` places in the machines ``resources/`` provisions).
+scrape of ``/metrics``, what ``qkd/`` places in the machines ``resources/`` provisions,
+what runs inside a reservation and is deleted at its end).
 
 A composition root like ``app.py``: it may import every domain, and no domain imports it.
 """
@@ -19,8 +20,10 @@ from slices_blueprint.hosts.service import register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.qkd.binding import machine_provisioning
 from slices_blueprint.qkd.metrics import refresh_network_gauges
+from slices_blueprint.qkd.service import bound_networks, release_networks
 from slices_blueprint.quotas.service import register_usage_counter
 from slices_blueprint.reservations import scheduled as reservation_jobs
+from slices_blueprint.reservations.binding import Binder, register_binder
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
 from slices_blueprint.resources.provisioning import register_contributor
@@ -47,6 +50,8 @@ def wire() -> None:
     register_heartbeat_listener("telemetry", record_heartbeat)
     register_scrape_refresher("qkd", refresh_network_gauges)
     register_contributor("qkd", machine_provisioning)
+    register_binder("resources", Binder(bound=resource_jobs.bound_resources, release=resource_jobs.release_resources))
+    register_binder("qkd", Binder(bound=bound_networks, release=release_networks))
 
 
 def build_queue(settings: Settings, db: Database) -> procrastinate.App:

@@ -24,6 +24,7 @@ from slices_blueprint.cli.http import (
     request_json,
     resolve_token,
 )
+from slices_blueprint.cli.reservations import time_left
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
 
 console = Console()
@@ -83,6 +84,8 @@ def create(
     public_ipv4: Annotated[bool, typer.Option("--public-ipv4", help="Ask for a public IPv4 address.")] = False,
     from_file: Annotated[Path | None, typer.Option("--from-file", help="JSON or YAML request body (the resources list or the whole request).")] = None,
     request_id: Annotated[str | None, typer.Option(help="Idempotency key (default: a new UUID).")] = None,
+    reservation: Annotated[str | None, typer.Option(help="Run inside this reservation (reservation_...): created at "
+                                                         "its start, deleted at its end.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every resource settles.")] = True,
     as_json: JsonOutput = False,
 ) -> None:
@@ -94,6 +97,8 @@ def create(
         body["expires_at"] = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=duration)).isoformat()
     if user_token:
         body["tokens"] = [{"jwt": user_token}]
+    if reservation:
+        body["reservation_id"] = reservation
     task = request_json("POST", f"{_bi(url)}/resources", tok, json=body)
     if wait:
         task = _follow(url, tok, task["id"], quiet=as_json)
@@ -170,7 +175,18 @@ def _follow(url: str, token: str, task_id: str, *, quiet: bool, timeout: float =
 def list_(url: ServiceUrl, token: Token = None, all_: Annotated[bool, typer.Option("--all", help="Include deleted.")] = False, as_json: JsonOutput = False) -> None:
     """List resources (the experiment's with an experiment token)."""
     rows = request_json("GET", f"{_bi(url)}/resources", resolve_token(token), params={"include_deleted": all_})
-    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "status", "ssh_command", "expires_at", "status_reason"], "Resources")
+    if not as_json:
+        rows = [dict(row, reservation=_reservation_note(row)) for row in rows]
+    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "status", "ssh_command", "expires_at", "reservation",
+                           "status_reason"], "Resources")
+
+
+def _reservation_note(row: dict[str, Any]) -> str | None:
+    """The reservation a resource runs inside and the time left before it is deleted."""
+    if not row.get("reservation_id"):
+        return None
+    left = dt.datetime.fromisoformat(row["expires_at"]) - dt.datetime.now(dt.UTC)
+    return f"{row['reservation_id']} ({time_left(max(0, int(left.total_seconds())))} left)"
 
 
 def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:

@@ -68,10 +68,12 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("id", "status", "starts_at", "ends_at", "time left", "holds", "note", title="Reservations")
+    table = Table("id", "status", "starts_at", "ends_at", "time left", "holds", "runs inside", "note",
+                  title="Reservations")
     for row in rows:
         left = time_left(row["seconds_left"]) if row["status"] in ("scheduled", "active") else ""
-        table.add_row(row["id"], row["status"], row["starts_at"], row["ends_at"], left, _holds(row), _note(row))
+        table.add_row(row["id"], row["status"], row["starts_at"], row["ends_at"], left, _holds(row),
+                      ", ".join(row["bound"]), _note(row))
     console.print(table)
 
 

@@ -70,7 +70,7 @@ def _resource_changes(wanted: ResourceEntry, live: ResourceEntry, resolved: tupl
 
 def _structure(description: NetworkDescription) -> dict:
     """A description without its links' physical parameters (which PATCH can change)."""
-    dumped = description.model_dump(mode="json", exclude={"expires_at"})
+    dumped = description.model_dump(mode="json", exclude={"expires_at", "reservation_id"})
     dumped["links"] = sorted((sorted(link["between"]), link["max_key_count"]) for link in dumped["links"])
     return dumped
 

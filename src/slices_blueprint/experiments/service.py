@@ -94,10 +94,10 @@ async def _networks(session: AsyncSession, settings: Settings, caller: Caller, f
             await qkd.create_network(session, settings, caller, described[name])
 
 
-async def _reservations(session: AsyncSession, settings: Settings, caller: Caller, work: plan.Work,
-                        state: live.LiveState) -> None:
+async def _reservations(session: AsyncSession, settings: Settings, queue: procrastinate.App, caller: Caller,
+                        work: plan.Work, state: live.LiveState) -> None:
     for key in work.cancel:
-        await reservations.cancel(session, caller, state.reservations[key][0], "experiment apply")
+        await reservations.cancel(session, queue, caller, state.reservations[key][0], "experiment apply")
     now = utcnow()
     for entry in work.reserve:
         ask = entry.model_dump(include=set(ReservationAsk.model_fields))
@@ -116,7 +116,7 @@ async def apply(session: AsyncSession, settings: Settings, queue: procrastinate.
     work = await plan.make(session, file, state)
     if work.plan.missing:
         raise Invalid(f"this site lacks: {'; '.join(work.plan.missing)}", missing=work.plan.missing)
-    await _reservations(session, settings, caller, work, state)
+    await _reservations(session, settings, queue, caller, work, state)
     await _networks(session, settings, caller, file, work, state)
     batch = await _resources(session, settings, queue, caller, file, work, state)
     await record(session, actor=caller.actor, action="experiment.apply", outcome="requested", task_id=batch.id,

@@ -22,6 +22,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from slices_blueprint.core.ids import id_schema
 from slices_blueprint.qkd.physics import LinkParameters
 from slices_blueprint.resources.schemas import NAME_PATTERN
 
@@ -69,6 +70,10 @@ class NetworkDescription(BaseModel):
     links: list[LinkSpec] = Field(min_length=1, max_length=64)
     expires_at: dt.datetime | None = Field(
         default=None, description="default: the site's default lifetime, capped by the experiment's")
+    reservation_id: str | None = Field(
+        default=None, json_schema_extra=id_schema("reservation"),
+        description="run inside this active reservation (the experiment's, or its project's): "
+                    "expiring at its end at the latest, deleted when it ends")
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkDescription:

@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey
+from slices_blueprint.reservations.models import Reservation
 
 
 class QkdNetwork(UUIDPrimaryKey, Timestamps, Base):
@@ -51,6 +52,8 @@ class QkdNetwork(UUIDPrimaryKey, Timestamps, Base):
     ca_key: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted PEM
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # the reservation it runs inside: deleted at its end
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(Reservation.id), index=True)
 
 
 class QkdNode(UUIDPrimaryKey, Base):

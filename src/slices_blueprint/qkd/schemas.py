@@ -55,6 +55,7 @@ class NetworkOut(BaseModel):
     project_id: str
     status: str
     expires_at: dt.datetime
+    reservation_id: str | None = Field(description="the reservation it runs inside (deleted at its end)")
     created_at: dt.datetime
     nodes: list[NodeOut]
     saes: list[SaeOut]

@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import uuid
 
+import procrastinate
 import structlog
 from sqlalchemy import Select, column, delete, func, select, true
 from sqlalchemy.dialects.postgresql import JSONB
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ServiceUnavailable
-from slices_blueprint.core.ids import format_id, new_uuid
+from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.secretbox import secret_box
 from slices_blueprint.events.service import record
@@ -35,11 +36,14 @@ from slices_blueprint.qkd.schemas import (
     SaeOut,
 )
 from slices_blueprint.quotas.service import QuotaExceeded
+from slices_blueprint.reservations import binding as reservations
+from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources.service import (
     Extension,
     experiment_cap,
     grant_extension,
     requested_expiry,
+    reservation_end,
 )
 
 log = structlog.get_logger(__name__)
@@ -76,6 +80,8 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
         id=format_id(ID_TYPE, settings.site_id, network.id), name=network.name,
         experiment_id=network.experiment_id, project_id=network.project_id, status=network.status,
         expires_at=network.expires_at, created_at=network.created_at,
+        reservation_id=format_id("reservation", settings.site_id, network.reservation_id) if network.reservation_id
+        else None,
         nodes=[NodeOut(name=n.name, kme_id=n.kme_id, kme_url=kme_url(n, settings), device=devices.get(n.name))
                for n in nodes.values()],
         saes=[SaeOut(sae_id=s.sae_id, node=nodes[s.node_id].name, kme_url=kme_url(nodes[s.node_id], settings),
@@ -190,6 +196,8 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     now = utcnow()
     cap = experiment_cap(settings, experiment)
     expires_at = requested_expiry(settings, experiment, description.expires_at)
+    reservation = await _reservation(session, settings, caller, description.reservation_id)
+    expires_at = reservations.expiry(reservation, expires_at, description.expires_at is not None, cap)
     await _admit(session, settings, experiment.project_id, len(description.nodes))
     await _claim_devices(session, settings, description)
     box = secret_box(settings)
@@ -200,7 +208,7 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
                          created_by=caller.user.id if caller.user else None, name=description.name,
                          status="active", description=description.model_dump(mode="json"),
                          ca_cert_pem=ca.cert_pem.decode(), ca_key=box.encrypt(ca.key_pem),
-                         expires_at=expires_at)
+                         expires_at=expires_at, reservation_id=reservation.id if reservation else None)
     session.add(network)
     try:
         async with session.begin_nested():
@@ -241,8 +249,45 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
     await session.flush()
     await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
                  resource_id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
-                 name=description.name, nodes=len(nodes), links=len(description.links))
+                 name=description.name, nodes=len(nodes), links=len(description.links),
+                 reservation=description.reservation_id)
     return network
+
+
+async def _reservation(session: AsyncSession, settings: Settings, caller: Caller,
+                       reservation_id: str | None) -> Reservation | None:
+    """The reservation a new network runs inside: one that has started (a network is made at
+    once, so before the start it is refused with 409, saying when)."""
+    if reservation_id is None:
+        return None
+    reservation = await reservations.bindable(
+        session, caller, body_id(reservation_id, "reservation", "reservation_id"), settings.site_id)
+    if not reservations.started(reservation):
+        raise Conflict(f"{reservations.describe(reservation, settings.site_id)} has not started: create the "
+                       f"network from {reservation.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC",
+                       reservation_status=reservation.status)
+    return reservation
+
+
+async def bound_networks(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """The live networks running inside each of these reservations."""
+    found: dict[uuid.UUID, list[str]] = {}
+    for reservation_id, name in await session.execute(
+            select(QkdNetwork.reservation_id, QkdNetwork.name)
+            .where(QkdNetwork.reservation_id.in_(ids), QkdNetwork.status == "active").order_by(QkdNetwork.name)):
+        found.setdefault(reservation_id, []).append(f"qkd network {name}")
+    return found
+
+
+async def release_networks(session: AsyncSession, queue: procrastinate.App, reservation: Reservation,
+                           actor: str) -> list[str]:
+    """Delete the networks running inside ``reservation`` (it ended or was cancelled)."""
+    networks = list(await session.scalars(
+        select(QkdNetwork).where(QkdNetwork.reservation_id == reservation.id, QkdNetwork.status == "active")
+        .order_by(QkdNetwork.name).with_for_update()))
+    for network in networks:
+        await delete_network(session, network, actor)
+    return [f"qkd network {n.name}" for n in networks]
 
 
 async def delete_network(session: AsyncSession, network: QkdNetwork, actor: str) -> None:
@@ -261,7 +306,8 @@ async def extend(session: AsyncSession, settings: Settings, caller: Caller, netw
     if network.status != "active":
         raise Conflict(f"QKD network {network.name!r} is {network.status}")
     current = network.expires_at
-    extension = grant_extension(settings, caller.require_experiment(), current, requested)
+    extension = grant_extension(settings, caller.require_experiment(), current, requested,
+                                await reservation_end(session, network.reservation_id))
     network.expires_at = extension.granted
     await record(session, actor=caller.actor, action="qkd_network.extend",
                  outcome="ok" if extension.granted != current else "unchanged", resource_id=network.id,
@@ -341,9 +387,11 @@ async def take_credentials(session: AsyncSession, settings: Settings, network: Q
 
 
 async def reap_expired(session: AsyncSession) -> int:
-    """Delete the networks whose expiry has passed; answers how many."""
+    """Delete the networks whose expiry has passed (but those expiring at their reservation's
+    end, which its clock deletes); answers how many."""
     expired = list(await session.scalars(
-        select(QkdNetwork).where(QkdNetwork.status == "active", QkdNetwork.expires_at <= func.now())
+        select(QkdNetwork).where(QkdNetwork.status == "active", QkdNetwork.expires_at <= func.now(),
+                                 ~reservations.ended_by_the_clock(QkdNetwork.reservation_id, QkdNetwork.expires_at))
         .with_for_update(skip_locked=True)))
     for network in expired:
         await delete_network(session, network, actor="reaper")

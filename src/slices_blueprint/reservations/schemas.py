@@ -99,6 +99,7 @@ class ReservationOut(BaseModel):
     ends_at: dt.datetime
     seconds_left: int = Field(description="until it ends (0 once ended or cancelled)")
     equipment: list[HeldItem]
+    bound: list[str] = Field(description='what runs inside it and is deleted at its end, e.g. "resource vm-1"')
     vcpus: int
     ram_mib: int
     request: dict[str, Any] = Field(description="what was asked, as asked")

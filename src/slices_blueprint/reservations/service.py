@@ -17,6 +17,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 
+import procrastinate
 import structlog
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects.postgresql import Range, insert
@@ -32,7 +33,7 @@ from slices_blueprint.hosts.models import Host
 from slices_blueprint.hosts.service import DRAINING
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, Project
-from slices_blueprint.reservations import limits
+from slices_blueprint.reservations import binding, limits
 from slices_blueprint.reservations.calendar import Calendar, Demand, Share, Window
 from slices_blueprint.reservations.models import (
     ACTIVE,
@@ -60,6 +61,7 @@ START_SLACK = dt.timedelta(minutes=1)  # a start this far in the past is taken a
 ALTERNATIVES = 5  # free windows offered with a conflict
 CAPACITY_LOCK = "slices-blueprint:reservations:capacity"
 EXCLUSION_VIOLATION = "23P01"
+CLOCK = "system:reservations"  # the actor of the clock's events
 
 
 class Unavailable(Conflict):
@@ -115,12 +117,13 @@ async def _held_items(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[u
 async def outs(session: AsyncSession, site: str, reservations: list[Reservation]) -> list[ReservationOut]:
     """The API views of ``reservations``."""
     held = await _held_items(session, (r.id for r in reservations))
+    bound = await binding.bound(session, [r.id for r in reservations if r.status in LIVE])
     now = utcnow()
     return [ReservationOut(
         id=format_id(ID_TYPE, site, r.id), project_id=r.project_id, experiment_id=r.experiment_id,
         created_by=r.created_by, status=r.status, starts_at=r.starts_at, ends_at=r.ends_at,
         seconds_left=max(0, int((r.ends_at - now).total_seconds())) if r.status in LIVE else 0,
-        equipment=held.get(r.id, []), vcpus=r.vcpus, ram_mib=r.ram_mib, request=r.request,
+        equipment=held.get(r.id, []), bound=bound.get(r.id, []), vcpus=r.vcpus, ram_mib=r.ram_mib, request=r.request,
         ending_soon=r.warned_at is not None, cancelled_at=r.cancelled_at, cancelled_by=r.cancelled_by,
         cancel_reason=r.cancel_reason, created_at=r.created_at) for r in reservations]
 
@@ -380,9 +383,11 @@ async def extend(session: AsyncSession, settings: Settings, caller: Caller, rese
     return reservation
 
 
-async def cancel(session: AsyncSession, caller: Caller, reservation: Reservation, reason: str) -> Reservation:
-    """Cancel a reservation: its items and capacity are free from now. An admin cancelling
-    another project's reservation gives the reason its owner will read."""
+async def cancel(session: AsyncSession, queue: procrastinate.App, caller: Caller, reservation: Reservation,
+                 reason: str) -> Reservation:
+    """Cancel a reservation: its items and capacity are free from now, and what runs inside
+    it is deleted. An admin cancelling another project's reservation gives the reason its
+    owner will read."""
     _must_be_live(reservation)
     foreign = reservation.project_id not in caller.project_ids
     if foreign and not reason.strip():
@@ -393,9 +398,10 @@ async def cancel(session: AsyncSession, caller: Caller, reservation: Reservation
         .values(period=ReservedEquipment.period.op("*")(func.tstzrange(None, now))))
     reservation.status, reservation.cancelled_at = CANCELLED, now
     reservation.cancelled_by, reservation.cancel_reason = caller.actor, reason.strip() or None
+    released = await binding.release(session, queue, reservation, caller.actor)
     await record(session, actor=caller.actor, action="reservation.cancel", outcome="ok", resource_id=reservation.id,
                  project_id=reservation.project_id, experiment_id=reservation.experiment_id,
-                 message=reservation.cancel_reason, by_admin=foreign and caller.is_admin)
+                 message=reservation.cancel_reason, by_admin=foreign and caller.is_admin, released=released)
     return reservation
 
 
@@ -403,14 +409,15 @@ async def cancel(session: AsyncSession, caller: Caller, reservation: Reservation
 
 async def _start(session: AsyncSession, reservation: Reservation) -> None:
     reservation.status = ACTIVE
-    await record(session, actor="system:reservations", action="reservation.start", outcome="ok",
+    await record(session, actor=CLOCK, action="reservation.start", outcome="ok",
                  resource_id=reservation.id, project_id=reservation.project_id,
                  experiment_id=reservation.experiment_id, ends_at=reservation.ends_at.isoformat())
 
 
-async def advance(session: AsyncSession, settings: Settings) -> dict[str, int]:
+async def advance(session: AsyncSession, settings: Settings, queue: procrastinate.App) -> dict[str, int]:
     """Start the reservations whose start has come, warn those ending within
-    ``reservation_warning_minutes``, end those whose end has passed (each an audit event)."""
+    ``reservation_warning_minutes`` (naming what will be deleted then), end those whose end
+    has passed, deleting what runs inside them (each an audit event)."""
     now = utcnow()
     warn_before = dt.timedelta(minutes=settings.reservation_warning_minutes)
     due = await session.scalars(
@@ -425,7 +432,9 @@ async def advance(session: AsyncSession, settings: Settings) -> dict[str, int]:
                   "experiment_id": reservation.experiment_id}
         if reservation.ends_at <= now:
             reservation.status = ENDED
-            await record(session, actor="system:reservations", action="reservation.end", outcome="ok", **fields)
+            released = await binding.release(session, queue, reservation, CLOCK)
+            await record(session, actor=CLOCK, action="reservation.end", outcome="ok", released=released,
+                         message=f"deleted: {', '.join(released)}" if released else None, **fields)
             counts["ended"] += 1
             continue
         if reservation.status == SCHEDULED:
@@ -434,7 +443,9 @@ async def advance(session: AsyncSession, settings: Settings) -> dict[str, int]:
         if reservation.warned_at is None and reservation.ends_at - warn_before <= now:
             reservation.warned_at = now
             minutes = (reservation.ends_at - now).total_seconds() / 60
-            await record(session, actor="system:reservations", action="reservation.ending_soon", outcome="warning",
-                         message=f"ends in {minutes:.1f} minutes ({reservation.ends_at.isoformat()})", **fields)
+            doomed = (await binding.bound(session, [reservation.id])).get(reservation.id, [])
+            then = f"; deleted then: {', '.join(doomed)}" if doomed else ""
+            await record(session, actor=CLOCK, action="reservation.ending_soon", outcome="warning", bound=doomed,
+                         message=f"ends in {minutes:.1f} minutes ({reservation.ends_at.isoformat()}){then}", **fields)
             counts["warned"] += 1
     return counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
@@ -128,11 +128,12 @@ async def extend_reservation(body: ReservationExtend, caller: CallerDep, session
 
 @router.post("/reservations/{reservation_id}/cancel", response_model=ReservationOut,
              responses=problem_responses(403, 404, 409, *BODY_PROBLEMS))
-async def cancel_reservation(body: ReservationCancel, caller: CallerDep, session: SessionDep,
+async def cancel_reservation(body: ReservationCancel, request: Request, caller: CallerDep, session: SessionDep,
                              settings: SettingsDep, reservation_id: str = RESERVATION_ID) -> ReservationOut:
-    """Cancel a reservation (yours, or any for admins, who give the reason its owner reads)."""
+    """Cancel a reservation (yours, or any for admins, who give the reason its owner reads);
+    the resources and QKD networks running inside it are deleted."""
     reservation = await service.get(session, caller, path_id(reservation_id, service.ID_TYPE), write=True)
-    await service.cancel(session, caller, reservation, body.reason)
+    await service.cancel(session, request.app.state.queue, caller, reservation, body.reason)
     return (await service.outs(session, settings.site_id, [reservation]))[0]
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey
+from slices_blueprint.reservations.models import Reservation
 
 
 class ComputeResource(UUIDPrimaryKey, Timestamps, Base):
@@ -42,3 +43,5 @@ class ComputeResource(UUIDPrimaryKey, Timestamps, Base):
     provider_data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # the reservation it runs inside: created at its start, deleted at its end
+    reservation_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey(Reservation.id), index=True)

@@ -1,5 +1,6 @@
 """The resource lifecycle's periodic jobs: reap expired resources, reconcile stored state
-with the providers (drift, orphans)."""
+with the providers (drift, orphans); and the deletion of resources whose reservation ended,
+which the reservations' clock asks for (through the hook ``domains`` registers)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 import procrastinate
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.metrics import ORPHANS_DELETED
@@ -18,6 +20,8 @@ from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
 from slices_blueprint.providers.base import ComputeDriver, ManagedNode, ProviderError
 from slices_blueprint.providers.registry import enabled_types
+from slices_blueprint.reservations.binding import ended_by_the_clock
+from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources import service as resources
 from slices_blueprint.resources import states
 from slices_blueprint.resources.flows import resource_driver
@@ -30,11 +34,13 @@ ORPHAN_LOOKBACK = dt.timedelta(days=1)  # accounts of resources deleted this rec
 
 
 async def reap_expired(runtime: Runtime, queue: procrastinate.App) -> int:
-    """Request deletion of every live resource past its ``expires_at``; returns how many."""
+    """Request deletion of every live resource past its ``expires_at`` (but those expiring at
+    their reservation's end, which its clock deletes); returns how many."""
     async with runtime.db.session() as session:
         expired = list(await session.scalars(
             select(ComputeResource)
-            .where(ComputeResource.status.in_(states.ACTIONS["delete"][0]), ComputeResource.expires_at < utcnow())
+            .where(ComputeResource.status.in_(states.ACTIONS["delete"][0]), ComputeResource.expires_at < utcnow(),
+                   ~ended_by_the_clock(ComputeResource.reservation_id, ComputeResource.expires_at))
             .with_for_update(skip_locked=True)
             .limit(500)
         ))
@@ -43,6 +49,33 @@ async def reap_expired(runtime: Runtime, queue: procrastinate.App) -> int:
     if expired:
         log.info("reaper.expired", count=len(expired))
     return len(expired)
+
+
+async def bound_resources(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    """The live resources running inside each of these reservations."""
+    rows = await session.execute(
+        select(ComputeResource.reservation_id, ComputeResource.friendly_name)
+        .where(ComputeResource.reservation_id.in_(ids), ComputeResource.status != "deleted")
+        .order_by(ComputeResource.friendly_name))
+    found: dict[uuid.UUID, list[str]] = {}
+    for reservation_id, name in rows:
+        found.setdefault(reservation_id, []).append(f"resource {name}")
+    return found
+
+
+async def release_resources(session: AsyncSession, queue: procrastinate.App, reservation: Reservation,
+                            actor: str) -> list[str]:
+    """Delete the live resources running inside ``reservation`` (it ended or was cancelled),
+    through the resources' normal delete; answer their names (those being deleted already too)."""
+    rows = list(await session.scalars(
+        select(ComputeResource).where(ComputeResource.reservation_id == reservation.id,
+                                      ComputeResource.status != "deleted")
+        .order_by(ComputeResource.friendly_name).with_for_update()))
+    for resource in rows:
+        await resources.request_action(session, queue, resource, "delete", actor, None)
+    if rows:
+        log.info("reservation.resources_released", reservation_id=str(reservation.id), count=len(rows))
+    return [f"resource {r.friendly_name}" for r in rows]
 
 
 async def reconcile(runtime: Runtime) -> dict[str, int]:

@@ -64,6 +64,10 @@ class ResourcesRequest(BaseModel):
     expires_at: AwareDatetime | None = Field(default=None, description="defaults to the site's default lifetime, capped at the experiment's expiry")
     resources: list[ResourceSpec] = Field(min_length=1, max_length=100)
     tokens: list[TokenIn] = Field(default_factory=list, max_length=4, description="the user's id-token")
+    reservation_id: str | None = Field(
+        default=None, json_schema_extra=id_schema("reservation"),
+        description="run inside this reservation (the experiment's, or its project's): created at its start, "
+                    "expiring at its end at the latest, deleted when it ends")
 
     @field_validator("resources")
     @classmethod
@@ -115,6 +119,7 @@ class ResourceOut(BaseModel):
     access: dict[str, Any]
     ssh_command: str | None
     expires_at: dt.datetime
+    reservation_id: str | None = Field(description="the reservation it runs inside (deleted at its end)")
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -25,7 +25,8 @@ from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas.service import admit
-from slices_blueprint.resources import states
+from slices_blueprint.reservations.models import Reservation
+from slices_blueprint.resources import reserved, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     ExtendResult,
@@ -54,6 +55,7 @@ def resource_out(resource: ComputeResource, site: str) -> ResourceOut:
         access=access,
         ssh_command=ssh_command(access),
         expires_at=resource.expires_at,
+        reservation_id=format_id("reservation", site, resource.reservation_id) if resource.reservation_id else None,
         created_at=resource.created_at,
         updated_at=resource.updated_at,
     )
@@ -157,6 +159,9 @@ async def create_resources(
         check_sizes(settings, spec, i)
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
     await admit(session, settings, experiment.project_id, [flavor for flavor, _ in resolved])
+    placement = await reserved.place(session, caller, settings.site_id, body.reservation_id,
+                                     [flavor for flavor, _ in resolved], expires_at, body.expires_at is not None,
+                                     experiment_cap(settings, experiment))
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None
@@ -173,6 +178,8 @@ async def create_resources(
             disk_image_id=image.id,
             provider=flavor.flavor_type,
             status="pending",
+            status_reason=placement.reason,
+            reservation_id=placement.reservation.id if placement.reservation else None,
             request_config={
                 "userdata": spec.userdata,
                 "network_interfaces": spec.network_names(),
@@ -183,7 +190,7 @@ async def create_resources(
             },
             access={},
             provider_data={},
-            expires_at=expires_at,
+            expires_at=placement.expires_at,
         )
         for spec, (flavor, image) in zip(body.resources, resolved, strict=True)
     ]
@@ -195,12 +202,14 @@ async def create_resources(
         raise _conflict(exc, body) from exc
     subtasks = []
     for resource, (flavor, image) in zip(resources, resolved, strict=True):
-        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator, parent=batch)
+        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator,
+                                             parent=batch, not_before=placement.not_before)
         subtasks.append(task)
         await record(session, actor=caller.actor, action="resource.create", outcome="requested",
                      resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
                      project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
-                     image=image.friendly_name)
+                     image=image.friendly_name, reservation=body.reservation_id,
+                     message=placement.reason)
     return batch, subtasks
 
 
@@ -305,19 +314,23 @@ class Extension:
 
 
 def grant_extension(settings: Settings, experiment: Experiment, current: dt.datetime,
-                    requested: dt.datetime) -> Extension:
+                    requested: dt.datetime, reservation_end: dt.datetime | None = None) -> Extension:
     """A later expiry, never earlier: max(current, min(requested, cap)), the cap being the
-    experiment's expiry (or the site's longest lifetime), and why."""
+    experiment's expiry (or the site's longest lifetime, or the end of the reservation it
+    runs inside), and why."""
     if requested <= utcnow():
         raise Invalid("expires_at: must be in the future")
     cap = experiment_cap(settings, experiment)
+    if reservation_end is not None and reservation_end < cap:
+        cap = reservation_end
     granted = max(current, min(requested, cap))
     if granted == current and requested != current:
         reason = f"the current expiry {_when(current)} is later than asked: unchanged"
         if requested > current:  # the cap is earlier than the current expiry (the experiment's moved)
-            reason = f"{_cap_reason(experiment, cap)}, earlier than the current expiry {_when(current)}: unchanged"
+            reason = (f"{_cap_reason(experiment, cap, reservation_end)}, earlier than the current expiry "
+                      f"{_when(current)}: unchanged")
     elif granted < requested:
-        reason = _cap_reason(experiment, cap)
+        reason = _cap_reason(experiment, cap, reservation_end)
     else:
         reason = "as asked"
     return Extension(requested=requested, granted=granted, capped=granted < requested, reason=reason)
@@ -336,7 +349,8 @@ async def extend(
     if resource.status in ("deleting", "deleted"):
         raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
     current = resource.expires_at
-    extension = grant_extension(settings, caller.require_experiment(), current, requested)
+    extension = grant_extension(settings, caller.require_experiment(), current, requested,
+                                await reservation_end(session, resource.reservation_id))
     resource.expires_at = extension.granted
     await record(session, actor=caller.actor, action="resource.extend",
                  outcome="ok" if extension.granted != current else "unchanged", resource_id=resource.id,
@@ -345,11 +359,19 @@ async def extend(
     return extension
 
 
+async def reservation_end(session: AsyncSession, reservation_id: uuid.UUID | None) -> dt.datetime | None:
+    """The end of the reservation something runs inside (None: it runs inside none)."""
+    reservation = await session.get(Reservation, reservation_id) if reservation_id else None
+    return reservation.ends_at if reservation else None
+
+
 def _when(moment: dt.datetime) -> str:
     return f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def _cap_reason(experiment: Experiment, cap: dt.datetime) -> str:
+def _cap_reason(experiment: Experiment, cap: dt.datetime, reservation_end: dt.datetime | None) -> str:
+    if reservation_end is not None and cap == reservation_end:
+        return f"capped at the end of its reservation {_when(cap)}"
     if experiment.expires_at is not None and cap >= experiment.expires_at:
         return f"capped at the experiment's expiry {_when(cap)}"
     return f"capped at the site's longest lifetime ({_when(cap)})"

@@ -8,6 +8,7 @@ run at once, and run in the order they were requested.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Protocol
 
@@ -42,8 +43,10 @@ async def enqueue_operation(
     resource: Operated,
     created_by: str | None,
     parent: Task | None = None,
+    not_before: dt.datetime | None = None,
 ) -> Task:
-    """Write a task for ``kind`` on ``resource`` and defer its job in this transaction."""
+    """Write a task for ``kind`` on ``resource`` and defer its job in this transaction (to
+    run at ``not_before``, if given)."""
     task = Task(
         id=new_uuid(),
         kind=kind,
@@ -59,7 +62,7 @@ async def enqueue_operation(
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     job_id = await queue.configure_task(
-        OPERATION_JOB, lock=str(resource.id), connection=raw.driver_connection
+        OPERATION_JOB, lock=str(resource.id), connection=raw.driver_connection, schedule_at=not_before
     ).defer_async(task_id=str(task.id))
     task.job_id = job_id
     return task

@@ -114,14 +114,15 @@ def test_failure_reason_is_shown(page: Any, live: LiveServer, catalog: dict[str,
     dev_login(page, live, "alice", _experiment())
     page.goto(f"{live.url}/ui/resources/new")
     _choose(page, catalog["image"], catalog["flavor"])
-    page.get_by_label("Name", exact=True).fill("doomed")
+    name = f"doomed-{uuid.uuid4().hex[:6]}"  # the dashboard shows the project's other experiments too
+    page.get_by_label("Name", exact=True).fill(name)
     page.get_by_text("Provider options").click()
     page.get_by_label(re.compile("Provider-specific options")).fill('{"fail": "no capacity left in zone b"}')
     page.get_by_role("button", name="Create").click()
     _expect_text(page.locator("#task-status"), "^failed$")
     _expect_text(page.locator("#task-progress"), "no capacity left in zone b")  # the swap may lag the status
     page.get_by_role("link", name="Back to the dashboard").click()
-    _expect_text(page.locator("#row-doomed"), "error[\\s\\S]*no capacity left in zone b")
+    _expect_text(page.locator(f"#row-{name}"), "error[\\s\\S]*no capacity left in zone b")
 
 
 def test_form_errors_next_to_fields(page: Any, live: LiveServer, catalog: dict[str, str]) -> None:

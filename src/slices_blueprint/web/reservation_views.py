@@ -200,7 +200,7 @@ async def cancel(reservation_id: str, request: Request, db: SessionDep, settings
     """Cancel as the API does: what it holds is free from now."""
     reservation = await service.get(db, caller, path_id(reservation_id, service.ID_TYPE), write=True)
     try:
-        await service.cancel(db, caller, reservation, reason)
+        await service.cancel(db, request.app.state.queue, caller, reservation, reason)
     except ProblemError as exc:
         out = (await service.outs(db, settings.site_id, [reservation]))[0]
         raise FormRejected(request, "reservation_cancel.html", {

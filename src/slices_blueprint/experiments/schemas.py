@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from slices_blueprint.core.validation import refuse_repeats
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.reservations.schemas import ReservationAsk
 from slices_blueprint.resources.schemas import NAME_PATTERN, SSH_KEY_PATTERN
@@ -72,10 +73,7 @@ class ExperimentFile(BaseModel):
     @field_validator("resources", "qkd_networks")
     @classmethod
     def _names_unique(cls, items: list[Any]) -> list[Any]:
-        names = [i.name for i in items]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"name repeated: {', '.join(dupes)}")
+        refuse_repeats((i.name for i in items), "name")
         return items
 
 

@@ -23,6 +23,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from slices_blueprint.core.ids import id_schema
+from slices_blueprint.core.validation import refuse_repeats
 from slices_blueprint.qkd.physics import LinkParameters
 from slices_blueprint.resources.schemas import NAME_PATTERN
 
@@ -79,9 +80,9 @@ class NetworkDescription(BaseModel):
     def _consistent(self) -> NetworkDescription:
         nodes = [n.name for n in self.nodes]
         devices = {n.name: n.device for n in self.nodes}
-        _unique("nodes", nodes)
-        _unique("devices", [d for d in devices.values() if d is not None])
-        _unique("SAE ids", [s.id for n in self.nodes for s in n.sae_specs()])
+        refuse_repeats(nodes, "node names")
+        refuse_repeats([d for d in devices.values() if d is not None], "devices")
+        refuse_repeats([s.id for n in self.nodes for s in n.sae_specs()], "SAE ids")
         pairs = []
         for i, link in enumerate(self.links):
             a, b = link.between
@@ -94,13 +95,6 @@ class NetworkDescription(BaseModel):
                 raise ValueError(f"links.{i}.between: a link joins two emulated nodes or two device "
                                  f"nodes ({a!r} and {b!r} are one of each)")
             pairs.append("-".join(sorted((a, b))))
-        _unique("links", pairs)
+        refuse_repeats(pairs, "links")
         return self
 
-
-def _unique(what: str, names: list[str]) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f"{what}: {name!r} appears twice")
-        seen.add(name)

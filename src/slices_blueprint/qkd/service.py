@@ -41,9 +41,8 @@ from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources.service import (
     Extension,
     experiment_cap,
-    grant_extension,
+    extend_expiry,
     requested_expiry,
-    reservation_end,
 )
 
 log = structlog.get_logger(__name__)
@@ -305,15 +304,7 @@ async def extend(session: AsyncSession, settings: Settings, caller: Caller, netw
     """Move the network's expiry later, never earlier (as resources': ``grant_extension``)."""
     if network.status != "active":
         raise Conflict(f"QKD network {network.name!r} is {network.status}")
-    current = network.expires_at
-    extension = grant_extension(settings, caller.require_experiment(), current, requested,
-                                await reservation_end(session, network.reservation_id))
-    network.expires_at = extension.granted
-    await record(session, actor=caller.actor, action="qkd_network.extend",
-                 outcome="ok" if extension.granted != current else "unchanged", resource_id=network.id,
-                 experiment_id=network.experiment_id, project_id=network.project_id,
-                 requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
-    return extension
+    return await extend_expiry(session, settings, caller, network, requested, action="qkd_network.extend")
 
 
 async def _link_by_name(session: AsyncSession, network: QkdNetwork, name: str) -> tuple[QkdLink, str]:

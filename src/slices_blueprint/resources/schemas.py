@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import id_schema
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.validation import refuse_repeats
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SSH_KEY_PATTERN = r"^\s*(ssh-|ecdsa-|sk-)\S*\s+\S"  # a key type, then its base64 (a comment may follow)
@@ -72,10 +73,7 @@ class ResourcesRequest(BaseModel):
     @field_validator("resources")
     @classmethod
     def _names_unique(cls, items: list[ResourceSpec]) -> list[ResourceSpec]:
-        names = [i.friendly_name for i in items]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"friendly_name repeated in the request: {', '.join(dupes)}")
+        refuse_repeats((i.friendly_name for i in items), "friendly_name")
         return items
 
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 import procrastinate
 from sqlalchemy import Select, select
@@ -348,13 +349,29 @@ async def extend(
     """Move the resource's expiry later, never earlier (:func:`grant_extension`)."""
     if resource.status in ("deleting", "deleted"):
         raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}")
-    current = resource.expires_at
+    return await extend_expiry(session, settings, caller, resource, requested, action="resource.extend")
+
+
+class Expiring(Protocol):
+    """Something of an experiment with an expiry, perhaps inside a reservation."""
+
+    id: uuid.UUID
+    experiment_id: str
+    project_id: str
+    expires_at: dt.datetime
+    reservation_id: uuid.UUID | None
+
+
+async def extend_expiry(session: AsyncSession, settings: Settings, caller: Caller, row: Expiring,
+                        requested: dt.datetime, *, action: str) -> Extension:
+    """Set ``row``'s expiry as :func:`grant_extension` grants it, and record ``action``."""
+    current = row.expires_at
     extension = grant_extension(settings, caller.require_experiment(), current, requested,
-                                await reservation_end(session, resource.reservation_id))
-    resource.expires_at = extension.granted
-    await record(session, actor=caller.actor, action="resource.extend",
-                 outcome="ok" if extension.granted != current else "unchanged", resource_id=resource.id,
-                 experiment_id=resource.experiment_id, project_id=resource.project_id,
+                                await reservation_end(session, row.reservation_id))
+    row.expires_at = extension.granted
+    await record(session, actor=caller.actor, action=action,
+                 outcome="ok" if extension.granted != current else "unchanged", resource_id=row.id,
+                 experiment_id=row.experiment_id, project_id=row.project_id,
                  requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
     return extension
 

@@ -48,11 +48,14 @@ def test_sigkill_worker_mid_batch_loses_nothing_and_creates_nothing_twice(crash_
     log = data_dir / "worker.log"
 
     first = start_worker(data_dir, url, server.settings.site_id, log)
-    def one_succeeded() -> bool:
+    def mid_batch() -> bool:
+        """Some creates done and others running (each takes 2 s): the moment to kill."""
         assert first.poll() is None, log.read_text()[-2000:]
-        return any(s["status"] == "succeeded" for s in api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"])
+        statuses = {s["status"] for s in api.ok("GET", f"/tasks/{task['id']}", token)["subtasks"]}
+        return {"succeeded", "running"} <= statuses
 
-    wait_for(one_succeeded, 120, lambda: f"a first create succeeding: {log.read_text()[-2000:]}")
+    wait_for(mid_batch, 120, lambda: f"some creates done, others running: {log.read_text()[-2000:]}",
+             interval=0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
     mid = api.ok("GET", f"/tasks/{task['id']}", token)

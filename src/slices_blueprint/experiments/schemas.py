@@ -5,7 +5,6 @@ is not written, and QKD networks are their descriptions (no certificates, no key
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -13,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from slices_blueprint.core.validation import refuse_repeats
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.reservations.schemas import ReservationAsk
-from slices_blueprint.resources.schemas import NAME_PATTERN, SSH_KEY_PATTERN
+from slices_blueprint.resources.schemas import NAME_PATTERN, SSH_KEY_PATTERN, EventOut
 from slices_blueprint.tasks.schemas import TaskOut
 
 SCHEMA_VERSION = 1
@@ -98,18 +97,9 @@ class ApplyOut(BaseModel):
     task: TaskOut = Field(description="the batch task of the resource operations (GET …/tasks/{id})")
 
 
-class EventEntry(BaseModel):
-    at: dt.datetime
-    actor: str
-    action: str
-    outcome: str
-    message: str | None
-    detail: dict[str, Any]
-
-
 class ExperimentRecord(BaseModel):
     """What an RO-Crate packs: the file, the audit trail, and the run's metadata."""
 
     file: ExperimentFile
-    events: list[EventEntry]
+    events: list[EventOut]
     metadata: dict[str, Any]

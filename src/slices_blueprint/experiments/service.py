@@ -19,7 +19,6 @@ from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
 from slices_blueprint.experiments import live, plan
 from slices_blueprint.experiments.schemas import (
-    EventEntry,
     ExperimentFile,
     ExperimentRecord,
     PlanOut,
@@ -31,7 +30,7 @@ from slices_blueprint.qkd.schemas import LinkUpdate
 from slices_blueprint.reservations import service as reservations
 from slices_blueprint.reservations.schemas import ReservationAsk, ReservationCreate
 from slices_blueprint.resources import service as resources
-from slices_blueprint.resources.schemas import ResourceSpec, ResourcesRequest
+from slices_blueprint.resources.schemas import EventOut, ResourceSpec, ResourcesRequest
 from slices_blueprint.tasks.models import Task
 
 log = structlog.get_logger(__name__)
@@ -139,6 +138,5 @@ async def run_record(session: AsyncSession, settings: Settings, caller: Caller) 
         "exported_at": utcnow().isoformat(), "site_id": settings.site_id, "slices_blueprint_version": version("slices-blueprint"),
         "images": [{"name": i.friendly_name, "flavor_type": i.flavor_type, "location": i.location} for i in images],
     }
-    return ExperimentRecord(file=file, events=[EventEntry(at=e.at, actor=e.actor, action=e.action, outcome=e.outcome,
-                                                          message=e.message, detail=e.detail) for e in events],
+    return ExperimentRecord(file=file, events=[EventOut.model_validate(e, from_attributes=True) for e in events],
                             metadata=metadata)

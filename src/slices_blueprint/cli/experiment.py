@@ -14,7 +14,7 @@ from rich.table import Table
 
 from slices_blueprint.cli.client import _follow
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
-from slices_blueprint.core.deps import BI_PREFIX
+from slices_blueprint.core.api_paths import BI_PREFIX
 from slices_blueprint.experiments.crate import file_yaml, write_crate
 
 app = typer.Typer(no_args_is_help=True, help="The experiment as one file: export it, apply it (here or on another site).")

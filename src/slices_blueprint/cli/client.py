@@ -113,9 +113,9 @@ def create(
         body["tokens"] = [{"jwt": user_token}]
     if reservation:
         body["reservation_id"] = reservation
+    task = request_json("POST", f"{_bi(url)}/resources", tok, json=body, flags=CREATE_FLAGS)
     if not from_file:
         _say_whose_key(ssh_key, user_token)
-    task = request_json("POST", f"{_bi(url)}/resources", tok, json=body, flags=CREATE_FLAGS)
     if wait:
         task = _follow(url, tok, task["id"], quiet=as_json)
     if as_json or not wait:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from slices_blueprint.cli.errors import fail
-from slices_blueprint.cli.http import ServiceUrl
+from slices_blueprint.cli.http import ServiceUrl, call
 
 READY_POLL_SECONDS = 0.5
 ReadyTimeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the service to be ready.")]
@@ -20,18 +20,16 @@ ReadyTimeout = Annotated[float, typer.Option("--timeout", help="Seconds to wait 
 
 def ready_problem(url: str) -> str | None:
     """Why ``url``'s service is not ready (``None`` when it is)."""
-    import httpx
-
     try:
-        answer = httpx.get(f"{url.rstrip('/')}/readyz", timeout=5.0)
-    except httpx.HTTPError as exc:
+        answer = call("GET", f"{url.rstrip('/')}/readyz", timeout=5.0)
+    except OSError as exc:
         return f"not answering ({exc.__class__.__name__})"
-    if answer.status_code == 200:
+    if answer.status == 200:
         return None
     try:
         return answer.json().get("detail") or answer.json().get("status")
-    except ValueError:
-        return f"HTTP {answer.status_code}"
+    except (ValueError, AttributeError):
+        return f"HTTP {answer.status}"
 
 
 def wait_until_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None,

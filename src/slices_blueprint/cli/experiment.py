@@ -41,7 +41,8 @@ def export(
     fmt: Annotated[Format, typer.Option("--format", help="yaml: the experiment file; ro-crate: the file, the audit trail and the run's metadata.")] = Format.yaml,
 ) -> None:
     """Write the experiment's resources, QKD networks and reservations as one file (no secrets)."""
-    from slices_blueprint.experiments.crate import file_yaml, write_crate  # yaml, rocrate: when used
+    # yaml and rocrate load only for this command
+    from slices_blueprint.experiments.crate import file_yaml, write_crate
 
     tok = resolve_token(token)
     if fmt is Format.ro_crate:

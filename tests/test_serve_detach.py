@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from slices_blueprint.core.api_paths import API_PREFIX
@@ -46,15 +47,7 @@ def detached_pid(result: subprocess.CompletedProcess) -> int:
 def stop(pid: int, log: Path) -> str:
     """SIGTERM the detached service, wait for it to end, and answer its log."""
     os.kill(pid, signal.SIGTERM)
-
-    def gone() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(gone, 60, lambda: f"serve (pid {pid}) stopping: {log.read_text()[-2000:]}")
+    wait_for(lambda: not psutil.pid_exists(pid), 60, lambda: f"serve (pid {pid}) stopping: {log.read_text()[-2000:]}")
     return log.read_text()
 
 

@@ -5,18 +5,25 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
+import stat
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import Api, one_error_line
 
 
 @pytest.fixture(scope="module")
 def cli(live):
-    def run(*args: str, token: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
-        env = {**os.environ, "SLICES_BLUEPRINT_URL": live.url, "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent"}
+    def run(*args: str, token: str | None = None, check: bool = True,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        env = {**os.environ, "SLICES_BLUEPRINT_URL": live.url, "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent",
+               **(env_extra or {})}
         env.pop("SLICES_BLUEPRINT_TOKEN", None)
         if token:
             env["SLICES_BLUEPRINT_TOKEN"] = token
@@ -172,3 +179,154 @@ def test_file_and_token_errors_are_one_line_naming_the_flag(cli, live, http, tmp
     line = one_error_line(cli("list", check=False))
     assert "--token missing" in line and "SLICES_BLUEPRINT_TOKEN" in line
     assert api.ok("GET", "/resources", token) == []  # nothing was sent
+
+
+SERVER_STACK = ("sqlalchemy", "fastapi", "starlette", "procrastinate", "uvicorn", "psycopg", "asyncpg", "rocrate",
+                "pydantic_settings", "structlog")
+LOADED_AFTER = """
+import runpy, sys
+sys.argv = ["slices-blueprint", *sys.argv[1:]]
+try:
+    runpy.run_module("slices_blueprint", run_name="__main__")
+except SystemExit:
+    pass
+print(" ".join(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--format", "ansible"]])
+def test_client_commands_do_not_import_the_server_stack(live, http, args) -> None:
+    """Start-up time (bench/bench_cli.py has the figures): a client command loads typer, rich
+    and httpx, never the service's modules."""
+    token = Api(live, http).token("alice", "demo", "cli-light")
+    env = {**os.environ, "SLICES_BLUEPRINT_URL": live.url, "SLICES_BLUEPRINT_TOKEN": token,
+           "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent"}
+    result = subprocess.run([sys.executable, "-c", LOADED_AFTER, *args], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    loaded = set(result.stderr.split())
+    assert "typer" in loaded, result.stderr  # the probe did run the CLI
+    assert not loaded & set(SERVER_STACK), sorted(loaded & set(SERVER_STACK))
+
+
+def test_usage_errors_are_one_line(cli) -> None:
+    line = one_error_line(cli("list", "--bogus", check=False))
+    assert line.startswith("error: No such option: --bogus") and "list --help" in line
+    result = cli("show", check=False)
+    assert result.returncode == 2 and one_error_line(result).startswith("error: Missing argument 'resource'")
+    assert "No such command 'nosuch'" in one_error_line(cli("nosuch", check=False))
+    assert "╭" not in cli("extend", "x", "--hours", "soon", check=False).stderr
+
+
+def test_create_waits_and_prints_how_to_log_in_or_why_it_failed(cli, live, http, tmp_path) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-wait")
+    made = cli("create", "--name", "reach", "--image", image, "--flavor", flavor, token=token)
+    assert "reach is running: ssh debian@198.51.100." in made.stdout
+    assert "warning: no --ssh-key and no --user-token" in made.stderr  # nobody could log in
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0mN8oTq3cB7b9kM2c0d0bqk5M2y7n0JvQW9wV1e6cN alice@laptop"
+    user_token = api.token("alice", "demo", ssh_key=key)
+    made = cli("create", "--name", "keyed", "--image", image, "--flavor", flavor, "--user-token", user_token,
+               token=token)
+    assert "using your account's SSH key" in made.stderr and "warning" not in made.stderr
+    spec = tmp_path / "broken.yaml"
+    spec.write_text(yaml.safe_dump([{"friendly_name": "broken", "flavor_id": flavor, "disk_image_id": image,
+                                     "request_config": {"fail": "no room on the rack"}}]))
+    failed = cli("create", "--from-file", str(spec), token=token, check=False)
+    assert failed.returncode == 1
+    assert "broken is error: no room on the rack" in failed.stdout, failed.stdout
+    queued = json.loads(cli("create", "--name", "later", "--image", image, "--flavor", flavor, "--no-wait", "--json",
+                            token=token).stdout)
+    assert queued["status"] in ("pending", "running", "succeeded")  # answered at once
+
+
+def test_errors_name_the_flags_and_the_way_out(cli, live, http) -> None:
+    api = Api(live, http)
+    api.test_double_catalog("cli-flags")
+    token = api.token("alice", "demo", "cli-flags")
+    base = ["create", "--name", "f", "--image", "debian-cli-flags", "--flavor", "td.small-cli-flags"]
+    line = one_error_line(cli(*base, "--duration", "100000", token=token, check=False))
+    assert "--duration" in line and "expires_at" not in line and "experiment's expiry" in line
+    line = one_error_line(cli(*base, "--duration", "-1", token=token, check=False))
+    assert line.startswith("error: --duration -1:")
+    line = one_error_line(cli("create", "--name", "f", "--image", "debian-cli-flags", "--flavor", "td.huge",
+                              token=token, check=False))
+    assert "--flavor td.huge: no such flavor; valid:" in line and "td.small-cli-flags" in line
+    line = one_error_line(cli("dev", "token", "--lifetime", "5", check=False))
+    assert "--lifetime" in line and "lifetime_s" not in line
+    expired = api.token("alice", "demo", "cli-flags", lifetime_s=-600)
+    line = one_error_line(cli("list", token=expired, check=False))
+    assert "expired" in line and "slices-blueprint dev token --experiment cli-flags" in line
+
+
+def test_list_fits_the_terminal_and_any_command_takes_a_short_id(cli, live, http) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-narrow")
+    rid = api.wait_task(token, api.create(token, ["narrow-one"], flavor, image)["id"])["resource_ids"][0]
+    table = cli("list", token=token, env_extra={"COLUMNS": "100"}).stdout
+    assert "narrow-one" in table and rid[-8:] in table and rid not in table
+    assert "23h 5" in table  # the time left of the default 24 h
+    assert max(len(line) for line in table.splitlines()) <= 100
+    assert json.loads(cli("show", rid[-8:], "--json", token=token).stdout)["id"] == rid
+
+
+def test_logs_follow_and_events(cli, live, http) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-logs")
+    rid = api.wait_task(token, api.create(token, ["chatty"], flavor, image)["id"])["resource_ids"][0]
+    assert cli("logs", "chatty", token=token).stdout == "chatty booted\n"
+    console = live.settings.data_dir / "test-double" / f"td-{rid.rsplit('_', 1)[-1]}.console"
+    env = {**os.environ, "SLICES_BLUEPRINT_URL": live.url, "SLICES_BLUEPRINT_TOKEN": token,
+           "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent", "PYTHONUNBUFFERED": "1"}
+    follow = subprocess.Popen([sys.executable, "-m", "slices_blueprint", "logs", "chatty", "--follow"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follow.stdout.readline() == "chatty booted\n"
+        with console.open("a") as out:
+            out.write("login: \nkernel: eth0 up\n")
+        assert follow.stdout.readline() == "login: \n"  # only the new lines, once
+        assert follow.stdout.readline() == "kernel: eth0 up\n"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        assert follow.wait(30) == 130, follow.stderr.read()
+    assert "Traceback" not in follow.stderr.read()
+    events = json.loads(cli("events", "chatty", "--json", token=token).stdout)
+    assert [e["action"] for e in events][-1] == "resource.create"
+    assert "resource.create" in cli("events", "chatty", token=token, env_extra={"COLUMNS": "200"}).stdout
+
+
+def _recorder(directory: Path, program: str) -> None:
+    """A stand-in (a double) for ``program`` that prints the arguments it was given: no SSH
+    server runs behind the test-double provider's addresses."""
+    path = directory / program
+    path.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        echo "{program} $*"
+    """))
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_ssh_scp_and_ansible_inventory_by_name(cli, live, http, tmp_path) -> None:
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "cli-ssh")
+    api.wait_task(token, api.create(token, ["web", "db"], flavor, image)["id"])
+    rows = {r["friendly_name"]: r for r in json.loads(cli("list", "--json", token=token).stdout)}
+    web = rows["web"]["access"]["ipv4"]
+    assert rows["web"]["private_ipv4"] == web and rows["web"]["console_url"] is None
+
+    inventory = yaml.safe_load(cli("list", "--format", "ansible", token=token).stdout)
+    hosts = inventory["all"]["children"]["test-double"]["hosts"]
+    assert hosts["web"] == {"ansible_host": web, "ansible_port": 22, "ansible_user": "debian"}
+    assert set(hosts) == {"web", "db"}
+
+    _recorder(tmp_path, "ssh")
+    _recorder(tmp_path, "scp")
+    path = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    assert cli("ssh", "web", "uname", "-a", token=token, env_extra=path).stdout == f"ssh -p 22 debian@{web} uname -a\n"
+    copied = cli("scp", "notes.txt", "web:/tmp/", token=token, env_extra=path).stdout
+    assert copied == f"scp -P 22 notes.txt debian@{web}:/tmp/\n"
+    line = one_error_line(cli("ssh", "nope", token=token, check=False, env_extra=path))
+    assert "no live resource named 'nope'" in line

@@ -33,6 +33,7 @@ from slices_blueprint.core.nul_guard import RefuseNul
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.events.service import limit_rate
+from slices_blueprint.hosts.local import LOCAL_HOST
 from slices_blueprint.hosts.models import Host
 from slices_blueprint.qkd.kme_host import KmeHost
 from slices_blueprint.resources.models import ComputeResource
@@ -151,10 +152,17 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        """The database answers and the schema is in place."""
+        """The database answers and the schema is in place; with a local microVM host
+        started by ``serve`` (``app.state.local_host_since``), once it has registered."""
         try:
             async with app.state.db.session() as session:
                 await session.execute(text("SELECT 1 FROM procrastinate_jobs LIMIT 1"))
+                since = getattr(app.state, "local_host_since", None)
+                if since is not None and not await session.scalar(
+                        select(func.count()).select_from(Host).where(Host.name == LOCAL_HOST,
+                                                                     Host.last_heartbeat_at >= since)):
+                    return JSONResponse({"status": "starting", "detail": "waiting for the local microVM host "
+                                         "to register"}, status_code=503)
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             return JSONResponse({"status": "unavailable", "detail": exc.__class__.__name__}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -202,6 +202,6 @@ def test_the_cli_shows_the_reservation_and_time_left_and_what_runs_inside(
     cli("create", "--name", f"vm-{unique}", "--flavor", flavor, "--image", image, "--reservation", booked["id"],
         "--no-wait")
     listed = cli("list")
-    assert re.search(rf"{booked['id']} \((9|10)d \d+h left\)", listed), listed  # it expires at its end
+    assert re.search(rf"(9|10)d \d+h in {booked['id'][-8:]}", listed), listed  # it expires at its end
     assert "waiting for reservation" in listed
     assert f"resource vm-{unique}" in cli("reservations")

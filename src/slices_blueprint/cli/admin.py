@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -191,5 +190,7 @@ def _run(work: Callable[[Any, Any], Awaitable[T]], data_dir: Path | None) -> T:
                 return await work(session, settings)
         finally:
             await db.dispose()
+
+    import asyncio
 
     return asyncio.run(main())

@@ -7,12 +7,12 @@ import json
 import sys
 import time
 import uuid
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
 from slices_blueprint.cli.errors import fail, load_document, read_text
@@ -25,7 +25,8 @@ from slices_blueprint.cli.http import (
     resolve_token,
 )
 from slices_blueprint.cli.reservations import time_left
-from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
+from slices_blueprint.cli.tokens import claims
+from slices_blueprint.core.api_paths import API_PREFIX, BI_PREFIX
 
 console = Console()
 FINAL_STATES = {"running", "paused", "stopped", "deleted", "error"}
@@ -48,11 +49,21 @@ def _print(rows: Any, as_json: bool, columns: list[str], title: str | None = Non
     console.print(table)
 
 
+SHORT_ID = 8  # the last characters of an id, as `list` shows them
+
+
+def short_id(resource_id: str) -> str:
+    """The end of an id (its random part), enough to tell the experiment's resources apart."""
+    return resource_id[-SHORT_ID:]
+
+
 def _resolve_resource(url: str, token: str, ref: str) -> str:
-    """A resource id from an id or a friendly name in the caller's experiment."""
+    """A resource id from an id, a short id (as `list` shows) or a friendly name in the
+    caller's experiment."""
     if ref.startswith("resource_"):
         return ref
-    matches = [r for r in request_json("GET", f"{_bi(url)}/resources", token) if r["friendly_name"] == ref]
+    rows = request_json("GET", f"{_bi(url)}/resources", token)
+    matches = [r for r in rows if r["friendly_name"] == ref] or [r for r in rows if len(ref) >= 4 and r["id"].endswith(ref)]
     if not matches:
         raise fail(f"no live resource named {ref!r} (see `slices-blueprint list`)")
     return matches[0]["id"]
@@ -89,8 +100,11 @@ def create(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every resource settles.")] = True,
     as_json: JsonOutput = False,
 ) -> None:
-    """Create resources from flags or a JSON file; waits with a progress bar by default."""
+    """Create resources from flags or a file. Waits (with a progress bar) until they run, then
+    prints how to log in, or why they failed; --no-wait answers the task at once (scripts)."""
     tok = resolve_token(token)
+    if duration is not None and duration <= 0:
+        raise fail(f"--duration {duration:g}: give the hours until it expires, more than 0")
     body = _create_body(url, tok, name, image, flavor, ssh_key, userdata, network, public_ipv4, from_file)
     body.setdefault("request_id", request_id or str(uuid.uuid4()))
     if duration is not None:
@@ -99,21 +113,61 @@ def create(
         body["tokens"] = [{"jwt": user_token}]
     if reservation:
         body["reservation_id"] = reservation
-    task = request_json("POST", f"{_bi(url)}/resources", tok, json=body)
+    task = request_json("POST", f"{_bi(url)}/resources", tok, json=body, flags=CREATE_FLAGS)
+    if not from_file:
+        _say_whose_key(ssh_key, user_token)
     if wait:
         task = _follow(url, tok, task["id"], quiet=as_json)
-    _print(task, as_json, ["id", "status", "completed", "error", "resource_ids"], "Task")
+    if as_json or not wait:
+        _print(task, as_json, ["id", "status", "completed", "error", "resource_ids"], "Task")
+    else:
+        _say_how_to_reach(url, tok, task)
     if task["status"] == "failed":
         raise typer.Exit(1)
+
+
+CREATE_FLAGS = {"expires_at": "--duration", "friendly_name": "--name", "disk_image_id": "--image",
+                "flavor_id": "--flavor", "ssh_authorized_keys": "--ssh-key", "userdata": "--userdata",
+                "network_interfaces": "--network", "reservation_id": "--reservation", "request_id": "--request-id"}
+
+
+def _say_whose_key(ssh_keys: list[Path] | None, user_token: str | None) -> None:
+    """Warn when nobody could log in: no --ssh-key, and no account key in --user-token."""
+    if ssh_keys:
+        return
+    if claims(user_token).get("public_ssh_key"):
+        typer.echo("using your account's SSH key (from --user-token)", err=True)
+        return
+    typer.secho("warning: no --ssh-key and no --user-token carrying your account's key: nobody can log in "
+                "to it by SSH; pass --ssh-key ~/.ssh/id_ed25519.pub (make one with `ssh-keygen -t ed25519`)", err=True, fg="yellow")
+
+
+def _say_how_to_reach(url: str, token: str, task: dict[str, Any]) -> None:
+    """One line per created resource: its SSH command once running, or why it failed."""
+    for rid in task.get("resource_ids") or []:
+        row = request_json("GET", f"{_bi(url)}/resources/{rid}", token)
+        if row["status"] == "running":
+            how = row["ssh_command"] or "running (no SSH access: see `slices-blueprint show`)"
+            typer.echo(f"{row['friendly_name']} is running: {how}")
+        else:
+            reason = f": {row['status_reason']}" if row.get("status_reason") else ""
+            typer.echo(f"{row['friendly_name']} is {row['status']}{reason}")
+    if task["status"] != "succeeded":
+        typer.secho(f"error: {task['kind']} {task['status']}: {task.get('error') or 'see the lines above'}",
+                    err=True, fg="red")
 
 
 def _by_name(url: str, token: str, kind: str, ref: str) -> str:
     prefix = {"flavors": "flavor_", "disk-images": "image_"}[kind]
     if ref.startswith(prefix):
         return ref
-    rows = [r for r in request_json("GET", f"{_bi(url)}/{kind}", token) if r["friendly_name"] == ref]
-    if len(rows) != 1:
-        flag, command = {"flavors": ("--flavor", "flavors"), "disk-images": ("--image", "images")}[kind]
+    every = request_json("GET", f"{_bi(url)}/{kind}", token)
+    rows = [r for r in every if r["friendly_name"] == ref]
+    flag, command = {"flavors": ("--flavor", "flavors"), "disk-images": ("--image", "images")}[kind]
+    if not rows:
+        valid = ", ".join(sorted({r["friendly_name"] for r in every})) or "none: ask the site's admin"
+        raise fail(f"{flag} {ref}: no such {kind.rstrip('s').replace('-', ' ')}; valid: {valid}")
+    if len(rows) > 1:
         raise fail(f"{flag} {ref}: {len(rows)} {kind} have that name; give one's id "
                    f"(see `slices-blueprint {command}`)")
     return rows[0]["id"]
@@ -160,6 +214,8 @@ def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks,
 
 def _follow(url: str, token: str, task_id: str, *, quiet: bool, timeout: float = 3600) -> dict[str, Any]:
     """Poll a task until it finishes, drawing a progress bar."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
     deadline = time.monotonic() + timeout
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                   console=Console(stderr=True), disable=quiet) as bar:
@@ -172,21 +228,63 @@ def _follow(url: str, token: str, task_id: str, *, quiet: bool, timeout: float =
             time.sleep(1.0)
 
 
-def list_(url: ServiceUrl, token: Token = None, all_: Annotated[bool, typer.Option("--all", help="Include deleted.")] = False, as_json: JsonOutput = False) -> None:
-    """List resources (the experiment's with an experiment token)."""
+class ListFormat(str, Enum):
+    table = "table"
+    ansible = "ansible"
+
+
+def list_(
+    url: ServiceUrl, token: Token = None, all_: Annotated[bool, typer.Option("--all", help="Include deleted.")] = False,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="table, or ansible: an Ansible inventory (YAML) of "
+                                                             "the machines with their SSH host, port and user.")] = ListFormat.table,
+    as_json: JsonOutput = False,
+) -> None:
+    """List resources (the experiment's with an experiment token): names, short ids (any
+    command takes them), how to log in, and the time left."""
     rows = request_json("GET", f"{_bi(url)}/resources", resolve_token(token), params={"include_deleted": all_})
-    if not as_json:
-        rows = [dict(row, reservation=_reservation_note(row)) for row in rows]
-    _print(rows, as_json, ["id", "friendly_name", "flavor_type", "status", "ssh_command", "expires_at", "reservation",
-                           "status_reason"], "Resources")
+    if as_json:
+        _print(rows, True, [])
+        return
+    if fmt is ListFormat.ansible:
+        typer.echo(ansible_inventory(rows), nl=False)
+        return
+    now = dt.datetime.now(dt.UTC)
+    table = Table(title="Resources")
+    for header, wrap in (("name", False), ("id", False), ("type", False), ("status", False), ("ssh", False),
+                         ("left", False), ("reason", True)):
+        table.add_column(header, no_wrap=not wrap, overflow="fold")
+    for row in rows:
+        left = int((dt.datetime.fromisoformat(row["expires_at"]) - now).total_seconds())
+        within = f" in {short_id(row['reservation_id'])}" if row.get("reservation_id") else ""
+        table.add_row(row["friendly_name"], short_id(row["id"]), row["flavor_type"], row["status"],
+                      row["ssh_command"] or "", f"{time_left(max(0, left))}{within}", row["status_reason"] or "")
+    console.print(table)
 
 
-def _reservation_note(row: dict[str, Any]) -> str | None:
-    """The reservation a resource runs inside and the time left before it is deleted."""
-    if not row.get("reservation_id"):
+def ssh_login(row: dict[str, Any]) -> tuple[str, int, str | None] | None:
+    """Host, port and user to SSH to a resource (as the service reports them), or ``None``
+    when it is not running or has no address."""
+    access = row.get("access") or {}
+    host = access.get("ssh_host") or access.get("public_ipv4") or access.get("ipv4")
+    if row["status"] != "running" or not host:
         return None
-    left = dt.datetime.fromisoformat(row["expires_at"]) - dt.datetime.now(dt.UTC)
-    return f"{row['reservation_id']} ({time_left(max(0, int(left.total_seconds())))} left)"
+    return host, int(access.get("ssh_port") or 22), access.get("ssh_user")
+
+
+def ansible_inventory(rows: list[dict[str, Any]]) -> str:
+    """An Ansible inventory (YAML) of the resources one can SSH to, grouped by flavor type."""
+    import yaml
+
+    groups: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if (login := ssh_login(row)) is None:
+            continue
+        host, port, user = login
+        hostvars: dict[str, Any] = {"ansible_host": host, "ansible_port": port}
+        if user:
+            hostvars["ansible_user"] = user
+        groups.setdefault(row["flavor_type"], {"hosts": {}})["hosts"][row["friendly_name"]] = hostvars
+    return yaml.safe_dump({"all": {"children": groups}}, sort_keys=False)
 
 
 def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:

@@ -26,5 +26,7 @@ def token(
     Use: export SLICES_BLUEPRINT_TOKEN=$(slices-blueprint dev token --experiment exp1)
     """
     body = {"user": user, "project": project, "experiment": experiment, "lifetime_s": lifetime, "ssh_key": ssh_key}
-    answer = request_json("POST", f"{url}/dev/tokens", None, json=body)
+    answer = request_json("POST", f"{url}/dev/tokens", None, json=body,
+                          flags={"lifetime_s": "--lifetime", "ssh_key": "--ssh-key", "user": "--user",
+                                 "project": "--project", "experiment": "--experiment"})
     typer.echo(answer["token"])

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 
 def fail(message: str) -> typer.Exit:
@@ -36,6 +35,8 @@ def load_document(path: Path, flag: str) -> Any:
     """The YAML or JSON document in the file a flag names (a ``.json`` file is read as strict
     JSON, any other as YAML, which JSON is part of); one that cannot be read or parsed is one
     line naming the flag and where the parser stopped."""
+    import yaml
+
     text = read_text(path, flag, "give the path of an existing YAML or JSON file")
     if path.suffix.lower() == ".json":
         try:

@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from slices_blueprint.cli.client import _follow
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
-from slices_blueprint.core.deps import BI_PREFIX
-from slices_blueprint.experiments.crate import file_yaml, write_crate
+from slices_blueprint.core.api_paths import BI_PREFIX
 
 app = typer.Typer(no_args_is_help=True, help="The experiment as one file: export it, apply it (here or on another site).")
 console = Console()
@@ -43,6 +41,9 @@ def export(
     fmt: Annotated[Format, typer.Option("--format", help="yaml: the experiment file; ro-crate: the file, the audit trail and the run's metadata.")] = Format.yaml,
 ) -> None:
     """Write the experiment's resources, QKD networks and reservations as one file (no secrets)."""
+    # yaml and rocrate load only for this command
+    from slices_blueprint.experiments.crate import file_yaml, write_crate
+
     tok = resolve_token(token)
     if fmt is Format.ro_crate:
         if out is None:
@@ -59,6 +60,8 @@ def export(
 
 
 def _load(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:

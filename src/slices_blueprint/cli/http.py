@@ -3,16 +3,22 @@ file, and problem-details errors shown as one clear line."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-import httpx
 import platformdirs
 import typer
 
 from slices_blueprint.cli.errors import fail
+from slices_blueprint.cli.tokens import renewal_hint
 
 CONFIG_FILE = Path(platformdirs.user_config_dir("slices-blueprint", appauthor=False)) / "client.toml"
 
@@ -60,20 +66,78 @@ def resolve_token(token: str | None, key: str = "token") -> str:
     return value
 
 
-def request_json(method: str, url: str, token: str | None, **kwargs: Any) -> Any:
-    """Call the service; on an error print its problem detail and exit 1."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+@dataclass(frozen=True)
+class Answer:
+    """A service's answer: status, media type, body."""
+
+    status: int
+    content_type: str
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def call(method: str, url: str, token: str | None = None, *, params: dict[str, Any] | None = None,
+         body: Any = None, timeout: float = 30.0) -> Answer:
+    """One HTTP request (the standard library's client: the CLI starts faster without
+    httpx/httpcore); an error status is an answer too. Raises ``OSError`` when the service
+    cannot be reached, ``ValueError`` for a URL that is not http(s)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an http:// or https:// URL: {url}")
+    if params:
+        query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in params.items() if v is not None}
+        url = f"{url}?{urlencode(query, doseq=True)}"  # a list: the key repeated
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        response = httpx.request(method, url, headers=headers, timeout=30.0, **kwargs)
-    except httpx.HTTPError as exc:
-        raise fail(f"cannot reach {url}: {exc} (is the service running? set --url or SLICES_BLUEPRINT_URL)") from None
-    if response.status_code >= 400:
-        try:
-            problem = response.json()
-            message = f"{problem.get('title', 'error')} ({response.status_code}): {problem.get('detail', '')}"
-        except ValueError:
-            message = f"HTTP {response.status_code}: {response.text[:200]}"
-        raise fail(message)
-    if response.status_code == 204 or not response.content:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return Answer(response.status, response.headers.get_content_type(), response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, error.headers.get_content_type(), error.read())
+
+
+def request_json(method: str, url: str, token: str | None, *, flags: dict[str, str] | None = None,
+                 params: dict[str, Any] | None = None, json: Any = None) -> Any:
+    """Call the service: its JSON answer (text for a text answer); on an error print its
+    problem detail and exit 1. ``flags`` names the command's flag for each API field
+    (``expires_at`` -> ``--duration``) in the message; an expired token's message says how
+    to get a new one."""
+    try:
+        answer = call(method, url, token, params=params, body=json)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise fail(f"cannot reach {url}: {reason} (is the service running? set --url or SLICES_BLUEPRINT_URL)") from None
+    if answer.status >= 400:
+        raise fail(problem_message(answer, token, flags or {}))
+    if answer.status == 204 or not answer.body:
         return None
-    return response.json()
+    if answer.content_type.startswith("text/"):
+        return answer.text  # a log
+    return answer.json()
+
+
+def problem_message(answer: Answer, token: str | None, flags: dict[str, str]) -> str:
+    """One line for an error answer: its problem's title and detail, API fields named by
+    the flags the user typed."""
+    try:
+        problem = answer.json()
+        detail = str(problem.get("detail", ""))
+        message = f"{problem.get('title', 'error')} ({answer.status}): {detail}"
+    except (ValueError, AttributeError):
+        return f"HTTP {answer.status}: {answer.text[:200]}"
+    for field, flag in flags.items():
+        message = re.sub(rf"(?<![\w-])(resources\.\d+\.)?{re.escape(field)}\b", flag, message)
+    if answer.status == 401 and "expired" in detail:
+        message += f"; {renewal_hint(token)}"
+    return message

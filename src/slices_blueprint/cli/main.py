@@ -3,15 +3,13 @@ talk to a running service as a client."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from slices_blueprint.agent.cli import agent_app
-from slices_blueprint.cli import admin, client, dev, settings_errors
+from slices_blueprint.cli import admin, client, dev, logs, remote, serving, settings_errors
 from slices_blueprint.cli import experiment as experiment_cli
 from slices_blueprint.cli import qkd as qkd_cli
 from slices_blueprint.cli import reservations as reservations_cli
@@ -25,8 +23,12 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(qkd_cli.app, name="qkd", rich_help_panel="Client")
 app.add_typer(experiment_cli.app, name="experiment", rich_help_panel="Client")
 client.register(app)
+logs.register(app)
+remote.register(app)
+app.command("wait-ready", rich_help_panel="Client")(serving.wait_ready)
 reservations_cli.register(app)
 
+ReadyTimeout = serving.ReadyTimeout
 DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar="SLICES_BLUEPRINT_DATA_DIR", help="Where the embedded database and keys live.")]
 
 
@@ -50,24 +52,53 @@ def serve(
     data_dir: DataDir = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker inside the server.")] = True,
     dev: Annotated[bool, typer.Option("--dev", help="Dev mode: trust a local token issuer (`slices-blueprint dev token`) and run a local microVM host. Loopback only.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Run in the background and return once ready (log in the data directory).")] = False,
+    timeout: ReadyTimeout = 120,
 ) -> None:
     """Run the API, the web UI and (by default) a worker."""
+    settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker, dev_mode=dev or None)
+    if detach:
+        serving.start_detached(f"http://{_loopback(settings.host)}:{settings.port}", settings.data_dir / "serve.log", timeout)
+        return
     import uvicorn
 
     from slices_blueprint.app import create_app
     from slices_blueprint.core.bootstrap import prepare
+    from slices_blueprint.core.models import utcnow
 
-    settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker, dev_mode=dev or None)
     url = prepare(settings)
     typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs)")
     typer.echo(DEV_MODE_ON if settings.dev_mode else DEV_MODE_OFF)
+    app_ = create_app(settings, url)
     local_agent = _start_local_host(settings, url)
+    if local_agent is not None:
+        app_.state.local_host_since = utcnow()  # /readyz waits for it to register
     try:
-        uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
+        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         if local_agent is not None:
-            local_agent.terminate()
-            local_agent.wait(10)
+            _stop_local_host(settings, local_agent)
+
+
+def _loopback(host: str) -> str:
+    """Where a client on this machine reaches a service listening on ``host``."""
+    return {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, f"[{host}]" if ":" in host else host)
+
+
+def _stop_local_host(settings, agent) -> None:
+    """Stop the local agent, and say which of its VMs keep running and how to stop them."""
+    from slices_blueprint.hosts.local import local_vms_running
+
+    agent.terminate()
+    agent.wait(10)
+    left = local_vms_running(settings)
+    if not left:
+        typer.echo("local microVM host stopped")
+        return
+    names = ", ".join(f"{vm['name']} (ssh port {vm['ssh_port']}, pid {vm['pid']})" for vm in left)
+    typer.echo(f"local microVM host stopped; its VMs keep running: {names}. The next `serve --dev` takes them "
+               f"back; to stop them now: kill {' '.join(str(vm['pid']) for vm in left)} (or delete them "
+               "with `slices-blueprint delete NAME` while the service runs)")
 
 
 def _start_local_host(settings, database_url: str):
@@ -98,6 +129,9 @@ def worker(
     name: Annotated[str | None, typer.Option(help="Worker name in logs.")] = None,
 ) -> None:
     """Run a worker only (start as many as you like, on as many machines)."""
+    import asyncio
+    import socket
+
     from slices_blueprint.core.bootstrap import prepare
     from slices_blueprint.core.database import Database
     from slices_blueprint.domains import build_queue
@@ -122,6 +156,8 @@ def worker(
 def kme_host(data_dir: DataDir = None) -> None:
     """Run the KMEs of the QKD networks that listen on this machine (qkd_kme_host); for a
     site whose `serve` does not (qkd_kme_in_service = false)."""
+    import asyncio
+
     from slices_blueprint.core.bootstrap import prepare
     from slices_blueprint.core.database import Database
     from slices_blueprint.core.runtime import Runtime

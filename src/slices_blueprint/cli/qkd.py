@@ -13,7 +13,7 @@ from rich.table import Column, Table
 
 from slices_blueprint.cli.errors import fail, load_document
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
-from slices_blueprint.core.deps import BI_PREFIX
+from slices_blueprint.core.api_paths import BI_PREFIX
 
 app = typer.Typer(no_args_is_help=True, help="QKD networks: emulated links and ETSI GS QKD 014 KMEs.")
 link_app = typer.Typer(no_args_is_help=True, help="A network's links.")

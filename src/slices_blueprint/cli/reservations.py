@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
-from slices_blueprint.core.deps import API_PREFIX
+from slices_blueprint.core.api_paths import API_PREFIX
 
 app = typer.Typer(help="Your reservations (without a command: list them, with the time left).",
                   invoke_without_command=True)

@@ -8,11 +8,11 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.api_paths import API_PREFIX, BI_PREFIX
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 
-BI_PREFIX = "/apis/bi.slices.eu/v1alpha2"
-API_PREFIX = "/api/v1"
+__all__ = ["API_PREFIX", "BI_PREFIX", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep"]
 
 
 def get_settings_dep(request: Request) -> Settings:

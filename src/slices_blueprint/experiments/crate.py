@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rocrate.model import ContextEntity, Person, SoftwareApplication
-from rocrate.rocrate import ROCrate
 
 FILE = "experiment.yaml"
 AUDIT = "audit-trail.json"
@@ -24,6 +22,10 @@ def file_yaml(file: dict[str, Any]) -> str:
 
 def write_crate(record: dict[str, Any], out: Path) -> None:
     """Write the crate to ``out``: a directory, or a zip file when its name ends in .zip."""
+    # rocrate is slow to import: only here, so the CLI's other commands start quickly
+    from rocrate.model import ContextEntity, Person, SoftwareApplication
+    from rocrate.rocrate import ROCrate
+
     meta = record["metadata"]
     crate = ROCrate()
     crate.name = f"SLICES experiment {meta['experiment_id']}"

@@ -10,6 +10,7 @@ restarts (they are re-adopted).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -92,3 +93,18 @@ def start_local_agent(settings: Settings, enrolment_token: str,
                                 stderr=subprocess.STDOUT)
     log.info("agent.local_started", pid=proc.pid, port=port, log=str(data_dir / "agent.log"))
     return proc
+
+
+def local_vms_running(settings: Settings) -> list[dict[str, object]]:
+    """The local host's VMs whose process still runs (name, pid, SSH port), from the agent's
+    VM records (``agent/vms/<id>/vm.json``, read as plain JSON: the agent owns the format)."""
+    running = []
+    for record in sorted((settings.data_dir / "agent" / "vms").glob("*/vm.json")):
+        try:
+            vm = json.loads(record.read_text())
+            pid = int(vm["pid"])
+            os.kill(pid, 0)  # signal 0: does it live?
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        running.append({"name": vm["spec"]["name"], "pid": pid, "ssh_port": vm.get("ssh_port")})
+    return running

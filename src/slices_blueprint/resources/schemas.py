@@ -116,6 +116,8 @@ class ResourceOut(BaseModel):
     provider_resource_id: str | None
     access: dict[str, Any]
     ssh_command: str | None
+    private_ipv4: str | None = Field(default=None, description="the address on the experiment's own network")
+    console_url: str | None = Field(default=None, description="the provider's console, where it has one")
     expires_at: dt.datetime
     reservation_id: str | None = Field(description="the reservation it runs inside (deleted at its end)")
     created_at: dt.datetime

@@ -55,11 +55,21 @@ def resource_out(resource: ComputeResource, site: str) -> ResourceOut:
         provider_resource_id=resource.provider_resource_id,
         access=access,
         ssh_command=ssh_command(access),
+        private_ipv4=private_ipv4(access),
+        console_url=access.get("console_url"),
         expires_at=resource.expires_at,
         reservation_id=format_id("reservation", site, resource.reservation_id) if resource.reservation_id else None,
         created_at=resource.created_at,
         updated_at=resource.updated_at,
     )
+
+
+def private_ipv4(access: dict) -> str | None:
+    """The resource's address on its own network (a floating address is not one)."""
+    if "private_ipv4" in access:
+        return access["private_ipv4"]
+    ipv4 = access.get("ipv4")
+    return ipv4 if ipv4 and ipv4 != access.get("floating_ip") else None
 
 
 def ssh_command(access: dict) -> str | None:

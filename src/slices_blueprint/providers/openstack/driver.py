@@ -639,6 +639,7 @@ def _access(server: Server, floating: list[str]) -> dict[str, Any]:
     ipv4 = (floating or fixed_v4 or [None])[0]
     return {
         "ipv4": ipv4,
+        "private_ipv4": (fixed_v4 or [None])[0],
         "addresses": addresses,
         "floating_ip": floating[0] if floating else None,
         "ssh_host": ipv4,

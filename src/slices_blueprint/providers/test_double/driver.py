@@ -13,7 +13,8 @@ file counts how often the node was really created, so tests can prove nothing wa
 node's delete always fails with a retryable error, as a provider that stays unreachable).
 
 Each node's file also records what its last create or reset was asked to place in it
-(``files``: path, mode, content) and let it reach (``guest_services``), for tests.
+(``files``: path, mode, content) and let it reach (``guest_services``), for tests. Its
+console log is ``<node>.console`` beside it (``logs``).
 """
 
 from __future__ import annotations
@@ -129,7 +130,20 @@ class TestDoubleDriver(ComputeDriver):
             await progress(30 + (step + 1) * 60 // steps, "booting")
         node["state"] = "running"
         self._write(node_id, node)
+        with self.console(node_id).open("a") as console:
+            console.write(f"{spec.name} booted\n")
         return self._info(node_id, node)
+
+    def console(self, node_id: str) -> Path:
+        """The node's console log: lines the double writes (tests append more)."""
+        return self.root / f"{node_id}.console"
+
+    async def logs(self, provider_resource_id: str, tail_lines: int = 200) -> str:
+        try:
+            lines = self.console(provider_resource_id).read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return ""
+        return "".join(lines[-tail_lines:])
 
     async def delete(self, provider_resource_id: str, progress: Progress) -> None:
         if (self._read(provider_resource_id) or {}).get("unreachable_on_delete"):

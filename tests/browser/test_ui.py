@@ -88,7 +88,7 @@ def test_create_watch_extend_delete(page: Any, live: LiveServer, catalog: dict[s
     page.get_by_label("Extend by").select_option("72")
     page.get_by_role("button", name="Extend").click()  # htmx, with the CSRF header
     _expect_text(page.locator("#expires"), r"in 2 d 23 h|in 3 d")
-    _expect_text(page.locator("#details [role=status]"), "Expires")
+    _expect_text(page.locator("#messages"), "Expires")
     shot(page, "resource")
 
     page.get_by_role("button", name="Stop…").click()  # it loses what is in memory: asked first

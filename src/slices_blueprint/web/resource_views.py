@@ -122,7 +122,7 @@ async def create_resources(
     return redirect(request, f"{UI}/tasks/{task}", f"Requested {len(body.resources)} resource(s).")
 
 
-async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
+async def own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
     task = await db.get(Task, path_id(task_id, "task"))
     if task is None or task.experiment_id != caller.require_experiment().id:  # another's: 404 too
         raise NotFound("no such task")
@@ -132,13 +132,13 @@ async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 async def task_page(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
     """A task's progress (live until it ends)."""
-    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
+    task = await task_out(db, await own_task(db, caller, task_id), settings.site_id)
     return render(request, "task.html", task=task, terminal=TERMINAL)
 
 
 @router.get("/fragments/tasks/{task_id}", response_class=HTMLResponse)
 async def task_progress(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
-    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
+    task = await task_out(db, await own_task(db, caller, task_id), settings.site_id)
     return render(request, "fragments/task_progress.html", task=task, terminal=TERMINAL)
 
 
@@ -147,7 +147,7 @@ async def _resource_context(db: AsyncSession, settings: Settings, caller: Caller
     actions = [a for a, (allowed, _) in states.ACTIONS.items() if resource.status in allowed and a != "delete"
                and (a not in states.POWER_ACTIONS or offers(resource.provider, a))]
     return {"r": service.resource_out(resource, settings.site_id), "row": resource, "actions": actions,
-            "live": resource.status not in states.FINAL, "extend_choices": EXTEND_CHOICES, "confirm": CONSEQUENCES,
+            "extend_choices": EXTEND_CHOICES, "confirm": CONSEQUENCES,
             "flavor": await db.get(Flavor, resource.flavor_id), "image": await db.get(DiskImage, resource.disk_image_id)}
 
 

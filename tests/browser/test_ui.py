@@ -197,6 +197,8 @@ def test_bad_credential_shows_error(page: Any, live: LiveServer) -> None:
     error = page.locator("#openstack-error")
     assert "does not work" in error.inner_text()
     assert page.locator("#credential-openstack").get_by_text("None stored").is_visible()
+    # this site has no OpenStack cloud of its own: the page does not say one is used
+    assert "this site has no cloud of its own" in card.inner_text() and "site's own" not in card.inner_text()
     shot(page, "credentials-error")
 
 

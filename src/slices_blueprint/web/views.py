@@ -24,3 +24,9 @@ for module in (auth_views, resource_views, live_views, admin_views, quota_views,
 @router.get("/")
 async def home() -> RedirectResponse:
     return RedirectResponse(f"{UI}/", status_code=307)
+
+
+@router.get("/favicon.ico")
+async def favicon() -> RedirectResponse:
+    """For browsers that ask before reading a page's icon link."""
+    return RedirectResponse(f"{UI}/static/favicon.svg", status_code=308)

@@ -81,7 +81,8 @@ async def _catalog(db: AsyncSession, settings: Settings, image_id: str) -> dict:
     chosen = next((i for i in images if format_id("image", settings.site_id, i.id) == image_id), None)
     if chosen is not None:
         flavors = [f for f in flavors if fits(chosen, f)]
-    return {"images": images, "flavors": flavors, "chosen_image": chosen, "site": settings.site_id}
+    return {"images": images, "flavors": flavors, "chosen_image": chosen, "site": settings.site_id,
+            "network_choice": chosen is not None and driver_class(chosen.flavor_type).chooses_networks}
 
 
 async def _form_context(db: AsyncSession, settings: Settings, caller: Caller, user: Caller, form: CreateForm) -> dict:
@@ -99,9 +100,10 @@ async def new_resources(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.get("/fragments/flavors", response_class=HTMLResponse)
 async def flavor_options(request: Request, db: SessionDep, settings: SettingsDep, user: UserDep, image: str = "", flavor: str = "") -> HTMLResponse:
-    """The flavor picker for the chosen image (only flavors that fit it)."""
+    """The flavor picker for the chosen image (only flavors that fit it), and the fields that
+    apply to the image's flavor type."""
     return render(request, "fragments/flavor_field.html", form=CreateForm(image=image, flavor=flavor), errors={},
-                  **await _catalog(db, settings, image))
+                  swap_type_fields=True, **await _catalog(db, settings, image))
 
 
 @router.post("/resources", dependencies=[CsrfChecked])

@@ -151,7 +151,8 @@ class LiveServer:
 
 def start_server(settings: Settings, database_url: str, *, worker: bool = True) -> LiveServer:
     app = create_app(settings, database_url, run_worker_inside=worker)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5)  # pages' event streams never end by themselves
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

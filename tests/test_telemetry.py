@@ -50,5 +50,8 @@ def test_charts_place_points_in_time_and_scale() -> None:
     coords = [tuple(map(float, xy.split(","))) for xy in line.points.split()]
     assert coords == [(WIDTH / 2, round(HEIGHT * (1 - 50 / 55), 1)), (WIDTH, round(HEIGHT * (1 - 50 / 55), 1))]
     assert line.latest == 50.0 and "now used 50.0 %" in cpu.summary
+    # the axes: values 0, half, top in the chart's unit; the window's ends in time
+    assert cpu.y_ticks == [(f"{HEIGHT:.1f}", "0.0"), (f"{HEIGHT / 2:.1f}", "27.5"), ("0.0", "55.0")]
+    assert cpu.unit == "%" and cpu.x_labels == (f"{T0:%H:%M}", f"{T0 + dt.timedelta(seconds=120):%H:%M} UTC")
     assert charts["Network"].lines[0].latest == 0.0
     assert metric_charts([], T0, now=T0) == []

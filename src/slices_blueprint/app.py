@@ -22,6 +22,7 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
+from slices_blueprint.core.live import ChangeHub
 from slices_blueprint.core.metrics import (
     HOST_STATES,
     RESOURCE_STATES,
@@ -79,6 +80,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         limit_rate(db, settings.audit_events_per_resource_per_minute)
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
+        app.state.changes = ChangeHub(db.url)  # the pages' live updates: one LISTEN connection
+        app.state.changes.start()
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
         app.state.admin_ids = set(settings.admin_user_ids)
         if settings.dev_mode:
@@ -100,6 +103,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+        await app.state.changes.stop()
         await http.aclose()
         await db.dispose()
 

@@ -2,7 +2,8 @@
 hooks through which a lower domain learns from a higher one without importing it (quota
 usage from ``resources/``, heartbeat metrics for ``telemetry/``, QKD gauges refreshed at each
 scrape of ``/metrics``, what ``qkd/`` places in the machines ``resources/`` provisions,
-what runs inside a reservation and is deleted at its end).
+what runs inside a reservation and is deleted at its end, resource and task writes announced
+to open pages).
 
 A composition root like ``app.py``: it may import every domain, and no domain imports it.
 """
@@ -26,6 +27,7 @@ from slices_blueprint.reservations import scheduled as reservation_jobs
 from slices_blueprint.reservations.binding import Binder, register_binder
 from slices_blueprint.resources import flows as resource_flows
 from slices_blueprint.resources import scheduled as resource_jobs
+from slices_blueprint.resources.changes import announce_changes
 from slices_blueprint.resources.provisioning import register_contributor
 from slices_blueprint.resources.quota_usage import resource_usage
 from slices_blueprint.tasks import queue
@@ -52,6 +54,7 @@ def wire() -> None:
     register_contributor("qkd", machine_provisioning)
     register_binder("resources", Binder(bound=resource_jobs.bound_resources, release=resource_jobs.release_resources))
     register_binder("qkd", Binder(bound=bound_networks, release=release_networks))
+    announce_changes()
 
 
 def build_queue(settings: Settings, db: Database) -> procrastinate.App:

@@ -88,7 +88,7 @@ def test_create_watch_extend_delete(page: Any, live: LiveServer, catalog: dict[s
     page.get_by_label("Extend by").select_option("72")
     page.get_by_role("button", name="Extend").click()  # htmx, with the CSRF header
     _expect_text(page.locator("#expires"), r"in 2 d 23 h|in 3 d")
-    _expect_text(page.locator("#details [role=status]"), "Expires")
+    _expect_text(page.locator("#messages"), "Expires")
     shot(page, "resource")
 
     page.get_by_role("button", name="Stop…").click()  # it loses what is in memory: asked first
@@ -197,6 +197,8 @@ def test_bad_credential_shows_error(page: Any, live: LiveServer) -> None:
     error = page.locator("#openstack-error")
     assert "does not work" in error.inner_text()
     assert page.locator("#credential-openstack").get_by_text("None stored").is_visible()
+    # this site has no OpenStack cloud of its own: the page does not say one is used
+    assert "this site has no cloud of its own" in card.inner_text() and "site's own" not in card.inner_text()
     shot(page, "credentials-error")
 
 

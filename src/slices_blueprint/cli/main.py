@@ -37,6 +37,9 @@ DEV_MODE_ON = ("DEV MODE: tokens from `slices-blueprint dev token` are trusted a
                "Never put this service behind a proxy.")
 DEV_MODE_OFF = ("dev mode is off: tokens must come from the trusted issuers (SLICES); "
                 "for a local trial, start with `slices-blueprint serve --dev`")
+GRACEFUL_SHUTDOWN_S = 5
+"""How long a stopping ``serve`` waits for open requests: the pages' event streams never end
+by themselves, so they are closed after this."""
 
 
 def _settings(**overrides: object):
@@ -74,7 +77,8 @@ def serve(
     if local_agent is not None:
         app_.state.local_host_since = utcnow()  # /readyz waits for it to register
     try:
-        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     finally:
         if local_agent is not None:
             _stop_local_host(settings, local_agent)

@@ -48,6 +48,15 @@ class Caller:
         assert self.user is not None
         return query.where(project_id.in_(self.project_ids) | (created_by == self.user.id))
 
+    def sees(self, *, experiment_id: str | None, project_id: str | None, created_by: str | None) -> bool:
+        """The rule of :meth:`visible` for one row's values."""
+        if self.experiment is not None:
+            return experiment_id == self.experiment.id
+        if self.is_admin:
+            return True
+        assert self.user is not None
+        return project_id in self.project_ids or (created_by is not None and created_by == self.user.id)
+
     def require_admin(self) -> User:
         if not (self.user and self.is_admin):
             raise Forbidden("this operation is for site administrators")

@@ -90,3 +90,11 @@ async def upsert_experiment(session: AsyncSession, token: VerifiedToken) -> Expe
             return known.Experiment
     await _upsert(session, Project, project)
     return await _upsert(session, Experiment, wanted)
+
+
+async def names_of(session: AsyncSession, model: type[Project | Experiment], ids: set[str]) -> dict[str, str]:
+    """The names of the projects or experiments ``ids`` (those without one are left out)."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(model.id, model.name).where(model.id.in_(ids), model.name.is_not(None)))
+    return {row_id: name for row_id, name in rows}

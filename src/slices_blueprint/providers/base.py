@@ -166,6 +166,9 @@ class ComputeDriver(abc.ABC):
     takes_account_ssh_keys: ClassVar[bool] = True
     """Whether the user's SLICES account key (from the id-token) is added to every node's
     keys; a provider that refuses unasked-for keys (pods) sets this False."""
+    chooses_networks: ClassVar[bool] = False
+    """Whether a request may name its networks and ask for a public IPv4 (the create form
+    offers those fields only for such a provider)."""
     reports_metrics: ClassVar[bool] = False
     """Whether its nodes' metrics reach the service (microVM agents push them)."""
     forwards_guest_services: ClassVar[bool] = False

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog import service as catalog
 from slices_blueprint.catalog.flows import sync_from_provider
+from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep, SettingsDep
 from slices_blueprint.core.errors import Invalid, NotFound
 from slices_blueprint.core.ids import path_id
@@ -32,15 +33,16 @@ def _owner(caller: Caller) -> str:
     return caller.user.id
 
 
-async def _credentials_context(db: AsyncSession, caller: Caller) -> dict:
+async def _credentials_context(db: AsyncSession, settings: Settings, caller: Caller) -> dict:
     rows = {c.kind: c for c in await credentials.list_own(db, _owner(caller))}
-    return {"kinds": credential_kinds(), "stored": rows}
+    kinds = credential_kinds()
+    return {"kinds": kinds, "stored": rows, "site_has": {k: d.site_configured(settings) for k, d in kinds.items()}}
 
 
 @router.get("/credentials", response_class=HTMLResponse)
-async def credentials_page(request: Request, db: SessionDep, caller: UserDep) -> HTMLResponse:
+async def credentials_page(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """Which credentials are stored and whether they worked; never their content."""
-    return render(request, "credentials.html", errors={}, **await _credentials_context(db, caller))
+    return render(request, "credentials.html", errors={}, **await _credentials_context(db, settings, caller))
 
 
 @router.post("/credentials/{kind}", dependencies=[CsrfChecked])
@@ -54,7 +56,7 @@ async def upload_credential(
     try:
         stored = await credentials.store(db, settings, _owner(caller), kind, content, selected.strip() or None)
     except Invalid as exc:
-        raise FormRejected(request, "credentials.html", await _credentials_context(db, caller), {kind: exc.detail}) from exc
+        raise FormRejected(request, "credentials.html", await _credentials_context(db, settings, caller), {kind: exc.detail}) from exc
     entry = f" (using {stored.selected})" if stored.selected else ""
     return redirect(request, f"{UI}/credentials", f"{credential_driver(kind).credential_label} checked and stored{entry}.")
 

@@ -2,7 +2,8 @@
 SVG (no JavaScript).
 
 Each chart is a view model: polylines in a 0..WIDTH x 0..HEIGHT box (y grows downwards),
-the top of the scale, and the latest value of each series for the text alternative.
+the top of the scale, the axes' labels (values with their unit, the times at both ends) and
+the latest value of each series for the text alternative.
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ class Chart:
     lines: list[Line]
     threshold: float | None = None  # a limit drawn as a dashed horizontal line
     key: str = ""  # names the chart in the page (data-chart)
+    start: dt.datetime | None = None  # the time axis, left to right
+    end: dt.datetime | None = None
+
+    @property
+    def y_ticks(self) -> list[tuple[str, str]]:
+        """The value axis: (height in the box, label) at 0, half and the top of the scale."""
+        return [(f"{HEIGHT * (1 - v / self.top):.1f}", _fmt(v)) for v in (0.0, self.top / 2, self.top)]
+
+    @property
+    def x_labels(self) -> tuple[str, str] | None:
+        """The time axis: its ends as HH:MM (UTC)."""
+        if self.start is None or self.end is None:
+            return None
+        return f"{self.start:%H:%M}", f"{self.end:%H:%M} UTC"
 
     @property
     def summary(self) -> str:
@@ -74,7 +89,7 @@ def line_chart(title: str, unit: str, points: Sequence[Timed], start: dt.datetim
         ]
         latest = next((v for v in reversed(vs) if v is not None), None)
         lines.append(Line(label, " ".join(coords), latest))
-    return Chart(title, unit, top, lines, threshold, key)
+    return Chart(title, unit, top, lines, threshold, key, start, start + dt.timedelta(seconds=span_s))
 
 
 def chart_start(points: Sequence[Timed], minutes: int, now: dt.datetime) -> dt.datetime:

@@ -65,8 +65,18 @@ def short_key(key: str) -> str:
     return f"{kind} …{body[-8:]} {comment}".strip()
 
 
+TONES = {"running": "ok", "succeeded": "ok", "error": "bad", "failed": "bad",
+         "paused": "idle", "stopped": "idle", "deleted": "idle", "cancelled": "idle"}
+"""How a status badge is coloured (its text always says the status): the rest are under way."""
+
+
+def tone(status: str, task: bool = False) -> str:
+    """``ok``, ``bad``, ``idle`` or ``busy`` (an operation under way; a running task is one)."""
+    return "busy" if task and status == "running" else TONES.get(status, "busy")
+
+
 templates.env.filters.update(
-    countdown=countdown, short_key=short_key,
+    countdown=countdown, short_key=short_key, tone=tone,
     typeid=lambda row, kind, site: format_id(kind, site, row.id),
     iso=lambda when: when.isoformat(timespec="seconds") if when else "",
 )

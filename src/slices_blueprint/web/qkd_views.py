@@ -19,6 +19,8 @@ from slices_blueprint.core.errors import Invalid, ProblemError
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.caller import Caller
+from slices_blueprint.identity.models import Experiment
+from slices_blueprint.identity.service import names_of
 from slices_blueprint.qkd import samples, service
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.models import QkdNetwork
@@ -77,7 +79,8 @@ def network_summary(network: NetworkOut) -> str:
 async def _list_context(db: AsyncSession, settings: Settings, caller: Caller) -> dict:
     networks = await service.list_networks(db, caller, include_deleted=False)
     return {"networks": [await service.network_out(db, settings, n) for n in networks], "example": EXAMPLE,
-            "summary": network_summary}
+            "summary": network_summary,
+            "experiment_names": await names_of(db, Experiment, {n.experiment_id for n in networks})}
 
 
 @router.get("/qkd-networks", response_class=HTMLResponse)
@@ -121,7 +124,8 @@ async def network_page(network_id: str, request: Request, db: SessionDep, settin
                        caller: UserDep) -> HTMLResponse:
     """The drawing, the links with their figures and charts (live), the link forms, the SAEs."""
     network = await _network(db, caller, network_id)
-    return render(request, "qkd_network.html", **await _live_context(db, settings, network))
+    return render(request, "qkd_network.html", **await _live_context(db, settings, network),
+                  experiment_names=await names_of(db, Experiment, {network.experiment_id}))
 
 
 @router.get("/fragments/qkd-networks/{network_id}", response_class=HTMLResponse)

@@ -19,6 +19,8 @@ from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.caller import Caller
+from slices_blueprint.identity.models import Experiment, Project
+from slices_blueprint.identity.service import names_of
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas import service as quotas
 from slices_blueprint.quotas.service import QuotaExceeded
@@ -26,7 +28,7 @@ from slices_blueprint.resources import service, states
 from slices_blueprint.resources.logs import read_logs
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
-from slices_blueprint.tasks.service import TERMINAL, task_out
+from slices_blueprint.tasks.service import task_out
 from slices_blueprint.telemetry import service as telemetry
 from slices_blueprint.web.charts import HEIGHT, WIDTH, chart_start, metric_charts
 from slices_blueprint.web.deps import (
@@ -62,7 +64,14 @@ async def resources_table(request: Request, db: SessionDep, settings: SettingsDe
 
 async def _table(db: AsyncSession, settings: Settings, caller: Caller) -> dict:
     rows = await service.list_resources(db, caller, include_deleted=False, status=None, limit=500, after=None)
-    return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin}
+    return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin,
+            **await _names(db, rows)}
+
+
+async def _names(db: AsyncSession, rows: list[ComputeResource]) -> dict:
+    """The names of the rows' experiments and projects, shown instead of their ids."""
+    return {"experiment_names": await names_of(db, Experiment, {r.experiment_id for r in rows}),
+            "project_names": await names_of(db, Project, {r.project_id for r in rows})}
 
 
 async def _catalog(db: AsyncSession, settings: Settings, image_id: str) -> dict:
@@ -72,7 +81,8 @@ async def _catalog(db: AsyncSession, settings: Settings, image_id: str) -> dict:
     chosen = next((i for i in images if format_id("image", settings.site_id, i.id) == image_id), None)
     if chosen is not None:
         flavors = [f for f in flavors if fits(chosen, f)]
-    return {"images": images, "flavors": flavors, "chosen_image": chosen, "site": settings.site_id}
+    return {"images": images, "flavors": flavors, "chosen_image": chosen, "site": settings.site_id,
+            "network_choice": chosen is not None and driver_class(chosen.flavor_type).chooses_networks}
 
 
 async def _form_context(db: AsyncSession, settings: Settings, caller: Caller, user: Caller, form: CreateForm) -> dict:
@@ -90,9 +100,10 @@ async def new_resources(request: Request, db: SessionDep, settings: SettingsDep,
 
 @router.get("/fragments/flavors", response_class=HTMLResponse)
 async def flavor_options(request: Request, db: SessionDep, settings: SettingsDep, user: UserDep, image: str = "", flavor: str = "") -> HTMLResponse:
-    """The flavor picker for the chosen image (only flavors that fit it)."""
+    """The flavor picker for the chosen image (only flavors that fit it), and the fields that
+    apply to the image's flavor type."""
     return render(request, "fragments/flavor_field.html", form=CreateForm(image=image, flavor=flavor), errors={},
-                  **await _catalog(db, settings, image))
+                  swap_type_fields=True, **await _catalog(db, settings, image))
 
 
 @router.post("/resources", dependencies=[CsrfChecked])
@@ -122,24 +133,31 @@ async def create_resources(
     return redirect(request, f"{UI}/tasks/{task}", f"Requested {len(body.resources)} resource(s).")
 
 
-async def _own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
+async def own_task(db: AsyncSession, caller: Caller, task_id: str) -> Task:
     task = await db.get(Task, path_id(task_id, "task"))
     if task is None or task.experiment_id != caller.require_experiment().id:  # another's: 404 too
         raise NotFound("no such task")
     return task
 
 
+async def _task_context(db: AsyncSession, settings: Settings, caller: Caller, task_id: str) -> dict:
+    """The task, and the names of the resources its subtasks concern (shown instead of ids)."""
+    task = await task_out(db, await own_task(db, caller, task_id), settings.site_id)
+    ids = [path_id(sub.resource_id, "resource") for sub in task.subtasks if sub.resource_id]
+    rows = await db.execute(select(ComputeResource.id, ComputeResource.friendly_name).where(ComputeResource.id.in_(ids)))
+    names = {format_id("resource", settings.site_id, rid): name for rid, name in rows}
+    return {"task": task, "names": names}
+
+
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
 async def task_page(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
     """A task's progress (live until it ends)."""
-    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
-    return render(request, "task.html", task=task, terminal=TERMINAL)
+    return render(request, "task.html", **await _task_context(db, settings, caller, task_id))
 
 
 @router.get("/fragments/tasks/{task_id}", response_class=HTMLResponse)
 async def task_progress(task_id: str, request: Request, db: SessionDep, settings: SettingsDep, caller: ExperimentDep) -> HTMLResponse:
-    task = await task_out(db, await _own_task(db, caller, task_id), settings.site_id)
-    return render(request, "fragments/task_progress.html", task=task, terminal=TERMINAL)
+    return render(request, "fragments/task_progress.html", **await _task_context(db, settings, caller, task_id))
 
 
 async def _resource_context(db: AsyncSession, settings: Settings, caller: Caller, resource_id: str) -> dict:
@@ -147,7 +165,8 @@ async def _resource_context(db: AsyncSession, settings: Settings, caller: Caller
     actions = [a for a, (allowed, _) in states.ACTIONS.items() if resource.status in allowed and a != "delete"
                and (a not in states.POWER_ACTIONS or offers(resource.provider, a))]
     return {"r": service.resource_out(resource, settings.site_id), "row": resource, "actions": actions,
-            "live": resource.status not in states.FINAL, "extend_choices": EXTEND_CHOICES, "confirm": CONSEQUENCES,
+            **await _names(db, [resource]),
+            "extend_choices": EXTEND_CHOICES, "confirm": CONSEQUENCES,
             "flavor": await db.get(Flavor, resource.flavor_id), "image": await db.get(DiskImage, resource.disk_image_id)}
 
 

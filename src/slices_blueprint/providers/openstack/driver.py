@@ -124,6 +124,7 @@ class OpenStackDriver(ComputeDriver):
     credential_entry = "Cloud entry"
     site_noun = "cloud"
     site_setting = "openstack_clouds_yaml"
+    chooses_networks = True
     validate_timeout_s: float = 10.0
 
     def __init__(

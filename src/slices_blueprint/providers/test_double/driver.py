@@ -50,6 +50,7 @@ class TestDoubleDriver(ComputeDriver):
     __test__ = False  # not a pytest class
     flavor_type = "test-double"
     forwards_guest_services = True  # it records them, as a microVM host would forward them
+    chooses_networks = True  # it records them, as the cloud it stands in for would attach them
 
     def __init__(self, root: Path) -> None:
         self.root = root

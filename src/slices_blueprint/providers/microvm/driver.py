@@ -8,7 +8,8 @@ and keeps placements in the calling process's database (handed in, never opened 
 TypeID, so ``create`` is idempotent: a VM with that id on the host its placement (booking)
 names is adopted; no other host is asked, whatever it would answer. Agent
 failures become :class:`TransientProviderError` (unreachable, timeouts, 5xx) or
-:class:`ProviderError` (refusals, a guest that failed to boot), each naming the host.
+:class:`ProviderError` (refusals, a full data directory (507), a guest that failed to boot),
+each naming the host.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class AgentClient:
             raise GuestNotReady(f"{where}: {_detail(response)}")
         if response.status_code == 401:
             raise ProviderError(f"{where} rejected the service's token; the agent must register again")
+        if response.status_code == 507:  # its disk is full: an operator must make room
+            raise ProviderError(f"{where} refused: {_detail(response)}")
         if response.status_code >= 500:
             raise TransientProviderError(f"{where} failed: {_detail(response)}")
         if response.status_code >= 400:

@@ -27,33 +27,40 @@ HOST_LOST_AFTER_S = 6  # heartbeats every second: a host silent this long is los
 
 @dataclass
 class Site:
-    """The service, its admin, and one registered microVM host (its agent restartable with
-    the settings it first ran with: its enrolment is used, so it registers with its own token)."""
+    """The service, its admin, and its registered microVM hosts (``host`` the first); an
+    agent restarts with the settings it first ran with (its enrolment is used by then, so it
+    registers with its own token)."""
 
     server: LiveServer
     api: Api
-    host: TestHost
-    agent_settings: dict[str, str]
+    hosts: list[TestHost]
+    agent_settings: dict[str, dict[str, str]]  # by host name
     admin: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.admin = self.api.token("admin")
 
-    def host_row(self) -> dict:
+    @property
+    def host(self) -> TestHost:
+        return self.hosts[0]
+
+    def host_row(self, host: TestHost | None = None) -> dict:
+        name = (host or self.host).ns
         rows = self.api.http.get(f"{self.server.url}/api/v1/hosts",
                                  headers={"Authorization": f"Bearer {self.admin}"}).json()
-        (row,) = [h for h in rows if h["name"] == self.host.ns]
+        (row,) = [h for h in rows if h["name"] == name]
         return row
 
-    def wait_host(self, status: str, timeout: float) -> float:
+    def wait_host(self, status: str, timeout: float, host: TestHost | None = None) -> float:
         """Wait until the host's status is ``status``; answer the seconds it took."""
         clock = time.monotonic()
-        wait_for(lambda: self.host_row()["status"] == status, timeout,
-                 lambda: f"host {self.host.ns} {status}: {self.host_row()['status']}", interval=0.2)
+        wait_for(lambda: self.host_row(host)["status"] == status, timeout,
+                 lambda: f"host {(host or self.host).ns} {status}: {self.host_row(host)['status']}")
         return time.monotonic() - clock
 
-    def restart_agent(self) -> None:
-        self.host.start_agent(**self.agent_settings)
+    def restart_agent(self, host: TestHost | None = None) -> None:
+        host = host or self.host
+        host.start_agent(**self.agent_settings[host.ns])
 
     def catalog(self) -> tuple[str, str]:
         return microvm_catalog(self.api, self.admin)
@@ -77,7 +84,7 @@ def make_site(pg_admin_url: str, tmp_path: Path, http: httpx.Client, make_host) 
     (2+4+8+16 s). ``prepare(host)`` runs before the agent first starts (e.g. to mount its
     data directory)."""
     with contextlib.ExitStack() as stack:
-        def make(prepare: Callable[[TestHost], None] | None = None) -> Site:
+        def make(prepare: Callable[[TestHost], None] | None = None, hosts: int = 1) -> Site:
             url = stack.enter_context(fresh_database(pg_admin_url))
             settings = make_settings(
                 tmp_path / "svc", url, free_port(), host_heartbeat_seconds=1,
@@ -85,18 +92,20 @@ def make_site(pg_admin_url: str, tmp_path: Path, http: httpx.Client, make_host) 
                 placement_wait_seconds=120, dev_allowed_networks=["10.250.0.0/16"])
             server = start_server(settings, url)
             stack.callback(server.stop)
-            api = Api(server, http)
-            host = make_host.prepare()
-            if prepare:
-                prepare(host)
-            relay = Relay((host.gateway, settings.port), ("127.0.0.1", settings.port))
-            stack.callback(relay.close)
-            agent_settings = {"service_url": f"http://{host.gateway}:{settings.port}",
-                              "enrolment_token": enrol(http, server.url, api.token("admin"), host.ns)}
-            host.start_agent(**agent_settings)
-            site = Site(server, api, host, agent_settings)
-            wait_for(lambda: site.host_row()["metrics"], 30, "registration and a heartbeat",
-                     ignoring=(ValueError,))
+            site = Site(server, Api(server, http), [], {})
+            for _ in range(hosts):
+                host = make_host.prepare()
+                if prepare:
+                    prepare(host)
+                relay = Relay((host.gateway, settings.port), ("127.0.0.1", settings.port))
+                stack.callback(relay.close)
+                site.agent_settings[host.ns] = {
+                    "service_url": f"http://{host.gateway}:{settings.port}",
+                    "enrolment_token": enrol(http, server.url, site.admin, host.ns)}
+                site.hosts.append(host)
+                site.restart_agent(host)
+                wait_for(lambda: site.host_row(host)["metrics"], 30,  # noqa: B023 (waited at once)
+                         "registration and a heartbeat", ignoring=(ValueError,))
             return site
 
         yield make

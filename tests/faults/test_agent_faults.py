@@ -16,10 +16,12 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.faults.conftest import HOST_LOST_AFTER_S, Site
 from tests.helpers import wait_for
+from tests.microvm.conftest import TestHost
 from tests.microvm.guest_tools import SSHKey
 from tests.microvm.test_agent_lifecycle import assert_nothing_left, ssh_banner
 
@@ -44,8 +46,8 @@ def subtask(site: Site, token: str, task_id: str) -> dict:
     return site.api.ok("GET", f"/tasks/{task_id}", token)["subtasks"][0]
 
 
-def guest(key: SSHKey, site: Site, resource: dict, command: str) -> str:
-    return key.run(site.host.address, resource["access"]["ssh_port"], command, timeout=60).strip()
+def guest(key: SSHKey, host: TestHost, resource: dict, command: str) -> str:
+    return key.run(host.address, resource["access"]["ssh_port"], command, timeout=60).strip()
 
 
 def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> None:
@@ -56,7 +58,7 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
     done = api.wait_task(token, create(site, token, "mv-a", flavor, image, key), BOOT_S)
     assert done["status"] == "succeeded", done
     a = resources_by_name(site, token)["mv-a"]
-    boot_id = guest(key, site, a, "cat /proc/sys/kernel/random/boot_id")
+    boot_id = guest(key, host, a, "cat /proc/sys/kernel/random/boot_id")
     (vmm_pid,) = host.vmm_pids()
 
     # -- the agent dies (SIGKILL) with mv-a running -----------------------------------------
@@ -77,7 +79,7 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
     a_lost = resources_by_name(site, token)["mv-a"]
     assert a_lost["status"] == "error", a_lost
     assert f"microVM host {host.ns} is lost" in a_lost["status_reason"], a_lost
-    assert guest(key, site, a, "cat /proc/sys/kernel/random/boot_id") == boot_id
+    assert guest(key, host, a, "cat /proc/sys/kernel/random/boot_id") == boot_id
 
     # -- the agent comes back ---------------------------------------------------------------
     restarted = time.monotonic()
@@ -85,7 +87,7 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
     site.wait_host("active", 30)
     host_back = time.monotonic() - restarted
     assert host.vmm_pids() == {vmm_pid: a["id"]}, "the running VM was not re-adopted"
-    assert guest(key, site, a, "cat /proc/sys/kernel/random/boot_id") == boot_id, \
+    assert guest(key, host, a, "cat /proc/sys/kernel/random/boot_id") == boot_id, \
         "the guest rebooted: it should have kept running"
     site.reconcile()
     assert resources_by_name(site, token)["mv-a"]["status"] == "running"
@@ -102,7 +104,7 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
 
     # -- the host reboots: the agent and every VMM process die, its network state is gone --
     marker = uuid.uuid4().hex
-    guest(key, site, a, f"echo {marker} > /root/marker && sync")
+    guest(key, host, a, f"echo {marker} > /root/marker && sync")
     host.kill_agent()
     for pid in host.vmm_pids():
         os.kill(pid, signal.SIGKILL)
@@ -124,8 +126,8 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
     assert started["status"] == "succeeded", started
     a_back = resources_by_name(site, token)["mv-a"]
     assert a_back["status"] == "running" and a_back["access"] == a["access"], a_back
-    assert guest(key, site, a_back, "cat /root/marker") == marker, "the disk did not survive"
-    assert guest(key, site, a_back, "cat /proc/sys/kernel/random/boot_id") != boot_id
+    assert guest(key, host, a_back, "cat /root/marker") == marker, "the disk did not survive"
+    assert guest(key, host, a_back, "cat /proc/sys/kernel/random/boot_id") != boot_id
     reboot_recovered = time.monotonic() - rebooted
 
     for resource in (a, b):
@@ -138,3 +140,48 @@ def test_agent_killed_then_host_rebooted(microvm_site: Site, tmp_path: Path) -> 
     print(f"\nFAULTS case 3: lost after {lost_after:.1f} s; host active {host_back:.1f} s after "
           f"the agent restarted; the create placed meanwhile done {create_recovered:.1f} s after; "
           f"after the reboot mv-a running on its disk {reboot_recovered:.1f} s after the restart")
+
+
+def agent_state(host: TestHost, vm_id: str) -> str | None:
+    """The VM's state as ``host``'s agent records it (None: unknown there, or no agent)."""
+    try:
+        with host.client() as agent:
+            answer = agent.get(f"/v1/vms/{vm_id}", timeout=2)
+    except httpx.HTTPError:
+        return None
+    return answer.json()["state"] if answer.status_code == 200 else None
+
+
+@pytest.mark.parametrize("kill_when", ["creating", "running"])
+def test_agent_killed_mid_create_makes_the_vm_once(make_site, tmp_path: Path, kill_when: str) -> None:
+    """The agent dies while a create is under way (its disk being made, or its guest
+    booting) and comes straight back: the create is retried on that host (not placed on the
+    other one, which would make the VM twice) and ends running, one VM in all."""
+    site: Site = make_site(hosts=2)
+    api, key = site.api, SSHKey(tmp_path)
+    flavor, image = site.catalog()
+    token = api.token("alice", "demo", f"midcreate-{uuid.uuid4().hex[:6]}")
+    task = create(site, token, "mv-c", flavor, image, key)
+    rid = resources_by_name(site, token)["mv-c"]["id"]
+    first = wait_for(lambda: next((h for h in site.hosts if agent_state(h, rid) == kill_when), None),
+                     60, f"the VM {kill_when} on a host", interval=0.05)
+    first.kill_agent()
+    clock = time.monotonic()
+    site.restart_agent(first)
+    done = api.wait_task(token, task, BOOT_S)
+    assert done["status"] == "succeeded", done
+    recovered = time.monotonic() - clock
+    resource = resources_by_name(site, token)["mv-c"]
+    assert resource["status"] == "running"
+    (other,) = [h for h in site.hosts if h is not first]
+    assert list(first.vmm_pids().values()) == [rid]
+    assert other.vmm_pids() == {}, "the VM was made on the other host too"
+    with other.client() as agent:
+        assert agent.get("/v1/vms").json() == []
+    assert site.reconcile()["orphans"] == 0
+    assert guest(key, first, resource, "echo ok") == "ok"
+    deleted = api.wait_task(token, api.ok("DELETE", f"/resources/{rid}", token, 202)["id"], 60)
+    assert deleted["status"] == "succeeded", deleted
+    assert_nothing_left(first, rid, resource["access"]["ipv4"], resource["access"]["ssh_port"])
+    print(f"\nFAULTS case 3 (agent killed while {kill_when}): running {recovered:.1f} s after "
+          "the agent restarted")

@@ -190,10 +190,14 @@ class MicroVMDriver(ComputeDriver):
         except ValueError as exc:
             raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
 
-    async def _find(self, vm_id: str) -> tuple[AgentClient, VMView] | None:
-        """The VM of an earlier attempt of this create (retried after a crash), asked of the
-        host its placement names, and of no other: a host answering for a VM it was never
-        given must not receive the create (the user's keys and user-data)."""
+    async def _find(self, vm_id: str) -> tuple[AgentClient, VMView | None] | None:
+        """The host an earlier attempt of this create (retried after a crash or a transient
+        failure) was placed on, with that attempt's VM if the host has it. Only that host is
+        asked: a host answering for a VM it was never given must not receive the create (the
+        user's keys and user-data). While it does not answer and is not lost, the create
+        waits (:class:`TransientProviderError`): placed elsewhere, the VM could end up made
+        twice. A lost host is left; its VM, should it come back, is an orphan the reconciler
+        removes."""
         async with self.db.session() as session:
             host = await hosts.placed_on(session, vm_id)
         if host is None or host.status == hosts.LOST:
@@ -204,12 +208,13 @@ class MicroVMDriver(ComputeDriver):
             return None
         try:
             answer = await agent.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S)
+        except TransientProviderError:
+            await agent.close()
+            raise
         except ProviderError:
-            answer = None
-        if answer is not None and answer.status_code == 200:
-            return agent, _vm(answer)
-        await agent.close()
-        return None
+            await agent.close()
+            return None
+        return agent, _vm(answer) if answer.status_code == 200 else None
 
     async def _place(self, spec: NodeSpec) -> AgentClient:
         async with self.db.session() as session:
@@ -233,6 +238,8 @@ class MicroVMDriver(ComputeDriver):
         found = await self._find(spec.resource_id)
         agent = found[0] if found else await self._place(spec)
         try:
+            if found and found[1] and found[1].state == "error":  # that attempt broke off: anew
+                await agent.call("DELETE", f"/v1/vms/{spec.resource_id}")
             await progress(10, f"placed on host {agent.host.name}")
             body = VMSpec.model_construct(
                 id=spec.resource_id, name=spec.name, vcpus=spec.vcpus,
@@ -254,6 +261,8 @@ class MicroVMDriver(ComputeDriver):
             await progress(100, "guest ready")
             log.info("microvm.created", resource_id=spec.resource_id, host=agent.host.name)
             return _info(agent.host, vm)
+        except TransientProviderError:
+            raise  # the booking stays: the retry asks this host first (see _find)
         except ProviderError:
             await self._release(spec.resource_id)
             raise

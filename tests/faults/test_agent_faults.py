@@ -6,6 +6,8 @@ for the host; the agent comes back, the host is live again, the agent re-adopts 
 process) and the waiting create completes. Then the host "reboots" (the agent and every VMM
 process killed, its bridge, TAPs and NAT rules gone, the agent started again): the service
 shows the VMs stopped with the reason, and a start brings a VM back on the disk that survived.
+And the agent killed in the middle of a create (two hosts): the create is retried on its
+host and the VM is made once.
 """
 
 from __future__ import annotations

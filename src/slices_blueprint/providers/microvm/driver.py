@@ -190,14 +190,13 @@ class MicroVMDriver(ComputeDriver):
         except ValueError as exc:
             raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
 
-    async def _find(self, vm_id: str) -> tuple[AgentClient, VMView | None] | None:
-        """The host an earlier attempt of this create (retried after a crash or a transient
-        failure) was placed on, with that attempt's VM if the host has it. Only that host is
-        asked: a host answering for a VM it was never given must not receive the create (the
-        user's keys and user-data). While it does not answer and is not lost, the create
-        waits (:class:`TransientProviderError`): placed elsewhere, the VM could end up made
-        twice. A lost host is left; its VM, should it come back, is an orphan the reconciler
-        removes."""
+    async def _find(self, vm_id: str) -> tuple[AgentClient, VMView] | None:
+        """The VM of an earlier attempt of this create (retried after a crash or a transient
+        failure), asked of the host its placement (booking) names, and of no other: a host
+        answering for a VM it was never given must not receive the create (the user's keys
+        and user-data). While that host does not answer and is not lost, the create waits
+        (:class:`AwaitingPlacement`): placed elsewhere, the VM could end up made twice.
+        A lost host is left; its VM, should it come back, is an orphan the reconciler removes."""
         async with self.db.session() as session:
             host = await hosts.placed_on(session, vm_id)
         if host is None or host.status == hosts.LOST:
@@ -208,13 +207,17 @@ class MicroVMDriver(ComputeDriver):
             return None
         try:
             answer = await agent.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S)
-        except TransientProviderError:
+        except TransientProviderError as exc:
             await agent.close()
-            raise
+            raise AwaitingPlacement(
+                f"waiting for microVM host {host.name}, where an earlier attempt of this create "
+                f"was placed, to answer again or be marked lost: {exc}") from exc
         except ProviderError:
-            await agent.close()
-            return None
-        return agent, _vm(answer) if answer.status_code == 200 else None
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            return agent, _vm(answer)
+        await agent.close()
+        return None
 
     async def _place(self, spec: NodeSpec) -> AgentClient:
         async with self.db.session() as session:
@@ -238,7 +241,7 @@ class MicroVMDriver(ComputeDriver):
         found = await self._find(spec.resource_id)
         agent = found[0] if found else await self._place(spec)
         try:
-            if found and found[1] and found[1].state == "error":  # that attempt broke off: anew
+            if found and found[1].state == "error":  # that attempt broke off: start anew
                 await agent.call("DELETE", f"/v1/vms/{spec.resource_id}")
             await progress(10, f"placed on host {agent.host.name}")
             body = VMSpec.model_construct(

@@ -31,7 +31,9 @@ from slices_blueprint.hosts.pinning import pinned_context
 from tests.conftest import integration_unavailable
 from tests.helpers import wait_answering
 
-_counter = itertools.count(1)
+# Namespaces are numbered from here (10.250.(100+n).0/24): test runs side by side on one
+# machine give each other room by starting at different bases.
+_counter = itertools.count(int(os.environ.get("SLICES_BLUEPRINT_TEST_NET_BASE", "1")))
 
 
 def require_microvm_host() -> None:

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from slices_blueprint.agent.auth import TokenKeeper, require_token
 from slices_blueprint.agent.config import AgentSettings
+from slices_blueprint.agent.diskspace import DataDirFull
 from slices_blueprint.agent.images import ImageRefused
 from slices_blueprint.agent.manager import GuestServiceRefused, VMConflict, VMManager, VMNotFound
 from slices_blueprint.agent.metrics import host_capacity, prometheus_text, snapshot
@@ -170,6 +171,10 @@ def create_agent_app(settings: AgentSettings | None = None) -> FastAPI:
     @app.exception_handler(GuestServiceRefused)
     async def _service_refused(_: Request, exc: GuestServiceRefused) -> JSONResponse:
         return _problem(422, "Guest service refused", str(exc))
+
+    @app.exception_handler(DataDirFull)
+    async def _full(_: Request, exc: DataDirFull) -> JSONResponse:
+        return _problem(507, "Insufficient storage", str(exc))
 
     @app.exception_handler(VMMError)
     async def _vmm(_: Request, exc: VMMError) -> JSONResponse:

@@ -114,7 +114,11 @@ class ImageCache:
             if target.exists():
                 return target
             partial = target.with_suffix(".part")
-            digest = await self._download(ref.url, partial)
+            try:
+                digest = await self._download(ref.url, partial)
+            except BaseException:
+                partial.unlink(missing_ok=True)  # e.g. the disk filled up: no half-written file
+                raise
             if ref.sha256 and digest != ref.sha256.lower():
                 partial.unlink(missing_ok=True)
                 raise ImageError(f"{ref.url}: sha256 {digest} does not match {ref.sha256}")
@@ -144,7 +148,6 @@ class ImageCache:
                             log.info("agent.image_download", url=url, percent=percent,
                                      bytes=done, total=total)
         except httpx.HTTPError as exc:
-            dest.unlink(missing_ok=True)
             raise ImageError(f"{url}: download failed: {exc}") from exc
         return digest.hexdigest()
 

@@ -15,6 +15,7 @@ import structlog
 
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.console import ConsoleLog, record
+from slices_blueprint.agent.diskspace import DataDirFull, full_reason, out_of_space
 from slices_blueprint.agent.images import ImageCache, writable_disk
 from slices_blueprint.agent.network import (
     USER_MODE_GUEST,
@@ -27,7 +28,7 @@ from slices_blueprint.agent.network import (
 )
 from slices_blueprint.agent.protocol import SERVICE_ADDRESSES, VMSpec
 from slices_blueprint.agent.seed import write_seed
-from slices_blueprint.agent.state import StateStore, VMRecord
+from slices_blueprint.agent.state import ROOT_DISK, SEED_DISK, StateStore, VMRecord
 from slices_blueprint.agent.vmm.base import (
     VMM,
     GuestForward,
@@ -165,23 +166,28 @@ class VMManager:
                 check_bridged_services(spec)
             async with self._alloc_lock:
                 record = self._allocate(spec)
-                self.store.save(record)
+                self._save_or_forget(record)
             log.info("agent.vm_creating", vm_id=spec.id, ipv4=record.ipv4, ssh_port=record.ssh_port)
             try:
                 boot, base = await self.images.resolve(spec.image)
                 record.boot = boot
                 vm_dir = self.store.vm_dir(spec.id)
-                await writable_disk(base, vm_dir / "rootfs.img", spec.disk_mib)
-                (vm_dir / "rootfs.img").chmod(0o600)
+                await writable_disk(base, vm_dir / ROOT_DISK, spec.disk_mib)
+                (vm_dir / ROOT_DISK).chmod(0o600)
                 ipv4, gateway, dns = self._guest_net(record)
-                await write_seed(vm_dir / "seed.img", spec, ipv4, gateway, dns, record.mac)
+                await write_seed(vm_dir / SEED_DISK, spec, ipv4, gateway, dns, record.mac)
                 await self._launch(record)
             except (VMMError, OSError, RuntimeError) as exc:
                 await self._teardown(record)
-                reason = str(exc) or type(exc).__name__
-                record.state, record.reason, record.pid = "error", reason, None
-                self.store.save(record)
-                await self._sync_rules()
+                self.store.remove_disks(spec.id)  # never booted: a partial copy is worth nothing
+                try:
+                    if out_of_space(exc):  # no record kept: the caller is told (507), not left a VM
+                        self._forget(spec.id, exc)
+                    reason = str(exc) or type(exc).__name__
+                    record.state, record.reason, record.pid = "error", reason, None
+                    self._save_or_forget(record)
+                finally:
+                    await self._sync_rules()
                 log.warning("agent.vm_create_failed", vm_id=spec.id, reason=reason)
             return record, True
 
@@ -243,6 +249,23 @@ class VMManager:
         return True
 
     # internals -----------------------------------------------------------------------------
+    def _save_or_forget(self, record: VMRecord) -> None:
+        """Save a record of a VM being created; when that fails, the VM is forgotten (files
+        and record: never a record stuck in ``creating``) and the error raised."""
+        try:
+            self.store.save(record)
+        except OSError as exc:
+            self._forget(record.id, exc)
+            raise
+
+    def _forget(self, vm_id: str, exc: BaseException) -> None:
+        """Remove a VM whose create failed beyond recording: its files and record; a full data
+        directory is raised as :class:`DataDirFull`, saying so."""
+        self.store.remove(vm_id)
+        log.warning("agent.vm_create_abandoned", vm_id=vm_id, error=str(exc))
+        if out_of_space(exc):
+            raise DataDirFull(full_reason(self.settings.data_dir, f"VM {vm_id}", exc)) from exc
+
     def _allocate(self, spec: VMSpec) -> VMRecord:
         records = self.store.all()
         ports = {r.ssh_port for r in records}
@@ -281,7 +304,7 @@ class VMManager:
         self.console(record.id).reset()
         plan = LaunchPlan(
             vm_id=record.id, vm_dir=vm_dir, kernel=record.boot.kernel, initrd=record.boot.initrd,
-            cmdline=record.boot.cmdline, rootfs=vm_dir / "rootfs.img", seed=vm_dir / "seed.img",
+            cmdline=record.boot.cmdline, rootfs=vm_dir / ROOT_DISK, seed=vm_dir / SEED_DISK,
             vcpus=record.spec.vcpus, memory_mib=record.spec.memory_mib, net=net,
         )
         launched = await self.vmm.launch(plan)

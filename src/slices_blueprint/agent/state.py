@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 
 from slices_blueprint.agent.protocol import NetworkMode, SSHAccess, VMSpec, VMState, VMView
 
+ROOT_DISK, SEED_DISK = "rootfs.img", "seed.img"  # in each VM's directory
+
 
 class BootFiles(BaseModel):
     kernel: Path
@@ -77,10 +79,14 @@ class StateStore:
         folder.mkdir(mode=0o700, exist_ok=True)
         folder.chmod(0o700)  # also a directory an older agent made
         tmp = folder / "vm.json.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(record.model_dump_json(indent=2))
-        os.replace(tmp, folder / "vm.json")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(record.model_dump_json(indent=2))
+            os.replace(tmp, folder / "vm.json")
+        except OSError:
+            tmp.unlink(missing_ok=True)  # the record before stays whole; no half-written one
+            raise
 
     def all(self) -> list[VMRecord]:
         records = (self.get(p.name) for p in sorted(self.root.iterdir()) if p.is_dir())
@@ -89,6 +95,11 @@ class StateStore:
     def stray_dirs(self) -> list[Path]:
         """VM directories without a record (a create that died before saving)."""
         return [p for p in self.root.iterdir() if p.is_dir() and not (p / "vm.json").exists()]
+
+    def remove_disks(self, vm_id: str) -> None:
+        """Remove the VM's disk images (root and seed); its record stays."""
+        for name in (ROOT_DISK, SEED_DISK):
+            (self.vm_dir(vm_id) / name).unlink(missing_ok=True)
 
     def remove(self, vm_id: str) -> None:
         shutil.rmtree(self.vm_dir(vm_id), ignore_errors=True)

@@ -8,7 +8,8 @@ and keeps placements in the calling process's database (handed in, never opened 
 TypeID, so ``create`` is idempotent: a VM with that id on the host its placement (booking)
 names is adopted; no other host is asked, whatever it would answer. Agent
 failures become :class:`TransientProviderError` (unreachable, timeouts, 5xx) or
-:class:`ProviderError` (refusals, a guest that failed to boot), each naming the host.
+:class:`ProviderError` (refusals, a full data directory (507), a guest that failed to boot),
+each naming the host.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class AgentClient:
             raise GuestNotReady(f"{where}: {_detail(response)}")
         if response.status_code == 401:
             raise ProviderError(f"{where} rejected the service's token; the agent must register again")
+        if response.status_code == 507:  # its disk is full: an operator must make room
+            raise ProviderError(f"{where} refused: {_detail(response)}")
         if response.status_code >= 500:
             raise TransientProviderError(f"{where} failed: {_detail(response)}")
         if response.status_code >= 400:
@@ -188,9 +191,12 @@ class MicroVMDriver(ComputeDriver):
             raise ProviderError(f"not a microVM id: {provider_resource_id!r}") from exc
 
     async def _find(self, vm_id: str) -> tuple[AgentClient, VMView] | None:
-        """The VM of an earlier attempt of this create (retried after a crash), asked of the
-        host its placement names, and of no other: a host answering for a VM it was never
-        given must not receive the create (the user's keys and user-data)."""
+        """The VM of an earlier attempt of this create (retried after a crash or a transient
+        failure), asked of the host its placement (booking) names, and of no other: a host
+        answering for a VM it was never given must not receive the create (the user's keys
+        and user-data). While that host does not answer and is not lost, the create waits
+        (:class:`AwaitingPlacement`): placed elsewhere, the VM could end up made twice.
+        A lost host is left; its VM, should it come back, is an orphan the reconciler removes."""
         async with self.db.session() as session:
             host = await hosts.placed_on(session, vm_id)
         if host is None or host.status == hosts.LOST:
@@ -201,6 +207,11 @@ class MicroVMDriver(ComputeDriver):
             return None
         try:
             answer = await agent.call("GET", f"/v1/vms/{vm_id}", timeout=FIND_TIMEOUT_S)
+        except TransientProviderError as exc:
+            await agent.close()
+            raise AwaitingPlacement(
+                f"waiting for microVM host {host.name}, where an earlier attempt of this create "
+                f"was placed, to answer again or be marked lost: {exc}") from exc
         except ProviderError:
             answer = None
         if answer is not None and answer.status_code == 200:
@@ -230,6 +241,8 @@ class MicroVMDriver(ComputeDriver):
         found = await self._find(spec.resource_id)
         agent = found[0] if found else await self._place(spec)
         try:
+            if found and found[1].state == "error":  # that attempt broke off: start anew
+                await agent.call("DELETE", f"/v1/vms/{spec.resource_id}")
             await progress(10, f"placed on host {agent.host.name}")
             body = VMSpec.model_construct(
                 id=spec.resource_id, name=spec.name, vcpus=spec.vcpus,
@@ -251,6 +264,8 @@ class MicroVMDriver(ComputeDriver):
             await progress(100, "guest ready")
             log.info("microvm.created", resource_id=spec.resource_id, host=agent.host.name)
             return _info(agent.host, vm)
+        except TransientProviderError:
+            raise  # the booking stays: the retry asks this host first (see _find)
         except ProviderError:
             await self._release(spec.resource_id)
             raise

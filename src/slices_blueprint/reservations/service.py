@@ -103,6 +103,23 @@ async def list_reservations(session: AsyncSession, caller: Caller, *, include_pa
     return list(await session.scalars(query))
 
 
+async def ending_soon(session: AsyncSession, settings: Settings, caller: Caller,
+                      reservation_id: uuid.UUID | None = None) -> list[Reservation]:
+    """The caller's running reservations that end within ``reservation_warning_minutes``
+    (those of their projects or booked by them, even for an admin; ``reservation_id``: that
+    one alone, if it is one of them), soonest first."""
+    now = utcnow()
+    query = scoped(caller).where(
+        Reservation.status.in_(LIVE), Reservation.starts_at <= now, Reservation.ends_at > now,
+        Reservation.ends_at <= now + dt.timedelta(minutes=settings.reservation_warning_minutes))
+    if caller.experiment is None:
+        assert caller.user is not None
+        query = query.where(Reservation.project_id.in_(caller.project_ids) | (Reservation.created_by == caller.user.id))
+    if reservation_id is not None:
+        query = query.where(Reservation.id == reservation_id)
+    return list(await session.scalars(query.order_by(Reservation.ends_at, Reservation.id)))
+
+
 async def _held_items(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[HeldItem]]:
     rows = await session.execute(
         select(ReservedEquipment.reservation_id, Equipment.name, Equipment.kind)

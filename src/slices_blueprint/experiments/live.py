@@ -19,6 +19,7 @@ from slices_blueprint.experiments.schemas import (
 )
 from slices_blueprint.identity.models import Experiment
 from slices_blueprint.qkd.description import NetworkDescription
+from slices_blueprint.qkd.models import LIVE as LIVE_NETWORKS
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode
 from slices_blueprint.reservations.models import LIVE, Reservation
 from slices_blueprint.reservations.schemas import ReservationAsk
@@ -93,7 +94,7 @@ async def read(session: AsyncSession, experiment: Experiment) -> LiveState:
         resources[resource.friendly_name] = (resource, resource_entry(resource, flavor, image))
     networks = {}
     for network in await session.scalars(select(QkdNetwork).where(
-            QkdNetwork.experiment_id == experiment.id, QkdNetwork.status == "active").order_by(QkdNetwork.name)):
+            QkdNetwork.experiment_id == experiment.id, QkdNetwork.status.in_(LIVE_NETWORKS)).order_by(QkdNetwork.name)):
         networks[network.name] = (network, await network_description(session, network))
     reservations = {}
     for reservation in await session.scalars(select(Reservation).where(

@@ -49,9 +49,7 @@ async def place(session: AsyncSession, caller: Caller, site: str, reservation_id
     expires_at = binding.expiry(reservation, expires_at, asked, cap)
     if binding.started(reservation):
         return Placement(reservation, expires_at, None, None)
-    reason = (f"waiting for {binding.describe(reservation, site)} starting at "
-              f"{reservation.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
-    return Placement(reservation, expires_at, reservation.starts_at, reason)
+    return Placement(reservation, expires_at, reservation.starts_at, binding.waiting_reason(reservation, site))
 
 
 async def _check_capacity(session: AsyncSession, reservation: Reservation, flavors: list[Flavor], site: str) -> None:

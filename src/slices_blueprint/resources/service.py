@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -374,6 +375,28 @@ async def extend_expiry(session: AsyncSession, settings: Settings, caller: Calle
                  experiment_id=row.experiment_id, project_id=row.project_id,
                  requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
     return extension
+
+
+async def follow_reservation(session: AsyncSession, settings: Settings, rows: Sequence[Expiring],
+                             reservation: Reservation, old_end: dt.datetime, actor: str, *,
+                             action: str) -> list[Expiring]:
+    """Move the expiry of ``rows`` (inside ``reservation``) that was its old end ``old_end``
+    to its new end, capped at each one's experiment's (never earlier than it was); record
+    ``action`` for each moved, and answer them."""
+    moved = []
+    for row in rows:
+        if row.expires_at != old_end:
+            continue
+        experiment = await session.get(Experiment, row.experiment_id)
+        granted = min(reservation.ends_at, experiment_cap(settings, experiment)) if experiment else reservation.ends_at
+        if granted <= row.expires_at:
+            continue
+        row.expires_at = granted
+        await record(session, actor=actor, action=action, outcome="ok", resource_id=row.id,
+                     experiment_id=row.experiment_id, project_id=row.project_id, previous=old_end.isoformat(),
+                     granted=granted.isoformat(), message=f"its reservation was extended: expires {_when(granted)}")
+        moved.append(row)
+    return moved
 
 
 async def reservation_end(session: AsyncSession, reservation_id: uuid.UUID | None) -> dt.datetime | None:

@@ -28,7 +28,7 @@ from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas.service import admit
 from slices_blueprint.reservations.models import Reservation
-from slices_blueprint.resources import reserved, states
+from slices_blueprint.resources import replacement, reserved, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     ExtendResult,
@@ -156,6 +156,52 @@ async def create_resources(
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
+    resources, resolved, placement = await _new_resources(session, settings, caller, body, user)
+    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
+                 created_by=resources[0].created_by, request_id=body.request_id, request_hash=digest, result={})
+    session.add_all([batch, *resources])
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise _conflict(exc, body) from exc
+    subtasks = []
+    for resource, (flavor, image) in zip(resources, resolved, strict=True):
+        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource,
+                                             created_by=resource.created_by, parent=batch,
+                                             not_before=placement.not_before)
+        subtasks.append(task)
+        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
+                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
+                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
+                     image=image.friendly_name, reservation=body.reservation_id,
+                     message=placement.reason)
+    return batch, subtasks
+
+
+async def replace_resources(session: AsyncSession, settings: Settings, queue: procrastinate.App, caller: Caller,
+                            batch: Task, old: Sequence[ComputeResource], specs: Sequence[ResourceSpec],
+                            user: User | None) -> None:
+    """Delete each of ``old`` (locked) and create its namesake of ``specs`` once the delete is
+    done (:mod:`.replacement`): both subtasks of ``batch``. Checked and admitted now."""
+    rows, _, _ = await _new_resources(session, settings, caller,
+                                      ResourcesRequest(request_id=new_uuid(), resources=list(specs)), user)
+    by_name = {r.friendly_name: r for r in rows}
+    for resource in old:
+        task = await request_action(session, queue, resource, "delete", caller.actor, user.id if user else None)
+        task.parent_id = batch.id
+        if resource.status == "deleted":  # nothing had been made: the name is free at once
+            await session.flush()
+            await replacement.create(session, queue, by_name[resource.friendly_name], caller.actor, batch.id)
+        else:
+            replacement.after_delete(task, by_name[resource.friendly_name], caller.actor)
+
+
+async def _new_resources(session: AsyncSession, settings: Settings, caller: Caller, body: ResourcesRequest,
+                         user: User | None) -> tuple[list[ComputeResource], list[tuple[Flavor, DiskImage]],
+                                                     reserved.Placement]:
+    """The rows of the resources ``body`` asks for, checked, admitted and placed (not added)."""
+    experiment = caller.require_experiment()
     expires_at = requested_expiry(settings, experiment, body.expires_at)
     for i, spec in enumerate(body.resources):
         check_sizes(settings, spec, i)
@@ -167,8 +213,6 @@ async def create_resources(
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None
-    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
-                 created_by=creator, request_id=body.request_id, request_hash=digest, result={})
     resources = [
         ComputeResource(
             id=new_uuid(),
@@ -196,23 +240,7 @@ async def create_resources(
         )
         for spec, (flavor, image) in zip(body.resources, resolved, strict=True)
     ]
-    session.add_all([batch, *resources])
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise _conflict(exc, body) from exc
-    subtasks = []
-    for resource, (flavor, image) in zip(resources, resolved, strict=True):
-        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator,
-                                             parent=batch, not_before=placement.not_before)
-        subtasks.append(task)
-        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
-                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
-                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
-                     image=image.friendly_name, reservation=body.reservation_id,
-                     message=placement.reason)
-    return batch, subtasks
+    return resources, resolved, placement
 
 
 def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:

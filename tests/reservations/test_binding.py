@@ -285,3 +285,15 @@ def test_the_cli_shows_the_reservation_and_time_left_and_what_runs_inside(
     assert re.search(rf"{booked['id']} \((9|10)d \d+h left\)", listed), listed  # it expires at its end
     assert "waiting for reservation" in listed
     assert f"resource vm-{unique}" in cli("reservations")
+
+    bi = Api(resv_live, api.http)
+    bi.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "waits", "nodes": [{"name": "a", "saes": ["a"]}, {"name": "b", "saes": ["b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}], "reservation_id": booked["id"]})
+    bi.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "outside", "nodes": [{"name": "a", "saes": ["c"]}, {"name": "b", "saes": ["d"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}]})
+    rows = {name: line for line in cli("qkd", "list").splitlines() for name in ("waits", "outside")
+            if f" {name} " in line}
+    assert re.search(rf"pending .*{booked['id']} \((9|10)d \d+h left\)", rows["waits"]), rows
+    assert "reservation_" not in rows["outside"]

@@ -24,7 +24,7 @@ from slices_blueprint.cli.http import (
     request_json,
     resolve_token,
 )
-from slices_blueprint.cli.reservations import time_left
+from slices_blueprint.cli.reservations import reservation_note
 from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX
 
 console = Console()
@@ -176,17 +176,9 @@ def list_(url: ServiceUrl, token: Token = None, all_: Annotated[bool, typer.Opti
     """List resources (the experiment's with an experiment token)."""
     rows = request_json("GET", f"{_bi(url)}/resources", resolve_token(token), params={"include_deleted": all_})
     if not as_json:
-        rows = [dict(row, reservation=_reservation_note(row)) for row in rows]
+        rows = [dict(row, reservation=reservation_note(row)) for row in rows]
     _print(rows, as_json, ["id", "friendly_name", "flavor_type", "status", "ssh_command", "expires_at", "reservation",
                            "status_reason"], "Resources")
-
-
-def _reservation_note(row: dict[str, Any]) -> str | None:
-    """The reservation a resource runs inside and the time left before it is deleted."""
-    if not row.get("reservation_id"):
-        return None
-    left = dt.datetime.fromisoformat(row["expires_at"]) - dt.datetime.now(dt.UTC)
-    return f"{row['reservation_id']} ({time_left(max(0, int(left.total_seconds())))} left)"
 
 
 def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> None:

@@ -1,6 +1,6 @@
 """The "ends soon" banner in a real browser (Debian's chromium): a reservation ending within
-the warning time shows on the dashboard, the reservations page and the page of a resource
-running inside it, naming what will be deleted; its Extend button moves the end and the
+the warning time shows on the dashboard, the reservations page and the pages of a resource
+and a QKD network running inside it, naming what will be deleted; its Extend button moves the end and the
 banner goes. Another project's user sees no banner."""
 
 from __future__ import annotations
@@ -30,12 +30,18 @@ def test_ending_soon_banner_everywhere_and_extend(page: Any, live: LiveServer, a
     batch = api.create(token, [f"vm-{sfx}"], catalog["flavor"], catalog["image"], reservation_id=booked["id"])
     api.wait_task(token, batch["id"])
     resource = api.ok("GET", f"/tasks/{batch['id']}", token)["resource_ids"][0]
-    expected = re.compile(rf"Reservation {item} ends in (9|10) min \(at {ends:%H:%M} UTC\); resource vm-{sfx} will be deleted\.")
+    network = api.ok("POST", "/qkd-networks", token, 201, json={
+        "name": f"q-{sfx}", "nodes": [{"name": "a", "saes": ["a"]}, {"name": "b", "saes": ["b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}], "reservation_id": booked["id"]})
+    expected = re.compile(rf"Reservation {item} ends in (9|10) min \(at {ends:%H:%M} UTC\); "
+                          rf"resource vm-{sfx}, qkd network q-{sfx} will be deleted\.")
 
     dev_login(page, live, "alice", experiment, project=project)
     banner = page.locator(f'.ending-soon[data-reservation="{booked["id"]}"]')
     assert expected.search(" ".join(banner.inner_text().split())), banner.inner_text()
     page.goto(f"{live.url}/ui/resources/{resource}")
+    assert expected.search(" ".join(banner.inner_text().split()))
+    page.goto(f"{live.url}/ui/qkd-networks/{network['id']}")
     assert expected.search(" ".join(banner.inner_text().split()))
     page.goto(f"{live.url}/ui/reservations")
     assert expected.search(" ".join(banner.inner_text().split()))

@@ -170,7 +170,7 @@ def test_a_qkd_network_waits_for_its_reservation_runs_inside_it_and_is_deleted_a
     assert bi.ok("GET", f"/qkd-networks/{waiting['id']}", token)["status"] == "deleted"
 
     start = dt.datetime.now(dt.UTC) + 4 * S
-    soon = api.reserve(token, start, 10 / 3600, equipment=[pair["name"]])  # 10 s, from 4 s ahead
+    soon = api.reserve(token, start, 30 / 3600, equipment=[pair["name"]])  # 30 s, from 4 s ahead
     network = bi.ok("POST", "/qkd-networks", token, 201, json={**description, "reservation_id": soon["id"]})
     assert network["status"] == "pending" and network["status_reason"].startswith(f"waiting for reservation {soon['id']}")
     assert network["reservation_id"] == soon["id"] and network["expires_at"] == soon["ends_at"]
@@ -179,7 +179,7 @@ def test_a_qkd_network_waits_for_its_reservation_runs_inside_it_and_is_deleted_a
     assert taken.status_code == 409, taken.text  # a waiting network holds its name
 
     running = wait_for(lambda: (n := bi.ok("GET", f"/qkd-networks/{network['id']}", token))["status"] == "active"
-                       and n, 15, "the network made at the reservation's start")
+                       and n, 30, "the network made at the reservation's start")
     assert running["status_reason"] is None and [n["name"] for n in running["nodes"]] == ["alice", "bob"]
     assert running["links"][0]["state"] == "generating" and len(running["saes"]) == 2
     (started,) = _events(resv_live.settings.database_url, "qkd_network.start", _uuid(network["id"]))
@@ -187,7 +187,7 @@ def test_a_qkd_network_waits_for_its_reservation_runs_inside_it_and_is_deleted_a
     (reservation_start,) = _events(resv_live.settings.database_url, "reservation.start", _uuid(soon["id"]))
     assert reservation_start[4]["made"] == [f"qkd network {description['name']}"]
 
-    wait_for(lambda: bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "deleted", 20,
+    wait_for(lambda: bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "deleted", 60,
              "the network deleted at the reservation's end")
     (end,) = [e for e in _events(resv_live.settings.database_url, "reservation.end", _uuid(soon["id"]))]
     assert end[4]["released"] == [f"qkd network {description['name']}"]
@@ -200,8 +200,6 @@ def test_a_waiting_qkd_network_that_cannot_be_made_at_the_start_fails_with_the_r
     (pair,) = api.equipment(f"qkd-device-pair-{unique}", f"pair-{unique}")
     token = api.token("alice", f"a-{unique}", "e")
     assert resv_live.settings.qkd_max_kmes_per_project == 32
-    start = dt.datetime.now(dt.UTC) + 3 * S
-    soon = api.reserve(token, start, 30 / 3600, equipment=[pair["name"]])
 
     def sixteen(name: str, reservation: dict | None, count: int = 16) -> dict:
         nodes = [{"name": f"k{i}", "saes": [f"{name}{i}"]} for i in range(count)]
@@ -209,11 +207,13 @@ def test_a_waiting_qkd_network_that_cannot_be_made_at_the_start_fails_with_the_r
                 "reservation_id": reservation and reservation["id"]}
 
     bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("now", None))  # 16 of 32 KMEs used
+    start = dt.datetime.now(dt.UTC) + 10 * S
+    soon = api.reserve(token, start, 60 / 3600, equipment=[pair["name"]])
     big = bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("big", soon))  # each fits now: accepted
     small = bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("small", soon, 2))
     assert big["status"] == small["status"] == "pending"
     failed = wait_for(lambda: (n := bi.ok("GET", f"/qkd-networks/{small['id']}", token))["status"] == "failed"
-                      and n, 15, "the second network refused at the start")
+                      and n, 40, "the second network refused at the start")
     assert "over its QKD quota: 32 KMEs used + 2 requested > 32 allowed" in failed["status_reason"]
     assert bi.ok("GET", f"/qkd-networks/{big['id']}", token)["status"] == "active"
     (event,) = _events(resv_live.settings.database_url, "qkd_network.start", _uuid(small["id"]))
@@ -225,10 +225,10 @@ def test_extending_a_reservation_extends_what_runs_until_its_end(
     flavor, image = catalog
     (pair,) = api.equipment(f"qkd-device-pair-{unique}", f"pair-{unique}")
     token = api.token("alice", f"a-{unique}", "e")
-    booked = api.reserve(token, dt.datetime.now(dt.UTC), 20 / 3600, equipment=[pair["name"]])  # 20 s, from now
+    booked = api.reserve(token, dt.datetime.now(dt.UTC), 30 / 3600, equipment=[pair["name"]])  # 30 s, from now
     old_end = dt.datetime.fromisoformat(booked["ends_at"])
     bi.create(token, ["follows"], flavor, image, reservation_id=booked["id"])
-    earlier = old_end - 10 * S
+    earlier = old_end - 15 * S
     bi.create(token, ["stays"], flavor, image, reservation_id=booked["id"], expires_at=earlier.isoformat())
     network = bi.ok("POST", "/qkd-networks", token, 201, json={
         "name": f"n-{unique[:6]}", "nodes": [{"name": "a", "saes": ["a"]}, {"name": "b", "saes": ["b"]}],
@@ -249,7 +249,7 @@ def test_extending_a_reservation_extends_what_runs_until_its_end(
     assert moved[1] != "system:reservations" and moved[4]["previous"] == old_end.isoformat()
     assert dt.datetime.fromisoformat(moved[4]["granted"]) == new_end
 
-    wait_for(lambda: dt.datetime.now(dt.UTC) > old_end + 3 * S, 30, "the old end passing")
+    wait_for(lambda: dt.datetime.now(dt.UTC) > old_end + 3 * S, 40, "the old end passing")
     statuses = {r["friendly_name"]: r["status"] for r in bi.ok("GET", "/resources?include_deleted=true", token)}
     assert statuses["follows"] == "running", statuses  # it runs on past the old end
     assert bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "active"

@@ -100,3 +100,20 @@ def test_other_experiments_untouched(api: ExpApi, catalog: tuple[str, str]) -> N
     before = api.export(theirs)
     api.apply(mine, {"schema_version": 1})
     assert api.export(mine)["resources"] == [] and api.export(theirs) == before
+
+
+def test_a_network_whose_credentials_went_into_a_machine_exports_and_applies(api: ExpApi,
+                                                                          catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    api.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "bound", "nodes": [{"name": "a", "saes": [{"id": "bound-a", "machine": "web"}]},
+                                   {"name": "b", "saes": ["bound-b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 5}]})
+    web = next(r for r in api.ok("GET", "/resources", token) if r["friendly_name"] == "web")
+    api.wait_task(token, api.ok("POST", f"/resources/{web['id']}/reset", token, 202)["id"])
+    network = next(n for n in api.ok("GET", "/qkd-networks", token) if n["name"] == "bound")
+    assert network["saes"][0]["delivery"]["state"] == "delivered"  # the network's record names the delivery
+    file = api.export(token)
+    (bound,) = [n for n in file["qkd_networks"] if n["name"] == "bound"]
+    assert bound["nodes"][0]["saes"] == [{"id": "bound-a", "machine": "web"}]
+    assert api.plan(token, file)["steps"] == []

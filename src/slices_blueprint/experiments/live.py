@@ -67,7 +67,8 @@ async def network_description(session: AsyncSession, network: QkdNetwork) -> Net
     nodes = {n.id: n.name for n in await session.scalars(select(QkdNode).where(QkdNode.network_id == network.id))}
     now = {frozenset((nodes[link.node_a_id], nodes[link.node_b_id])): link.parameters
            for link in await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id))}
-    described = dict(network.description, expires_at=None, reservation_id=None)
+    described = {k: v for k, v in network.description.items() if k in NetworkDescription.model_fields}
+    described |= {"expires_at": None, "reservation_id": None}  # not its own record (``deliveries``)
     described["links"] = [{**link, **(now.get(frozenset(link["between"])) or {})} for link in described["links"]]
     return NetworkDescription.model_validate(described)
 

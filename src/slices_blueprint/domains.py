@@ -21,7 +21,12 @@ from slices_blueprint.hosts.service import register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.qkd.binding import machine_provisioning
 from slices_blueprint.qkd.metrics import refresh_network_gauges
-from slices_blueprint.qkd.service import bound_networks, release_networks
+from slices_blueprint.qkd.service import (
+    bound_networks,
+    follow_networks,
+    release_networks,
+    start_networks,
+)
 from slices_blueprint.quotas.service import register_usage_counter
 from slices_blueprint.reservations import scheduled as reservation_jobs
 from slices_blueprint.reservations.binding import Binder, register_binder
@@ -52,8 +57,10 @@ def wire() -> None:
     register_heartbeat_listener("telemetry", record_heartbeat)
     register_scrape_refresher("qkd", refresh_network_gauges)
     register_contributor("qkd", machine_provisioning)
-    register_binder("resources", Binder(bound=resource_jobs.bound_resources, release=resource_jobs.release_resources))
-    register_binder("qkd", Binder(bound=bound_networks, release=release_networks))
+    register_binder("resources", Binder(bound=resource_jobs.bound_resources, release=resource_jobs.release_resources,
+                                        follow=resource_jobs.follow_resources))
+    register_binder("qkd", Binder(bound=bound_networks, release=release_networks, start=start_networks,
+                                  follow=follow_networks))
     announce_changes()
 
 

@@ -56,10 +56,20 @@ class ExpApi(Api):
     def export(self, token: str) -> dict:
         return self.ok("GET", "/experiment/export", token)
 
-    def apply(self, token: str, file: dict) -> dict:
+    def apply(self, token: str, file: dict, timeout: float = 60) -> dict:
         applied = self.ok("POST", "/experiment/apply", token, 202, json=file)
-        assert self.wait_task(token, applied["task"]["id"])["status"] == "succeeded"
+        assert self.wait_task(token, applied["task"]["id"], timeout)["status"] == "succeeded"
         return applied
+
+    def delete_everything(self, token: str, timeout: float = 60) -> None:
+        """Delete the experiment's resources and QKD networks, cancel its reservations."""
+        for resource in self.ok("GET", "/resources", token):
+            task = self.ok("DELETE", f"/resources/{resource['id']}", token, 202)
+            assert self.wait_task(token, task["id"], timeout)["status"] == "succeeded"
+        for network in self.ok("GET", "/qkd-networks", token):
+            self.ok("DELETE", f"/qkd-networks/{network['id']}", token)
+        for reservation in self.own("GET", "/reservations", token):
+            self.own("POST", f"/reservations/{reservation['id']}/cancel", token, json={})
 
     def plan(self, token: str, file: dict) -> dict:
         return self.ok("POST", "/experiment/plan", token, json=file)

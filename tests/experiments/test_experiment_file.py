@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 
 from tests.experiments.conftest import NETWORK, SSH_KEY, ExpApi
-
-
-def _delete_everything(api: ExpApi, token: str) -> None:
-    for resource in api.ok("GET", "/resources", token):
-        task = api.ok("DELETE", f"/resources/{resource['id']}", token, 202)
-        assert api.wait_task(token, task["id"])["status"] == "succeeded"
-    for network in api.ok("GET", "/qkd-networks", token):
-        api.ok("DELETE", f"/qkd-networks/{network['id']}", token)
-    for reservation in api.own("GET", "/reservations", token):
-        api.own("POST", f"/reservations/{reservation['id']}/cancel", token, json={})
 
 
 def test_round_trip_and_idempotence(api: ExpApi, catalog: tuple[str, str]) -> None:
@@ -30,7 +21,7 @@ def test_round_trip_and_idempotence(api: ExpApi, catalog: tuple[str, str]) -> No
     assert len(first["reservations"]) == 1 and first["reservations"][0]["duration_hours"] == 3
     assert api.plan(token, first) == {"steps": [], "missing": []}
 
-    _delete_everything(api, token)
+    api.delete_everything(token)
     assert api.export(token) == {"schema_version": 1, "resources": [], "qkd_networks": [], "reservations": []}
     planned = api.plan(token, first)["steps"]
     assert sorted((s["kind"], s["action"]) for s in planned) == [
@@ -61,10 +52,20 @@ def test_plan_shows_create_change_delete(api: ExpApi, catalog: tuple[str, str]) 
     assert steps[("qkd_network", "pair")]["how"] == "PATCH link alice-bob"
     assert api.export(token) == file  # planning changed nothing
 
-    api.apply(token, edited)  # the link, cache and db now; web is deleted, its create follows
-    assert [s["name"] for s in api.plan(token, edited)["steps"]] == ["web"]
-    api.apply(token, edited)
+    old_web = next(r for r in api.ok("GET", "/resources", token) if r["friendly_name"] == "web")
+    applied = api.apply(token, edited)  # one round: web's create waits for its delete, in the task answered
     assert api.plan(token, edited)["steps"] == []
+    assert api.export(token) == {**edited, "resources": sorted(edited["resources"], key=lambda r: r["name"])}
+    task = api.ok("GET", f"/tasks/{applied['task']['id']}", token)
+    kinds = sorted((s["kind"], s["status"]) for s in task["subtasks"])
+    assert kinds == [("create", "succeeded")] * 2 + [("delete", "succeeded")] * 2  # cache, web; db, old web
+    web = next(r for r in api.ok("GET", "/resources", token) if r["friendly_name"] == "web")
+    assert web["id"] != old_web["id"] and web["status"] == "running"
+    assert api.ok("GET", f"/resources/{old_web['id']}", token)["status"] == "deleted"
+    by_resource = {(s["resource_id"], s["kind"]): s for s in task["subtasks"]}
+    deleted = dt.datetime.fromisoformat(by_resource[(old_web["id"], "delete")]["finished_at"])
+    assert dt.datetime.fromisoformat(by_resource[(web["id"], "create")]["created_at"]) >= deleted
+    assert by_resource[(old_web["id"], "delete")]["result"] == {}  # what waited there (the userdata) is not shown
     network = api.ok("GET", "/qkd-networks", token)[0]
     assert network["links"][0]["parameters"]["length_km"] == 40
 
@@ -99,3 +100,20 @@ def test_other_experiments_untouched(api: ExpApi, catalog: tuple[str, str]) -> N
     before = api.export(theirs)
     api.apply(mine, {"schema_version": 1})
     assert api.export(mine)["resources"] == [] and api.export(theirs) == before
+
+
+def test_a_network_whose_credentials_went_into_a_machine_exports_and_applies(api: ExpApi,
+                                                                          catalog: tuple[str, str]) -> None:
+    token = api.experiment(*catalog)
+    api.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "bound", "nodes": [{"name": "a", "saes": [{"id": "bound-a", "machine": "web"}]},
+                                   {"name": "b", "saes": ["bound-b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 5}]})
+    web = next(r for r in api.ok("GET", "/resources", token) if r["friendly_name"] == "web")
+    api.wait_task(token, api.ok("POST", f"/resources/{web['id']}/reset", token, 202)["id"])
+    network = next(n for n in api.ok("GET", "/qkd-networks", token) if n["name"] == "bound")
+    assert network["saes"][0]["delivery"]["state"] == "delivered"  # the network's record names the delivery
+    file = api.export(token)
+    (bound,) = [n for n in file["qkd_networks"] if n["name"] == "bound"]
+    assert bound["nodes"][0]["saes"] == [{"id": "bound-a", "machine": "web"}]
+    assert api.plan(token, file)["steps"] == []

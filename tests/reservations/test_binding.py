@@ -153,27 +153,107 @@ def test_microvms_must_fit_the_capacity_held_and_cancelling_deletes_what_waits(
     assert cancel[4]["released"] == ["resource m1"]
 
 
-def test_a_qkd_network_runs_inside_a_started_reservation_and_is_deleted_at_its_end(
+def test_a_qkd_network_waits_for_its_reservation_runs_inside_it_and_is_deleted_at_its_end(
         api: OwnApi, bi: Api, resv_live, unique: str) -> None:
     (pair,) = api.equipment(f"qkd-device-pair-{unique}", f"pair-{unique}")
     token = api.token("alice", f"a-{unique}", "e")
-    later = api.reserve(token, day(10), 1, equipment=[pair["name"]])
     description = {"name": f"n-{unique[:6]}", "nodes": [{"name": "alice", "saes": ["a"]}, {"name": "bob", "saes": ["b"]}],
                    "links": [{"between": ["alice", "bob"], "length_km": 10}]}
-    early = bi.call("POST", "/qkd-networks", token, json={**description, "reservation_id": later["id"]})
-    assert early.status_code == 409 and "has not started" in early.json()["detail"]
+    later = api.reserve(token, day(10), 1, equipment=[pair["name"]])
+    waiting = bi.ok("POST", "/qkd-networks", token, 201,
+                    json={**description, "name": "later", "reservation_id": later["id"]})
+    assert waiting["status"] == "pending" and waiting["nodes"] == [] and waiting["links"] == []
+    assert waiting["status_reason"] == (f"waiting for reservation {later['id']} ({day(10):%Y-%m-%d %H:%M:%S} UTC to "
+                                        f"{day(10) + dt.timedelta(hours=1):%Y-%m-%d %H:%M:%S} UTC) starting at "
+                                        f"{day(10):%Y-%m-%d %H:%M:%S} UTC")
+    api.ok("POST", f"/reservations/{later['id']}/cancel", token, json={})  # what waits goes with it
+    assert bi.ok("GET", f"/qkd-networks/{waiting['id']}", token)["status"] == "deleted"
 
-    now = api.reserve(token, dt.datetime.now(dt.UTC), 8 / 3600, equipment=[pair["name"]])  # 8 s, from now
-    network = bi.ok("POST", "/qkd-networks", token, 201, json={**description, "reservation_id": now["id"]})
-    assert network["reservation_id"] == now["id"] and network["expires_at"] == now["ends_at"]
-    assert api.ok("GET", f"/reservations/{now['id']}", token)["bound"] == [f"qkd network {description['name']}"]
+    start = dt.datetime.now(dt.UTC) + 4 * S
+    soon = api.reserve(token, start, 30 / 3600, equipment=[pair["name"]])  # 30 s, from 4 s ahead
+    network = bi.ok("POST", "/qkd-networks", token, 201, json={**description, "reservation_id": soon["id"]})
+    assert network["status"] == "pending" and network["status_reason"].startswith(f"waiting for reservation {soon['id']}")
+    assert network["reservation_id"] == soon["id"] and network["expires_at"] == soon["ends_at"]
+    assert api.ok("GET", f"/reservations/{soon['id']}", token)["bound"] == [f"qkd network {description['name']}"]
+    taken = bi.call("POST", "/qkd-networks", token, json=description)
+    assert taken.status_code == 409, taken.text  # a waiting network holds its name
 
-    wait_for(lambda: bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "deleted", 20,
+    running = wait_for(lambda: (n := bi.ok("GET", f"/qkd-networks/{network['id']}", token))["status"] == "active"
+                       and n, 30, "the network made at the reservation's start")
+    assert running["status_reason"] is None and [n["name"] for n in running["nodes"]] == ["alice", "bob"]
+    assert running["links"][0]["state"] == "generating" and len(running["saes"]) == 2
+    (started,) = _events(resv_live.settings.database_url, "qkd_network.start", _uuid(network["id"]))
+    assert started[1] == "system:reservations" and started[2] >= start
+    (reservation_start,) = _events(resv_live.settings.database_url, "reservation.start", _uuid(soon["id"]))
+    assert reservation_start[4]["made"] == [f"qkd network {description['name']}"]
+
+    wait_for(lambda: bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "deleted", 60,
              "the network deleted at the reservation's end")
-    (end,) = [e for e in _events(resv_live.settings.database_url, "reservation.end", _uuid(now["id"]))]
+    (end,) = [e for e in _events(resv_live.settings.database_url, "reservation.end", _uuid(soon["id"]))]
     assert end[4]["released"] == [f"qkd network {description['name']}"]
     (deleted,) = _events(resv_live.settings.database_url, "qkd_network.delete", _uuid(network["id"]))
     assert deleted[1] == "system:reservations"
+
+
+def test_a_waiting_qkd_network_that_cannot_be_made_at_the_start_fails_with_the_reason(
+        api: OwnApi, bi: Api, resv_live, unique: str) -> None:
+    (pair,) = api.equipment(f"qkd-device-pair-{unique}", f"pair-{unique}")
+    token = api.token("alice", f"a-{unique}", "e")
+    assert resv_live.settings.qkd_max_kmes_per_project == 32
+
+    def sixteen(name: str, reservation: dict | None, count: int = 16) -> dict:
+        nodes = [{"name": f"k{i}", "saes": [f"{name}{i}"]} for i in range(count)]
+        return {"name": name, "nodes": nodes, "links": [{"between": ["k0", "k1"], "length_km": 5}],
+                "reservation_id": reservation and reservation["id"]}
+
+    bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("now", None))  # 16 of 32 KMEs used
+    start = dt.datetime.now(dt.UTC) + 10 * S
+    soon = api.reserve(token, start, 60 / 3600, equipment=[pair["name"]])
+    big = bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("big", soon))  # each fits now: accepted
+    small = bi.ok("POST", "/qkd-networks", token, 201, json=sixteen("small", soon, 2))
+    assert big["status"] == small["status"] == "pending"
+    failed = wait_for(lambda: (n := bi.ok("GET", f"/qkd-networks/{small['id']}", token))["status"] == "failed"
+                      and n, 40, "the second network refused at the start")
+    assert "over its QKD quota: 32 KMEs used + 2 requested > 32 allowed" in failed["status_reason"]
+    assert bi.ok("GET", f"/qkd-networks/{big['id']}", token)["status"] == "active"
+    (event,) = _events(resv_live.settings.database_url, "qkd_network.start", _uuid(small["id"]))
+    assert event[3] == failed["status_reason"]
+
+
+def test_extending_a_reservation_extends_what_runs_until_its_end(
+        api: OwnApi, bi: Api, resv_live, catalog: tuple[str, str], unique: str) -> None:
+    flavor, image = catalog
+    (pair,) = api.equipment(f"qkd-device-pair-{unique}", f"pair-{unique}")
+    token = api.token("alice", f"a-{unique}", "e")
+    booked = api.reserve(token, dt.datetime.now(dt.UTC), 30 / 3600, equipment=[pair["name"]])  # 30 s, from now
+    old_end = dt.datetime.fromisoformat(booked["ends_at"])
+    bi.create(token, ["follows"], flavor, image, reservation_id=booked["id"])
+    earlier = old_end - 15 * S
+    bi.create(token, ["stays"], flavor, image, reservation_id=booked["id"], expires_at=earlier.isoformat())
+    network = bi.ok("POST", "/qkd-networks", token, 201, json={
+        "name": f"n-{unique[:6]}", "nodes": [{"name": "a", "saes": ["a"]}, {"name": "b", "saes": ["b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}], "reservation_id": booked["id"]})
+    assert network["expires_at"] == booked["ends_at"]
+
+    extended = api.ok("POST", f"/reservations/{booked['id']}/extend", token, json={"hours": 1})
+    new_end = dt.datetime.fromisoformat(extended["ends_at"])
+    assert new_end == old_end + dt.timedelta(hours=1)
+    expiries = {r["friendly_name"]: dt.datetime.fromisoformat(r["expires_at"])
+                for r in bi.ok("GET", "/resources?include_deleted=true", token)}
+    assert expiries == {"follows": new_end, "stays": earlier}  # never anything shortened, nor what ends sooner moved
+    assert dt.datetime.fromisoformat(bi.ok("GET", f"/qkd-networks/{network['id']}", token)["expires_at"]) == new_end
+    database = resv_live.settings.database_url
+    (extend,) = _events(database, "reservation.extend", _uuid(booked["id"]))
+    assert extend[4]["extended"] == ["resource follows", f"qkd network n-{unique[:6]}"]
+    (moved,) = _events(database, "qkd_network.extend", _uuid(network["id"]))
+    assert moved[1] != "system:reservations" and moved[4]["previous"] == old_end.isoformat()
+    assert dt.datetime.fromisoformat(moved[4]["granted"]) == new_end
+
+    wait_for(lambda: dt.datetime.now(dt.UTC) > old_end + 3 * S, 40, "the old end passing")
+    statuses = {r["friendly_name"]: r["status"] for r in bi.ok("GET", "/resources?include_deleted=true", token)}
+    assert statuses["follows"] == "running", statuses  # it runs on past the old end
+    assert bi.ok("GET", f"/qkd-networks/{network['id']}", token)["status"] == "active"
+    assert api.ok("GET", f"/reservations/{booked['id']}", token)["status"] == "active"
 
 
 def _spec(flavor: str, image: str, name: str) -> dict[str, Any]:
@@ -205,3 +285,15 @@ def test_the_cli_shows_the_reservation_and_time_left_and_what_runs_inside(
     assert re.search(rf"(9|10)d \d+h in {booked['id'][-8:]}", listed), listed  # it expires at its end
     assert "waiting for reservation" in listed
     assert f"resource vm-{unique}" in cli("reservations")
+
+    bi = Api(resv_live, api.http)
+    bi.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "waits", "nodes": [{"name": "a", "saes": ["a"]}, {"name": "b", "saes": ["b"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}], "reservation_id": booked["id"]})
+    bi.ok("POST", "/qkd-networks", token, 201, json={
+        "name": "outside", "nodes": [{"name": "a", "saes": ["c"]}, {"name": "b", "saes": ["d"]}],
+        "links": [{"between": ["a", "b"], "length_km": 10}]})
+    rows = {name: line for line in cli("qkd", "list").splitlines() for name in ("waits", "outside")
+            if f" {name} " in line}
+    assert re.search(rf"pending .*{booked['id']} \((9|10)d \d+h left\)", rows["waits"]), rows
+    assert "reservation_" not in rows["outside"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 
+from tests.helpers import Api
 from tests.reservations.conftest import OwnApi, add_host, day
 
 H = dt.timedelta(hours=1)
@@ -45,3 +47,31 @@ def test_capacity_availability(api: OwnApi, unique: str) -> None:
                     params={"vcpus": 8, "hours": 1, "after": t.isoformat(), "limit": 1})
     assert answer["capacity"] == {"vcpus": 16, "ram_mib": 32768}
     assert [dt.datetime.fromisoformat(s["starts_at"]) for s in answer["slots"]] == [t + 3 * H]
+
+
+def test_microvms_outside_reservations_keep_clear_of_the_capacity_held_now(api: OwnApi, resv_live,
+                                                                            unique: str) -> None:
+    bi = Api(resv_live, api.http)
+    admin = api.token("admin")
+    flavor = bi.ok("POST", "/flavors", admin, 201, json={
+        "friendly_name": f"mv3-{unique}", "flavor_type": "microvm", "vcpus": 3, "ram_mib": 1024, "disk_mb": 1024})["id"]
+    image = bi.ok("POST", "/disk-images", admin, 201, json={
+        "friendly_name": f"alpine-{unique}", "flavor_type": "microvm", "location": f"https://127.0.0.1:1/{unique}.img",
+        "default_username": "root", "min_ram_mib": 128})["id"]
+    alice, bob = api.token("alice", f"a-{unique}", "e"), api.token("bob", f"b-{unique}", "e")
+    held = api.reserve(bob, dt.datetime.now(dt.UTC), 1, vcpus=12, ram_mib=8192)  # of 16 vCPUs, from now
+    assert held["status"] == "active"
+    bi.create(bob, ["inside"], flavor, image, reservation_id=held["id"])  # within its share: no more held
+
+    bi.create(alice, ["fits"], flavor, image)  # 16 - 12 held = 4 vCPUs free outside: 3 fit
+    refused = bi.call("POST", "/resources", alice, json={"request_id": str(uuid.uuid4()), "resources": [
+        {"friendly_name": "over", "flavor_id": flavor, "disk_image_id": image}]})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith(
+        "the microVM hosts have 1 vCPUs and 23552 MiB free outside reservations now (12 vCPUs and 8192 MiB are "
+        "held by 1 active reservation(s)); these microVMs need 3 vCPUs and 1024 MiB")
+    assert [r["friendly_name"] for r in bi.ok("GET", "/resources", alice)] == ["fits"]
+
+    api.ok("POST", f"/reservations/{held['id']}/cancel", bob, json={})  # its share is free again
+    bi.create(alice, ["over"], flavor, image)
+    assert sorted(r["friendly_name"] for r in bi.ok("GET", "/resources", alice)) == ["fits", "over"]

@@ -17,7 +17,6 @@ from slices_blueprint.core.api_paths import BI_PREFIX
 
 app = typer.Typer(no_args_is_help=True, help="The experiment as one file: export it, apply it (here or on another site).")
 console = Console()
-MAX_ROUNDS = 3  # a changed resource is deleted in one round and created in the next
 
 
 class Format(str, Enum):
@@ -95,8 +94,8 @@ def apply(
 ) -> None:
     """Make the experiment match FILE: show the plan (create, change, delete), ask, apply.
 
-    A resource that changes is deleted, then created again once the delete has finished (a
-    second round, made here). Refused before any change when this site lacks a flavor or image."""
+    A resource that changes is deleted, then created again once the delete has finished (in
+    the same task). Refused before any change when this site lacks a flavor or image."""
     tok, body = resolve_token(token), _load(file)
     plan = request_json("POST", f"{_experiment(url)}/plan", tok, json=body)
     if as_json and (dry_run or not plan["steps"]):
@@ -109,14 +108,11 @@ def apply(
         return
     if not yes and not typer.confirm("Apply this plan?"):
         raise typer.Exit(1)
-    for _ in range(MAX_ROUNDS):
-        applied = request_json("POST", f"{_experiment(url)}/apply", tok, json=body)
-        task = _follow(url, tok, applied["task"]["id"], quiet=as_json)
-        if task["status"] != "succeeded":
-            raise _fail(f"task {task['id']} {task['status']}: {task.get('error') or ''}")
-        plan = request_json("POST", f"{_experiment(url)}/plan", tok, json=body)
-        if not plan["steps"]:
-            break
+    applied = request_json("POST", f"{_experiment(url)}/apply", tok, json=body)
+    task = _follow(url, tok, applied["task"]["id"], quiet=as_json)
+    if task["status"] != "succeeded":
+        raise _fail(f"task {task['id']} {task['status']}: {task.get('error') or ''}")
+    plan = request_json("POST", f"{_experiment(url)}/plan", tok, json=body)
     if as_json:
         typer.echo(json.dumps({"task": task, "remaining": plan}, indent=2))
     elif plan["steps"]:

@@ -13,6 +13,7 @@ from rich.table import Column, Table
 
 from slices_blueprint.cli.errors import fail, load_document
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
+from slices_blueprint.cli.reservations import reservation_note
 from slices_blueprint.core.api_paths import BI_PREFIX
 
 app = typer.Typer(no_args_is_help=True, help="QKD networks: emulated links and ETSI GS QKD 014 KMEs.")
@@ -89,11 +90,12 @@ def list_(url: ServiceUrl, token: Token = None,
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table(_whole("id"), _whole("name"), "status", "nodes", "links generating", "expires_at", title="QKD networks")
+    table = Table(_whole("id"), _whole("name"), "status", "nodes", "links generating", "expires_at", "reservation",
+                  title="QKD networks")
     for n in rows:
         generating = sum(link["state"] == "generating" for link in n["links"])
         table.add_row(n["id"], n["name"], n["status"], str(len(n["nodes"])),
-                      f"{generating}/{len(n['links'])}", n["expires_at"])
+                      f"{generating}/{len(n['links'])}", n["expires_at"], reservation_note(n))
     console.print(table)
 
 

@@ -51,6 +51,15 @@ def time_left(seconds: int) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
 
 
+def reservation_note(row: dict[str, Any]) -> str | None:
+    """The reservation a resource or QKD network runs inside and the time left before it is
+    deleted (its expiry: the reservation's end at the latest)."""
+    if not row.get("reservation_id"):
+        return None
+    left = dt.datetime.fromisoformat(row["expires_at"]) - dt.datetime.now(dt.UTC)
+    return f"{row['reservation_id']} ({time_left(max(0, int(left.total_seconds())))} left)"
+
+
 def _holds(row: dict[str, Any]) -> str:
     parts = [item["name"] for item in row["equipment"]]
     if row["vcpus"] or row["ram_mib"]:

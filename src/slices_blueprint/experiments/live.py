@@ -19,6 +19,7 @@ from slices_blueprint.experiments.schemas import (
 )
 from slices_blueprint.identity.models import Experiment
 from slices_blueprint.qkd.description import NetworkDescription
+from slices_blueprint.qkd.models import LIVE as LIVE_NETWORKS
 from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode
 from slices_blueprint.reservations.models import LIVE, Reservation
 from slices_blueprint.reservations.schemas import ReservationAsk
@@ -66,7 +67,8 @@ async def network_description(session: AsyncSession, network: QkdNetwork) -> Net
     nodes = {n.id: n.name for n in await session.scalars(select(QkdNode).where(QkdNode.network_id == network.id))}
     now = {frozenset((nodes[link.node_a_id], nodes[link.node_b_id])): link.parameters
            for link in await session.scalars(select(QkdLink).where(QkdLink.network_id == network.id))}
-    described = dict(network.description, expires_at=None, reservation_id=None)
+    described = {k: v for k, v in network.description.items() if k in NetworkDescription.model_fields}
+    described |= {"expires_at": None, "reservation_id": None}  # not its own record (``deliveries``)
     described["links"] = [{**link, **(now.get(frozenset(link["between"])) or {})} for link in described["links"]]
     return NetworkDescription.model_validate(described)
 
@@ -93,7 +95,7 @@ async def read(session: AsyncSession, experiment: Experiment) -> LiveState:
         resources[resource.friendly_name] = (resource, resource_entry(resource, flavor, image))
     networks = {}
     for network in await session.scalars(select(QkdNetwork).where(
-            QkdNetwork.experiment_id == experiment.id, QkdNetwork.status == "active").order_by(QkdNetwork.name)):
+            QkdNetwork.experiment_id == experiment.id, QkdNetwork.status.in_(LIVE_NETWORKS)).order_by(QkdNetwork.name)):
         networks[network.name] = (network, await network_description(session, network))
     reservations = {}
     for reservation in await session.scalars(select(Reservation).where(

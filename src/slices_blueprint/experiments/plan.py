@@ -124,7 +124,7 @@ async def make(session: AsyncSession, file: ExperimentFile, live: LiveState) -> 
         changes = _resource_changes(entry, current, (flavor.id, image.id), (row.flavor_id, row.disk_image_id))
         if changes:
             steps.append(PlanStep(kind="resource", action="change", name=entry.name, changes=changes,
-                                  how="delete, then create (the create follows once the delete has finished: apply again)"))
+                                  how="delete, then create (once the delete is done, in the same task)"))
     wanted = {e.name for e in file.resources}
     steps += [PlanStep(kind="resource", action="delete", name=name, how="delete")
               for name in live.resources if name not in wanted]

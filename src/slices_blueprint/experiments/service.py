@@ -54,26 +54,35 @@ def _spec(entry: ResourceEntry, flavor_id: str, image_id: str) -> ResourceSpec:
 
 async def _resources(session: AsyncSession, settings: Settings, queue: procrastinate.App, caller: Caller,
                      file: ExperimentFile, work: plan.Work, state: live.LiveState) -> Task:
-    """Delete what goes (and what changes), create what is new: one batch task over them."""
+    """Delete what goes, create what is new, replace what changes (its create waits for
+    its delete): one batch task over them."""
     experiment = caller.require_experiment()
     creator = caller.user.id if caller.user else None
-    new = set(work.named("resource", "create"))
+    new, changed = set(work.named("resource", "create")), set(work.named("resource", "change"))
+
+    def specs(names: set[str]) -> list[ResourceSpec]:
+        return [_spec(e, format_id("flavor", settings.site_id, work.catalog[e.name][0]),
+                      format_id("image", settings.site_id, work.catalog[e.name][1]))
+                for e in file.resources if e.name in names]
+
     batch = None
     if new:
-        specs = [_spec(e, format_id("flavor", settings.site_id, work.catalog[e.name][0]),
-                       format_id("image", settings.site_id, work.catalog[e.name][1]))
-                 for e in file.resources if e.name in new]
         batch, _ = await resources.create_resources(
-            session, settings, queue, caller, ResourcesRequest(request_id=new_uuid(), resources=specs), caller.user)
+            session, settings, queue, caller, ResourcesRequest(request_id=new_uuid(), resources=specs(new)),
+            caller.user)
     if batch is None:
         batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
                      created_by=creator, result={})
         session.add(batch)
         await session.flush()
-    for name in work.named("resource", "delete", "change"):
+    for name in work.named("resource", "delete"):
         row = await resources.get_resource(session, caller, state.resources[name][0].id, write=True)
         task = await resources.request_action(session, queue, row, "delete", caller.actor, creator)
         task.parent_id = batch.id
+    if changed:
+        old = [await resources.get_resource(session, caller, state.resources[name][0].id, write=True)
+               for name in sorted(changed)]
+        await resources.replace_resources(session, settings, queue, caller, batch, old, specs(changed), caller.user)
     batch.result = {"plan": work.plan.model_dump(mode="json")}
     return batch
 

@@ -73,8 +73,8 @@ class NetworkDescription(BaseModel):
         default=None, description="default: the site's default lifetime, capped by the experiment's")
     reservation_id: str | None = Field(
         default=None, json_schema_extra=id_schema("reservation"),
-        description="run inside this active reservation (the experiment's, or its project's): "
-                    "expiring at its end at the latest, deleted when it ends")
+        description="run inside this reservation (the experiment's, or its project's): made at its start "
+                    "(pending until then), expiring at its end at the latest, deleted when it ends")
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkDescription:

@@ -33,6 +33,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from slices_blueprint.core.models import Base, Timestamps, UUIDPrimaryKey
 from slices_blueprint.reservations.models import Reservation
 
+PENDING, ACTIVE, FAILED, DELETED = "pending", "active", "failed", "deleted"
+LIVE = (PENDING, ACTIVE)  # holding its name; deleted with its reservation
+
 
 class QkdNetwork(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "qkd_networks"
@@ -46,7 +49,7 @@ class QkdNetwork(UUIDPrimaryKey, Timestamps, Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
     created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     name: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | deleted
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)  # pending | active | failed | deleted
     description: Mapped[dict[str, Any]] = mapped_column(JSONB)  # as submitted, validated
     ca_cert_pem: Mapped[str] = mapped_column(Text)
     ca_key: Mapped[bytes] = mapped_column(LargeBinary)  # encrypted PEM

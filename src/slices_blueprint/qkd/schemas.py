@@ -53,7 +53,8 @@ class NetworkOut(BaseModel):
     name: str
     experiment_id: str
     project_id: str
-    status: str
+    status: str = Field(description="pending (waiting for its reservation's start), active, failed or deleted")
+    status_reason: str | None = Field(default=None, description="why it is pending or failed")
     expires_at: dt.datetime
     reservation_id: str | None = Field(description="the reservation it runs inside (deleted at its end)")
     created_at: dt.datetime

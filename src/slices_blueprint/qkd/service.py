@@ -15,16 +15,33 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ServiceUnavailable
+from slices_blueprint.core.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    ProblemError,
+    ServiceUnavailable,
+)
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.core.secretbox import secret_box
+from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.caller import Caller
-from slices_blueprint.identity.models import Project
+from slices_blueprint.identity.models import Experiment, Project
 from slices_blueprint.qkd import binding, keypool, pki
 from slices_blueprint.qkd.description import NetworkDescription
-from slices_blueprint.qkd.models import QkdLink, QkdNetwork, QkdNode, QkdSae
+from slices_blueprint.qkd.models import (
+    ACTIVE,
+    DELETED,
+    FAILED,
+    LIVE,
+    PENDING,
+    QkdLink,
+    QkdNetwork,
+    QkdNode,
+    QkdSae,
+)
 from slices_blueprint.qkd.physics import LinkParameters, LinkPerformance, link_performance
 from slices_blueprint.qkd.schemas import (
     DeliveryOut,
@@ -42,6 +59,7 @@ from slices_blueprint.resources.service import (
     Extension,
     experiment_cap,
     extend_expiry,
+    follow_reservation,
     requested_expiry,
 )
 
@@ -78,6 +96,7 @@ async def network_out(session: AsyncSession, settings: Settings, network: QkdNet
     return NetworkOut(
         id=format_id(ID_TYPE, settings.site_id, network.id), name=network.name,
         experiment_id=network.experiment_id, project_id=network.project_id, status=network.status,
+        status_reason=await status_reason(session, settings, network),
         expires_at=network.expires_at, created_at=network.created_at,
         reservation_id=format_id("reservation", settings.site_id, network.reservation_id) if network.reservation_id
         else None,
@@ -143,16 +162,23 @@ async def _admit(session: AsyncSession, settings: Settings, project_id: str, kme
                             quota=[{"limit": "qkd_kmes", "used": used, "requested": kmes, "allowed": allowed}])
 
 
-async def _claim_devices(session: AsyncSession, settings: Settings, description: NetworkDescription) -> None:
-    """Refuse a device this site does not have, or one a live network uses already (a device
-    serves one network at a time; claims are serialised by an advisory lock)."""
+def _check_devices(settings: Settings, description: NetworkDescription) -> list[tuple[int, str]]:
+    """The devices the description's nodes name, (node index, device); one this site does
+    not have is refused (422)."""
     wanted = [(i, n.device) for i, n in enumerate(description.nodes) if n.device]
-    if not wanted:
-        return
     for i, device in wanted:
         if device not in settings.qkd_devices:
             offered = ", ".join(sorted(settings.qkd_devices)) or "none"
             raise Invalid(f"nodes.{i}.device: this site has no QKD device {device!r} (it has: {offered})")
+    return wanted
+
+
+async def _claim_devices(session: AsyncSession, settings: Settings, description: NetworkDescription) -> None:
+    """Refuse a device this site does not have, or one a live network uses already (a device
+    serves one network at a time; claims are serialised by an advisory lock)."""
+    wanted = _check_devices(settings, description)
+    if not wanted:
+        return
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(DEVICE_LOCK))))
     node = func.jsonb_array_elements(QkdNetwork.description["nodes"]).table_valued(column("value", JSONB)).alias("node")
     busy = await session.scalars(
@@ -190,23 +216,25 @@ def _apply_performance(link: QkdLink, performance: LinkPerformance) -> None:
 
 async def create_network(session: AsyncSession, settings: Settings, caller: Caller,
                          description: NetworkDescription) -> QkdNetwork:
-    """Record a network with its CA, KMEs, SAE certificates and links, in one transaction."""
+    """Record a network with its CA, KMEs, SAE certificates and links, in one transaction;
+    inside a reservation that has not started, only its CA and description: it is pending
+    until the reservation's clock starts it (:func:`start_networks`)."""
     experiment = caller.require_experiment()
-    now = utcnow()
     cap = experiment_cap(settings, experiment)
     expires_at = requested_expiry(settings, experiment, description.expires_at)
     reservation = await _reservation(session, settings, caller, description.reservation_id)
     expires_at = reservations.expiry(reservation, expires_at, description.expires_at is not None, cap)
-    await _admit(session, settings, experiment.project_id, len(description.nodes))
-    await _claim_devices(session, settings, description)
-    box = secret_box(settings)
-    valid_for = cap - now + dt.timedelta(days=1)  # certificates outlive any extension
-    network_id = new_uuid()
-    ca = pki.new_authority(f"{description.name} QKD network CA", valid_for=valid_for)
-    network = QkdNetwork(id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
+    waits = reservation is not None and not reservations.started(reservation)
+    if waits:
+        _check_devices(settings, description)
+    else:
+        await _admit(session, settings, experiment.project_id, len(description.nodes))
+        await _claim_devices(session, settings, description)
+    ca = pki.new_authority(f"{description.name} QKD network CA", valid_for=_certificates_life(cap))
+    network = QkdNetwork(id=new_uuid(), experiment_id=experiment.id, project_id=experiment.project_id,
                          created_by=caller.user.id if caller.user else None, name=description.name,
-                         status="active", description=description.model_dump(mode="json"),
-                         ca_cert_pem=ca.cert_pem.decode(), ca_key=box.encrypt(ca.key_pem),
+                         status=PENDING if waits else ACTIVE, description=description.model_dump(mode="json"),
+                         ca_cert_pem=ca.cert_pem.decode(), ca_key=secret_box(settings).encrypt(ca.key_pem),
                          expires_at=expires_at, reservation_id=reservation.id if reservation else None)
     session.add(network)
     try:
@@ -214,6 +242,25 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
             await session.flush()
     except IntegrityError:
         raise Conflict(f"a live QKD network named {description.name!r} exists in this experiment") from None
+    if not waits:
+        await _build(session, settings, network, description, ca, cap)
+    await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
+                 resource_id=network.id, experiment_id=experiment.id, project_id=experiment.project_id,
+                 name=description.name, nodes=len(description.nodes), links=len(description.links),
+                 reservation=description.reservation_id, status=network.status)
+    return network
+
+
+def _certificates_life(cap: dt.datetime) -> dt.timedelta:
+    return cap - utcnow() + dt.timedelta(days=1)  # certificates outlive any extension
+
+
+async def _build(session: AsyncSession, settings: Settings, network: QkdNetwork, description: NetworkDescription,
+                 ca: pki.Issued, cap: dt.datetime) -> None:
+    """Make the network's KMEs (on free ports), SAE certificates and links."""
+    box = secret_box(settings)
+    valid_for = _certificates_life(cap)
+    network_id, now = network.id, utcnow()
     ports = await _free_ports(session, settings, len(description.nodes))
     public_host = kme_public_host(settings)
     nodes: dict[str, QkdNode] = {}
@@ -246,26 +293,60 @@ async def create_network(session: AsyncSession, settings: Settings, caller: Call
             _apply_performance(link, await performance_of(parameters))
         session.add(link)
     await session.flush()
-    await record(session, actor=caller.actor, action="qkd_network.create", outcome="ok",
-                 resource_id=network_id, experiment_id=experiment.id, project_id=experiment.project_id,
-                 name=description.name, nodes=len(nodes), links=len(description.links),
-                 reservation=description.reservation_id)
-    return network
 
 
 async def _reservation(session: AsyncSession, settings: Settings, caller: Caller,
                        reservation_id: str | None) -> Reservation | None:
-    """The reservation a new network runs inside: one that has started (a network is made at
-    once, so before the start it is refused with 409, saying when)."""
+    """The reservation a new network runs inside, if it names one."""
     if reservation_id is None:
         return None
-    reservation = await reservations.bindable(
+    return await reservations.bindable(
         session, caller, body_id(reservation_id, "reservation", "reservation_id"), settings.site_id)
-    if not reservations.started(reservation):
-        raise Conflict(f"{reservations.describe(reservation, settings.site_id)} has not started: create the "
-                       f"network from {reservation.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC",
-                       reservation_status=reservation.status)
-    return reservation
+
+
+async def start_networks(session: AsyncSession, settings: Settings, reservation: Reservation) -> list[str]:
+    """Make the networks that waited for ``reservation``'s start (it has started). One that
+    cannot be made now (the project's KMEs, a device in use, no free port) fails with the
+    reason, as an audit event; the others are made all the same."""
+    pending = list(await session.scalars(
+        select(QkdNetwork).where(QkdNetwork.reservation_id == reservation.id, QkdNetwork.status == PENDING)
+        .order_by(QkdNetwork.name).with_for_update()))
+    made = []
+    for network in pending:
+        fields = {"resource_id": network.id, "experiment_id": network.experiment_id,
+                  "project_id": network.project_id, "name": network.name}
+        description = NetworkDescription.model_validate(network.description)
+        ca = pki.Issued(cert_pem=network.ca_cert_pem.encode(),
+                        key_pem=secret_box(settings).decrypt(network.ca_key))
+        experiment = await session.get(Experiment, network.experiment_id)
+        try:
+            async with session.begin_nested():
+                await _admit(session, settings, network.project_id, len(description.nodes))
+                await _claim_devices(session, settings, description)
+                await _build(session, settings, network, description, ca, experiment_cap(settings, experiment))
+        except ProblemError as exc:
+            network.status = FAILED
+            log.warning("qkd.network_start_failed", network_id=str(fields["resource_id"]), reason=exc.detail)
+            await record(session, actor=reservations.CLOCK, action="qkd_network.start", outcome="error",
+                         message=exc.detail, **fields)
+            continue
+        network.status = ACTIVE
+        log.info("qkd.network_started", network_id=str(fields["resource_id"]), name=fields["name"])
+        await record(session, actor=reservations.CLOCK, action="qkd_network.start", outcome="ok", **fields)
+        made.append(f"qkd network {fields['name']}")
+    return made
+
+
+async def status_reason(session: AsyncSession, settings: Settings, network: QkdNetwork) -> str | None:
+    """Why a pending network waits, or why a failed one failed."""
+    if network.status == PENDING and network.reservation_id is not None:
+        reservation = await session.get(Reservation, network.reservation_id)
+        return reservations.waiting_reason(reservation, settings.site_id) if reservation else None
+    if network.status == FAILED:
+        return await session.scalar(
+            select(Event.message).where(Event.resource_id == network.id, Event.action == "qkd_network.start",
+                                        Event.outcome == "error").order_by(Event.id.desc()).limit(1))
+    return None
 
 
 async def bound_networks(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
@@ -273,7 +354,7 @@ async def bound_networks(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uu
     found: dict[uuid.UUID, list[str]] = {}
     for reservation_id, name in await session.execute(
             select(QkdNetwork.reservation_id, QkdNetwork.name)
-            .where(QkdNetwork.reservation_id.in_(ids), QkdNetwork.status == "active").order_by(QkdNetwork.name)):
+            .where(QkdNetwork.reservation_id.in_(ids), QkdNetwork.status.in_(LIVE)).order_by(QkdNetwork.name)):
         found.setdefault(reservation_id, []).append(f"qkd network {name}")
     return found
 
@@ -282,11 +363,22 @@ async def release_networks(session: AsyncSession, queue: procrastinate.App, rese
                            actor: str) -> list[str]:
     """Delete the networks running inside ``reservation`` (it ended or was cancelled)."""
     networks = list(await session.scalars(
-        select(QkdNetwork).where(QkdNetwork.reservation_id == reservation.id, QkdNetwork.status == "active")
+        select(QkdNetwork).where(QkdNetwork.reservation_id == reservation.id, QkdNetwork.status.in_(LIVE))
         .order_by(QkdNetwork.name).with_for_update()))
     for network in networks:
         await delete_network(session, network, actor)
     return [f"qkd network {n.name}" for n in networks]
+
+
+async def follow_networks(session: AsyncSession, settings: Settings, reservation: Reservation,
+                          old_end: dt.datetime, actor: str) -> list[str]:
+    """The live networks inside ``reservation`` that expired at its old end expire at its new end."""
+    networks = list(await session.scalars(
+        select(QkdNetwork).where(QkdNetwork.reservation_id == reservation.id, QkdNetwork.status.in_(LIVE),
+                                 QkdNetwork.expires_at == old_end).order_by(QkdNetwork.name).with_for_update()))
+    moved = await follow_reservation(session, settings, networks, reservation, old_end, actor,
+                                     action="qkd_network.extend")
+    return [f"qkd network {n.name}" for n in moved]
 
 
 async def delete_network(session: AsyncSession, network: QkdNetwork, actor: str) -> None:
@@ -381,7 +473,7 @@ async def reap_expired(session: AsyncSession) -> int:
     """Delete the networks whose expiry has passed (but those expiring at their reservation's
     end, which its clock deletes); answers how many."""
     expired = list(await session.scalars(
-        select(QkdNetwork).where(QkdNetwork.status == "active", QkdNetwork.expires_at <= func.now(),
+        select(QkdNetwork).where(QkdNetwork.status != DELETED, QkdNetwork.expires_at <= func.now(),
                                  ~reservations.ended_by_the_clock(QkdNetwork.reservation_id, QkdNetwork.expires_at))
         .with_for_update(skip_locked=True)))
     for network in expired:

@@ -17,17 +17,24 @@ import procrastinate
 from sqlalchemy import ColumnElement, exists
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Conflict, NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.reservations.models import LIVE, Reservation
 
+CLOCK = "system:reservations"  # the actor of the reservations' clock (and what it starts and ends)
 BoundLister = Callable[[AsyncSession, list[uuid.UUID]], Awaitable[dict[uuid.UUID, list[str]]]]
 """The live things bound to each of these reservations, as "<kind> <name>" (e.g. "resource vm-1")."""
 Releaser = Callable[[AsyncSession, procrastinate.App, Reservation, str], Awaitable[list[str]]]
 """Delete (or request the deletion of) what is bound to the reservation, as ``actor``; answer
 what it released, as :data:`BoundLister` names it."""
+Starter = Callable[[AsyncSession, Settings, Reservation], Awaitable[list[str]]]
+"""Make what waited for the reservation's start (the clock started it); answer what."""
+Follower = Callable[[AsyncSession, Settings, Reservation, dt.datetime, str], Awaitable[list[str]]]
+"""Move to the reservation's new end the expiry of what was capped at its old end (given),
+as ``actor``; answer what moved."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class Binder:
 
     bound: BoundLister
     release: Releaser
+    start: Starter | None = None  # for a domain whose things wait in the database, not in the queue
+    follow: Follower | None = None
 
 
 _binders: dict[str, Binder] = {}
@@ -61,6 +70,20 @@ async def release(session: AsyncSession, queue: procrastinate.App, reservation: 
     return [name for binder in _binders.values() for name in await binder.release(session, queue, reservation, actor)]
 
 
+async def start(session: AsyncSession, settings: Settings, reservation: Reservation) -> list[str]:
+    """Make what waited for ``reservation``'s start (it has started); answer what."""
+    return [name for binder in _binders.values() if binder.start
+            for name in await binder.start(session, settings, reservation)]
+
+
+async def follow(session: AsyncSession, settings: Settings, reservation: Reservation, old_end: dt.datetime,
+                 actor: str) -> list[str]:
+    """``reservation`` was extended from ``old_end``: what ran until then runs until its new
+    end (never shortened); answer what moved."""
+    return [name for binder in _binders.values() if binder.follow
+            for name in await binder.follow(session, settings, reservation, old_end, actor)]
+
+
 def describe(reservation: Reservation, site: str) -> str:
     """The reservation as messages name it: its API id and window."""
     return (f"reservation {format_id('reservation', site, reservation.id)} "
@@ -83,6 +106,11 @@ async def bindable(session: AsyncSession, caller: Caller, reservation_id: uuid.U
         raise Conflict(f"{describe(reservation, site)} is {status}: nothing more can run inside it",
                        reservation_status=status)
     return reservation
+
+
+def waiting_reason(reservation: Reservation, site: str) -> str:
+    """Why something inside a reservation that has not started waits (its status reason)."""
+    return f"waiting for {describe(reservation, site)} starting at {_when(reservation.starts_at)}"
 
 
 def started(reservation: Reservation) -> bool:

@@ -61,7 +61,7 @@ START_SLACK = dt.timedelta(minutes=1)  # a start this far in the past is taken a
 ALTERNATIVES = 5  # free windows offered with a conflict
 CAPACITY_LOCK = "slices-blueprint:reservations:capacity"
 EXCLUSION_VIOLATION = "23P01"
-CLOCK = "system:reservations"  # the actor of the clock's events
+CLOCK = binding.CLOCK
 
 
 class Unavailable(Conflict):
@@ -101,6 +101,23 @@ async def list_reservations(session: AsyncSession, caller: Caller, *, include_pa
     if not include_past:
         query = query.where(Reservation.status.in_(LIVE))
     return list(await session.scalars(query))
+
+
+async def ending_soon(session: AsyncSession, settings: Settings, caller: Caller,
+                      reservation_id: uuid.UUID | None = None) -> list[Reservation]:
+    """The caller's running reservations that end within ``reservation_warning_minutes``
+    (those of their projects or booked by them, even for an admin; ``reservation_id``: that
+    one alone, if it is one of them), soonest first."""
+    now = utcnow()
+    query = scoped(caller).where(
+        Reservation.status.in_(LIVE), Reservation.starts_at <= now, Reservation.ends_at > now,
+        Reservation.ends_at <= now + dt.timedelta(minutes=settings.reservation_warning_minutes))
+    if caller.experiment is None:
+        assert caller.user is not None
+        query = query.where(Reservation.project_id.in_(caller.project_ids) | (Reservation.created_by == caller.user.id))
+    if reservation_id is not None:
+        query = query.where(Reservation.id == reservation_id)
+    return list(await session.scalars(query.order_by(Reservation.ends_at, Reservation.id)))
 
 
 async def _held_items(session: AsyncSession, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[HeldItem]]:
@@ -321,7 +338,7 @@ async def create(session: AsyncSession, settings: Settings, caller: Caller, body
                  ends_at=window.end.isoformat(), equipment=sorted(items[n].name for n in numbers),
                  vcpus=demand.vcpus, ram_mib=demand.ram_mib)
     if window.start <= now:
-        await _start(session, reservation)
+        await _start(session, settings, reservation)
     return reservation
 
 
@@ -351,8 +368,11 @@ def _must_be_live(reservation: Reservation) -> None:
 
 async def extend(session: AsyncSession, settings: Settings, caller: Caller, reservation: Reservation,
                  body: ReservationExtend) -> Reservation:
-    """Move the end later where the calendar is free (409 naming what is in the way)."""
+    """Move the end later where the calendar is free (409 naming what is in the way); what
+    runs inside it until its old end runs until the new one."""
     _must_be_live(reservation)
+    if reservation.ends_at <= utcnow():
+        raise Conflict("the reservation has ended")  # the clock has yet to mark it
     if (body.ends_at is None) == (body.hours is None):
         raise Invalid("give exactly one of ends_at or hours")
     old_end = reservation.ends_at
@@ -377,9 +397,10 @@ async def extend(session: AsyncSession, settings: Settings, caller: Caller, rese
     if reservation.warned_at and new_end - utcnow() > dt.timedelta(minutes=settings.reservation_warning_minutes):
         reservation.warned_at = None  # warned again before the new end
     await _hold(session, reservation, list(items), "cannot extend")
+    moved = await binding.follow(session, settings, reservation, old_end, caller.actor)
     await record(session, actor=caller.actor, action="reservation.extend", outcome="ok", resource_id=reservation.id,
                  project_id=reservation.project_id, experiment_id=reservation.experiment_id,
-                 ends_at=new_end.isoformat(), previous_end=old_end.isoformat())
+                 ends_at=new_end.isoformat(), previous_end=old_end.isoformat(), extended=moved)
     return reservation
 
 
@@ -407,11 +428,13 @@ async def cancel(session: AsyncSession, queue: procrastinate.App, caller: Caller
 
 # ---- the clock -------------------------------------------------------------------------
 
-async def _start(session: AsyncSession, reservation: Reservation) -> None:
+async def _start(session: AsyncSession, settings: Settings, reservation: Reservation) -> None:
+    """Mark the reservation active and make what waited for its start."""
     reservation.status = ACTIVE
+    made = await binding.start(session, settings, reservation)
     await record(session, actor=CLOCK, action="reservation.start", outcome="ok",
                  resource_id=reservation.id, project_id=reservation.project_id,
-                 experiment_id=reservation.experiment_id, ends_at=reservation.ends_at.isoformat())
+                 experiment_id=reservation.experiment_id, ends_at=reservation.ends_at.isoformat(), made=made)
 
 
 async def advance(session: AsyncSession, settings: Settings, queue: procrastinate.App) -> dict[str, int]:
@@ -438,7 +461,7 @@ async def advance(session: AsyncSession, settings: Settings, queue: procrastinat
             counts["ended"] += 1
             continue
         if reservation.status == SCHEDULED:
-            await _start(session, reservation)
+            await _start(session, settings, reservation)
             counts["started"] += 1
         if reservation.warned_at is None and reservation.ends_at - warn_before <= now:
             reservation.warned_at = now

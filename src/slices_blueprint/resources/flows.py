@@ -35,7 +35,7 @@ from slices_blueprint.providers.base import (
     TransientProviderError,
 )
 from slices_blueprint.providers.registry import driver_class
-from slices_blueprint.resources import states
+from slices_blueprint.resources import replacement, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.provisioning import Machine, contributions
 from slices_blueprint.tasks.models import Task
@@ -177,7 +177,7 @@ class Outcome:
     possible_orphan: bool = False
 
 
-async def _finish(runtime: Runtime, task_id: uuid.UUID, outcome: Outcome) -> None:
+async def _finish(runtime: Runtime, queue: procrastinate.App, task_id: uuid.UUID, outcome: Outcome) -> None:
     async with runtime.db.session() as session:
         task = await session.get(Task, task_id, with_for_update=True)
         assert task is not None and task.resource_id is not None
@@ -202,6 +202,8 @@ async def _finish(runtime: Runtime, task_id: uuid.UUID, outcome: Outcome) -> Non
                 states.transition(resource, "error", error)
             task.status, task.error, task.message = "failed", error, f"{task.kind} failed"
         task.finished_at = utcnow()
+        if task.kind == "delete" and resource.status == "deleted":  # the name is free
+            await replacement.create_waiting(session, queue, task)
         result = "ok" if error is None else "possible_orphan" if outcome.possible_orphan else "error"
         await record(session, actor="system:worker", action=f"resource.{task.kind}",
                      outcome=result, resource_id=resource.id, task_id=task.id,
@@ -261,7 +263,7 @@ async def _retrying(runtime: Runtime, task: Task, spec: NodeSpec, exc: Exception
                 row.attempts -= 1
 
 
-async def run_operation(runtime: Runtime, task_id: str) -> None:
+async def run_operation(runtime: Runtime, queue: procrastinate.App, task_id: str) -> None:
     """Carry out one task. A transient provider error raises :class:`RetryLater` (backoff
     2, 4, 8... s) until ``task_max_attempts`` attempts were made; then it becomes the
     resource's error like any other. A create waiting for a place is tried again every
@@ -294,7 +296,7 @@ async def run_operation(runtime: Runtime, task_id: str) -> None:
     except Exception as exc:  # a bug or an SDK surprise: the user still gets a final state
         log.exception("task.crashed", task_id=task_id, resource_id=spec.resource_id)
         outcome = Outcome(error=f"internal error while running {task.kind}: {exc.__class__.__name__}")
-    await _finish(runtime, tid, outcome)
+    await _finish(runtime, queue, tid, outcome)
     failed = outcome.error is not None and not outcome.possible_orphan
     TASK_DURATION.labels(kind=task.kind, provider=resource.provider, outcome="error" if failed else "ok"
                          ).observe(time.monotonic() - clock)
@@ -306,6 +308,6 @@ def register_jobs(app: procrastinate.App, runtime: Runtime) -> None:
 
     @app.task(name=OPERATION_JOB, queue=QUEUE, retry=Backoff())
     async def operation(task_id: str) -> None:
-        await run_operation(runtime, task_id)
+        await run_operation(runtime, app, task_id)
 
     del operation

@@ -3,7 +3,8 @@
 A request naming a reservation must be allowed to run in it (``reservations.binding``); its
 microVMs must fit in the host capacity the reservation holds, together with those already
 running in it (a reservation of equipment only is a window, nothing more). A reservation that
-has not started defers the creates to its start.
+has not started defers the creates to its start. MicroVMs outside any reservation keep clear
+of the capacity the reservations active now hold.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.core.errors import Conflict
 from slices_blueprint.core.ids import body_id
+from slices_blueprint.core.models import utcnow
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.reservations import binding
-from slices_blueprint.reservations.models import Reservation
+from slices_blueprint.reservations.models import LIVE, Reservation
+from slices_blueprint.reservations.service import CAPACITY_LOCK, host_capacity
 from slices_blueprint.resources.models import ComputeResource
 
 MICROVM = "microvm"  # the flavor type that draws on the hosts' capacity a reservation holds
@@ -41,6 +44,7 @@ async def place(session: AsyncSession, caller: Caller, site: str, reservation_id
     """The placement of new resources of ``flavors``, inside the reservation named (if any);
     ``expires_at`` is their expiry outside it (``asked``: as requested), ``cap`` the latest."""
     if reservation_id is None:
+        await _keep_clear(session, [f for f in flavors if f.flavor_type == MICROVM])
         return Placement(None, expires_at, None, None)
     reservation = await binding.bindable(
         session, caller, body_id(reservation_id, "reservation", "reservation_id"), site)
@@ -49,9 +53,7 @@ async def place(session: AsyncSession, caller: Caller, site: str, reservation_id
     expires_at = binding.expiry(reservation, expires_at, asked, cap)
     if binding.started(reservation):
         return Placement(reservation, expires_at, None, None)
-    reason = (f"waiting for {binding.describe(reservation, site)} starting at "
-              f"{reservation.starts_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC")
-    return Placement(reservation, expires_at, reservation.starts_at, reason)
+    return Placement(reservation, expires_at, reservation.starts_at, binding.waiting_reason(reservation, site))
 
 
 async def _check_capacity(session: AsyncSession, reservation: Reservation, flavors: list[Flavor], site: str) -> None:
@@ -68,3 +70,35 @@ async def _check_capacity(session: AsyncSession, reservation: Reservation, flavo
         raise Conflict(f"{binding.describe(reservation, site)} holds {reservation.vcpus} vCPUs and "
                        f"{reservation.ram_mib} MiB of microVM hosts; its microVMs would use {vcpus} vCPUs and "
                        f"{ram} MiB with these")
+
+
+async def _keep_clear(session: AsyncSession, flavors: list[Flavor]) -> None:
+    """Refuse (409) microVMs outside any reservation that would eat into the host capacity
+    held by the reservations active now: they fit only in the hosts' capacity less what runs
+    outside reservations and less each active reservation's share (serialised with new
+    reservations by their capacity lock). Without such a reservation the hosts decide."""
+    if not flavors:
+        return
+    now = utcnow()
+    active = list(await session.scalars(select(Reservation).where(
+        Reservation.status.in_(LIVE), Reservation.starts_at <= now, Reservation.ends_at > now,
+        Reservation.vcpus + Reservation.ram_mib > 0)))
+    if not active:
+        return
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(CAPACITY_LOCK))))
+    used = {reservation_id: (int(vcpus), int(ram)) for reservation_id, vcpus, ram in await session.execute(
+        select(ComputeResource.reservation_id, func.sum(Flavor.vcpus), func.sum(Flavor.ram_mib))
+        .join(Flavor, ComputeResource.flavor_id == Flavor.id)
+        .where(ComputeResource.status != "deleted", ComputeResource.provider == MICROVM)
+        .group_by(ComputeResource.reservation_id))}
+    held_vcpus = sum(max(r.vcpus, used.get(r.id, (0, 0))[0]) for r in active)
+    held_ram = sum(max(r.ram_mib, used.get(r.id, (0, 0))[1]) for r in active)
+    outside_vcpus, outside_ram = used.get(None, (0, 0))
+    vcpus, ram = await host_capacity(session)
+    free_vcpus, free_ram = vcpus - outside_vcpus - held_vcpus, ram - outside_ram - held_ram
+    need_vcpus, need_ram = sum(f.vcpus for f in flavors), sum(f.ram_mib for f in flavors)
+    if need_vcpus > free_vcpus or need_ram > free_ram:
+        raise Conflict(f"the microVM hosts have {max(free_vcpus, 0)} vCPUs and {max(free_ram, 0)} MiB free outside "
+                       f"reservations now ({held_vcpus} vCPUs and {held_ram} MiB are held by {len(active)} active "
+                       f"reservation(s)); these microVMs need {need_vcpus} vCPUs and {need_ram} MiB: run them inside "
+                       "a reservation, or once it ends", free_vcpus=max(free_vcpus, 0), free_ram_mib=max(free_ram, 0))

@@ -12,6 +12,7 @@ import structlog
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.config import Settings
 from slices_blueprint.core.ids import InvalidId, parse_id
 from slices_blueprint.core.metrics import ORPHANS_DELETED
 from slices_blueprint.core.models import utcnow
@@ -76,6 +77,18 @@ async def release_resources(session: AsyncSession, queue: procrastinate.App, res
     if rows:
         log.info("reservation.resources_released", reservation_id=str(reservation.id), count=len(rows))
     return [f"resource {r.friendly_name}" for r in rows]
+
+
+async def follow_resources(session: AsyncSession, settings: Settings, reservation: Reservation,
+                           old_end: dt.datetime, actor: str) -> list[str]:
+    """The live resources inside ``reservation`` that expired at its old end expire at its new end."""
+    rows = list(await session.scalars(
+        select(ComputeResource).where(ComputeResource.reservation_id == reservation.id,
+                                      ComputeResource.status != "deleted", ComputeResource.expires_at == old_end)
+        .order_by(ComputeResource.friendly_name).with_for_update()))
+    moved = await resources.follow_reservation(session, settings, rows, reservation, old_end, actor,
+                                               action="resource.extend")
+    return [f"resource {r.friendly_name}" for r in moved]
 
 
 async def reconcile(runtime: Runtime) -> dict[str, int]:

@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,7 +28,7 @@ from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas.service import admit
 from slices_blueprint.reservations.models import Reservation
-from slices_blueprint.resources import reserved, states
+from slices_blueprint.resources import replacement, reserved, states
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     ExtendResult,
@@ -165,6 +166,52 @@ async def create_resources(
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
+    resources, resolved, placement = await _new_resources(session, settings, caller, body, user)
+    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
+                 created_by=resources[0].created_by, request_id=body.request_id, request_hash=digest, result={})
+    session.add_all([batch, *resources])
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise _conflict(exc, body) from exc
+    subtasks = []
+    for resource, (flavor, image) in zip(resources, resolved, strict=True):
+        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource,
+                                             created_by=resource.created_by, parent=batch,
+                                             not_before=placement.not_before)
+        subtasks.append(task)
+        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
+                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
+                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
+                     image=image.friendly_name, reservation=body.reservation_id,
+                     message=placement.reason)
+    return batch, subtasks
+
+
+async def replace_resources(session: AsyncSession, settings: Settings, queue: procrastinate.App, caller: Caller,
+                            batch: Task, old: Sequence[ComputeResource], specs: Sequence[ResourceSpec],
+                            user: User | None) -> None:
+    """Delete each of ``old`` (locked) and create its namesake of ``specs`` once the delete is
+    done (:mod:`.replacement`): both subtasks of ``batch``. Checked and admitted now."""
+    rows, _, _ = await _new_resources(session, settings, caller,
+                                      ResourcesRequest(request_id=new_uuid(), resources=list(specs)), user)
+    by_name = {r.friendly_name: r for r in rows}
+    for resource in old:
+        task = await request_action(session, queue, resource, "delete", caller.actor, user.id if user else None)
+        task.parent_id = batch.id
+        if resource.status == "deleted":  # nothing had been made: the name is free at once
+            await session.flush()
+            await replacement.create(session, queue, by_name[resource.friendly_name], caller.actor, batch.id)
+        else:
+            replacement.after_delete(task, by_name[resource.friendly_name], caller.actor)
+
+
+async def _new_resources(session: AsyncSession, settings: Settings, caller: Caller, body: ResourcesRequest,
+                         user: User | None) -> tuple[list[ComputeResource], list[tuple[Flavor, DiskImage]],
+                                                     reserved.Placement]:
+    """The rows of the resources ``body`` asks for, checked, admitted and placed (not added)."""
+    experiment = caller.require_experiment()
     expires_at = requested_expiry(settings, experiment, body.expires_at)
     for i, spec in enumerate(body.resources):
         check_sizes(settings, spec, i)
@@ -176,8 +223,6 @@ async def create_resources(
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
 
     creator = user.id if user else None
-    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
-                 created_by=creator, request_id=body.request_id, request_hash=digest, result={})
     resources = [
         ComputeResource(
             id=new_uuid(),
@@ -205,23 +250,7 @@ async def create_resources(
         )
         for spec, (flavor, image) in zip(body.resources, resolved, strict=True)
     ]
-    session.add_all([batch, *resources])
-    try:
-        async with session.begin_nested():
-            await session.flush()
-    except IntegrityError as exc:
-        raise _conflict(exc, body) from exc
-    subtasks = []
-    for resource, (flavor, image) in zip(resources, resolved, strict=True):
-        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource, created_by=creator,
-                                             parent=batch, not_before=placement.not_before)
-        subtasks.append(task)
-        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
-                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
-                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
-                     image=image.friendly_name, reservation=body.reservation_id,
-                     message=placement.reason)
-    return batch, subtasks
+    return resources, resolved, placement
 
 
 def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:
@@ -384,6 +413,28 @@ async def extend_expiry(session: AsyncSession, settings: Settings, caller: Calle
                  experiment_id=row.experiment_id, project_id=row.project_id,
                  requested=requested.isoformat(), granted=extension.granted.isoformat(), message=extension.reason)
     return extension
+
+
+async def follow_reservation(session: AsyncSession, settings: Settings, rows: Sequence[Expiring],
+                             reservation: Reservation, old_end: dt.datetime, actor: str, *,
+                             action: str) -> list[Expiring]:
+    """Move the expiry of ``rows`` (inside ``reservation``) that was its old end ``old_end``
+    to its new end, capped at each one's experiment's (never earlier than it was); record
+    ``action`` for each moved, and answer them."""
+    moved = []
+    for row in rows:
+        if row.expires_at != old_end:
+            continue
+        experiment = await session.get(Experiment, row.experiment_id)
+        granted = min(reservation.ends_at, experiment_cap(settings, experiment)) if experiment else reservation.ends_at
+        if granted <= row.expires_at:
+            continue
+        row.expires_at = granted
+        await record(session, actor=actor, action=action, outcome="ok", resource_id=row.id,
+                     experiment_id=row.experiment_id, project_id=row.project_id, previous=old_end.isoformat(),
+                     granted=granted.isoformat(), message=f"its reservation was extended: expires {_when(granted)}")
+        moved.append(row)
+    return moved
 
 
 async def reservation_end(session: AsyncSession, reservation_id: uuid.UUID | None) -> dt.datetime | None:

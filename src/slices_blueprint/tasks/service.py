@@ -22,6 +22,7 @@ from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 
 OPERATION_JOB = "sb:run_operation"
+PRIVATE = "_"  # a result key the API does not show (a follow-up's own data, e.g. a waiting replacement)
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 
 
@@ -129,7 +130,7 @@ def _task_out(task: Task, subtasks: list[Task], site: str) -> TaskOut:
         resource_id=resource_ids[0] if task.resource_id else None,
         resource_ids=resource_ids,
         subtasks=[_task_out(t, [], site) for t in subtasks],
-        result=task.result,
+        result={k: v for k, v in task.result.items() if not k.startswith(PRIVATE)},
         created_at=task.created_at,
         updated_at=task.updated_at,
         finished_at=finished_at,

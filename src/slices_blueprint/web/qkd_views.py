@@ -36,6 +36,7 @@ from slices_blueprint.web.deps import (
     redirect,
     render,
 )
+from slices_blueprint.web.reservation_banner import EXTEND_HOURS, ending_soon
 
 router = APIRouter(prefix=UI)
 Text = Annotated[str, Form()]
@@ -124,7 +125,9 @@ async def network_page(network_id: str, request: Request, db: SessionDep, settin
                        caller: UserDep) -> HTMLResponse:
     """The drawing, the links with their figures and charts (live), the link forms, the SAEs."""
     network = await _network(db, caller, network_id)
-    return render(request, "qkd_network.html", **await _live_context(db, settings, network),
+    banners = await ending_soon(db, settings, caller, network.reservation_id) if network.reservation_id else []
+    return render(request, "qkd_network.html", banners=banners, extend_hours=EXTEND_HOURS,
+                  **await _live_context(db, settings, network),
                   experiment_names=await names_of(db, Experiment, {network.experiment_id}))
 
 

@@ -33,6 +33,7 @@ from slices_blueprint.web.deps import (
     redirect,
     render,
 )
+from slices_blueprint.web.reservation_banner import EXTEND_HOURS, ending_soon
 from slices_blueprint.web.reservation_grid import (
     BOOK,
     book_query,
@@ -110,7 +111,8 @@ async def _week_context(db: AsyncSession, settings: Settings, caller: Caller, we
     grid = await load_week(db, caller, settings.site_id, monday_of(week, now), now)
     rows = await service.list_reservations(db, caller, include_past=False)
     return {"week": grid, "reservations": await service.outs(db, settings.site_id, rows), "book": BOOK,
-            "any_start": book_query(next_quarter(now)), "admin": caller.is_admin}
+            "any_start": book_query(next_quarter(now)), "admin": caller.is_admin,
+            "banners": await ending_soon(db, settings, caller), "extend_hours": EXTEND_HOURS}
 
 
 @router.get("/reservations", response_class=HTMLResponse)

@@ -42,6 +42,7 @@ from slices_blueprint.web.deps import (
 )
 from slices_blueprint.web.forms import CreateForm, FieldErrors, fits, message_field
 from slices_blueprint.web.quota_views import quota_rows
+from slices_blueprint.web.reservation_banner import EXTEND_HOURS, ending_soon
 
 router = APIRouter(prefix=UI)
 EXTEND_CHOICES = (1, 4, 24, 72, 168)
@@ -53,7 +54,8 @@ async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, cal
     """The user's projects and their quota usage, the experiment in use, its resources (live)."""
     usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
-                  quotas=usage, rows_of=quota_rows, **await _table(db, settings, caller))
+                  quotas=usage, rows_of=quota_rows, banners=await ending_soon(db, settings, caller),
+                  extend_hours=EXTEND_HOURS, **await _table(db, settings, caller))
 
 
 @router.get("/fragments/resources", response_class=HTMLResponse)
@@ -176,7 +178,9 @@ async def resource_page(resource_id: str, request: Request, db: SessionDep, sett
     context = await _resource_context(db, settings, caller, resource_id)
     row = context["row"]
     tasks = list(await db.scalars(select(Task).where(Task.resource_id == row.id).order_by(Task.created_at.desc()).limit(50)))
+    banners = await ending_soon(db, settings, caller, row.reservation_id) if row.reservation_id else []
     return render(request, "resource.html", events=await for_resource(db, row.id), tasks=tasks,
+                  banners=banners, extend_hours=EXTEND_HOURS,
                   logs=offers(row.provider, "logs") and row.provider_resource_id is not None,
                   metrics=driver_class(row.provider).reports_metrics, **context)
 

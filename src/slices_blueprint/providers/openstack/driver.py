@@ -43,7 +43,9 @@ Failures
     raise :class:`ProviderError`; a server created by a failed ``create`` is deleted first
     so nothing runs untracked. Connection errors, timeouts of API calls, HTTP 429 and 5xx
     raise :class:`TransientProviderError` and leave the tagged server for the retry to adopt
-    (the reconciler finds it should every retry fail).
+    (the reconciler finds it should every retry fail). A server nova set to ERROR without a
+    fault (its compute service stopped while building it) is deleted and the retry boots a
+    new one (:class:`BuildLost`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ NOVA_STATES: dict[str, NodeState] = {
     "SOFT_DELETED": "gone",
 }
 """Nova server status -> our state; anything else (REBOOT, RESIZE, MIGRATING...) is running."""
+
+
+class BuildLost(TransientProviderError):
+    """Nova set the server to ERROR without a fault: what its compute service does to the
+    servers it was building when it stopped. Not the request's fault: ``create`` deletes the
+    server and the retry boots a new one."""
 
 
 class OpenStackDriver(ComputeDriver):
@@ -203,6 +211,9 @@ class OpenStackDriver(ComputeDriver):
         try:
             server = await self._wait_status(server.id, progress, 30, self.boot_timeout_s)
             floating = await self._ensure_floating_ip(server.id, spec) if spec.public_ipv4 else []
+        except BuildLost:
+            await self._discard(server.id, spec.resource_id)
+            raise  # transient: the retry boots a new server
         except TransientProviderError:
             raise  # the server stays tagged; the retry adopts it
         except ProviderError:
@@ -325,7 +336,7 @@ class OpenStackDriver(ComputeDriver):
             if server.status in want and server.task_state is None:
                 return server
             if server.status == "ERROR":
-                raise ProviderError(f"the server failed: {_fault(server)}")
+                raise _failure(server)
             if (server.status, server.task_state) != step:
                 step, pct = (server.status, server.task_state), min(pct + 10, 90)
                 await progress(pct, _describe(server))
@@ -613,6 +624,14 @@ def _metadata(spec: NodeSpec) -> dict[str, str]:
     if spec.image_default_username:
         meta[META_SSH_USER] = spec.image_default_username
     return meta
+
+
+def _failure(server: Server) -> ProviderError:
+    """The error for a server in ERROR: its fault, or :class:`BuildLost` when it has none."""
+    if (server.fault or {}).get("message"):
+        return ProviderError(f"the server failed: {_fault(server)}")
+    return BuildLost("nova set the server to ERROR without a fault (its compute service may "
+                     "have stopped while building it)")
 
 
 def _fault(server: Server) -> str:

@@ -16,8 +16,8 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,12 +29,19 @@ STOP_GRACE_S = 15.0
 
 
 def _starttime(pid: int) -> str | None:
-    """Field 22 of ``/proc/PID/stat`` (what the scripts store to tell a recycled PID)."""
+    """Field 22 of ``/proc/PID/stat`` (what the scripts store to tell a recycled PID); None
+    when the process is gone, or has exited and awaits its parent (this process, for a
+    service restarted here: it is reaped then)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+    fields = stat.rsplit(")", 1)[1].split()  # fields after "(comm)": state is field 3
+    if fields[0] == "Z":
+        with suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        return None
+    return fields[19]
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ScriptService:
     log_dir: Path
     answers: Callable[[], bool]
     launch: Launch | None = None
+    started_at: datetime | None = None  # when :meth:`start` last started it (UTC)
 
     @property
     def pid_file(self) -> Path:
@@ -93,8 +101,9 @@ class ScriptService:
         if self.pid() is not None or self.launch is None:
             return
         log = self.log_dir / f"{self.name}.log"
+        self.started_at = datetime.now(UTC)
         with log.open("a") as out:
-            out.write(f"=== {datetime.now(UTC).isoformat()} restarted by the fault tests: "
+            out.write(f"=== {self.started_at.isoformat()} restarted by the fault tests: "
                       f"{' '.join(self.launch.argv)}\n")
             out.flush()
             process = subprocess.Popen(
@@ -107,33 +116,35 @@ class ScriptService:
 
 @dataclass
 class Outage:
-    """When the services went down and when they answered again (``time.monotonic()``)."""
+    """Services taken down (:meth:`take_down`), and when (``time.monotonic()``): the first one
+    went down, the last one, and when all answered again."""
 
+    stopped: list[ScriptService] = field(default_factory=list)
     stopped_at: float = 0.0
-    restarted_at: float = 0.0
+    last_stopped_at: float = 0.0
     answering_at: float = 0.0
 
-    @property
-    def seconds(self) -> float:
-        return self.answering_at - self.stopped_at
+    def take_down(self, *services: ScriptService) -> None:
+        for service in services:
+            self.stopped.append(service)  # first: a failed stop is still started again
+            service.stop()
+        self.last_stopped_at = time.monotonic()
+        self.stopped_at = self.stopped_at or self.last_stopped_at
 
 
 @contextmanager
 def outage(*services: ScriptService, answer_within: float = 120) -> Iterator[Outage]:
-    """The services stopped for the block's duration; on the way out, however the block
-    ended, each is started again and must answer within ``answer_within`` seconds."""
-    record = Outage(stopped_at=time.monotonic())
-    stopped: list[ScriptService] = []
+    """The services stopped for the block's duration (and any the block takes down with
+    :meth:`Outage.take_down`); on the way out, however the block ended, all are started again
+    together and each must answer within ``answer_within`` seconds."""
+    record = Outage()
     try:
-        for service in services:
-            stopped.append(service)
-            service.stop()
+        record.take_down(*services)
         yield record
     finally:
-        record.restarted_at = time.monotonic()
-        for service in stopped:
+        for service in record.stopped:
             service.start()
-        for service in stopped:
+        for service in record.stopped:
             wait_for(service.answers, answer_within, f"{service.name} answering after its restart",
                      interval=0.5, ignoring=(Exception,))
         record.answering_at = time.monotonic()

@@ -223,13 +223,19 @@ class OpenStackDriver(ComputeDriver):
         return self._info(server, floating)
 
     async def _adopt_or_boot(self, spec: NodeSpec, progress: Progress) -> Server:
-        """The server an earlier attempt made, else a new one (both looked up at once)."""
+        """The server an earlier attempt made, else a new one (both looked up at once); an
+        earlier server in ERROR is deleted first."""
         bound = log.bind(resource_id=spec.resource_id)
         earlier, attrs = await asyncio.gather(
             self._find_server(spec.resource_id), self._server_attrs(spec), return_exceptions=True
         )
         if isinstance(earlier, BaseException):
             raise earlier
+        if earlier is not None and earlier.status == "ERROR":
+            # it failed, and deleting it then failed too (nova may refuse while it changes)
+            bound.info("openstack.failed_server_replaced", server_id=earlier.id)
+            await self._delete(earlier.id, settle_s=DISCARD_SETTLE_S)
+            earlier = None
         if earlier is not None:  # adopt it even if its image or network is gone since
             bound.info("openstack.server_adopted", server_id=earlier.id, status=earlier.status)
             await progress(30, "adopted the server created by an earlier attempt")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 
+import openstack.exceptions as os_exc
 import pytest
 
 from slices_blueprint.providers.base import GuestFile, ManagedNode, ProviderError
-from slices_blueprint.providers.openstack.driver import MANAGED_TAG, META_RESOURCE, OpenStackDriver
+from slices_blueprint.providers.openstack.driver import (
+    MANAGED_TAG,
+    META_RESOURCE,
+    BuildLost,
+    OpenStackDriver,
+)
+from tests.helpers import wait_for
 from tests.openstack.support import Cloud, Recorder, in_cidr
 
 pytestmark = pytest.mark.openstack
@@ -273,3 +281,37 @@ async def test_catalog_lists_the_test_image_and_flavor(
     )
     image = next(i for i in catalog.images if i.location == cloud.image_id)
     assert (image.default_username, image.min_disk_mb, image.min_ram_mib) == ("debian", 1024, 32)
+
+
+async def test_server_nova_lost_while_building_is_replaced(
+    cloud: Cloud, driver: OpenStackDriver, progress: Recorder
+) -> None:
+    """Nova sets the servers its compute service was building when it stopped to ERROR
+    without a fault (reset-state does the same): create deletes such a server and raises a
+    transient error, so the retry boots a new one; an ERROR server an earlier attempt could
+    not delete is deleted by the next attempt, not adopted."""
+    spec = cloud.spec()
+    lost: list[str] = []
+
+    async def lose_it(pct: int, message: str) -> None:
+        if pct == 30 and not lost:  # the server was requested: once nova placed it, ERROR
+            (server,) = await asyncio.to_thread(cloud.servers_of, spec.resource_id)
+            await asyncio.to_thread(
+                wait_for, lambda: cloud.admin.compute.reset_server_state(server, "error") or True,
+                30, "nova taking a state reset", interval=0.5, ignoring=(os_exc.HttpException,))
+            lost.append(server.id)
+
+    with pytest.raises(BuildLost, match="ERROR without a fault"):
+        await driver.create(spec, lose_it)
+    assert lost and cloud.servers_of(spec.resource_id) == []
+    retried = await driver.create(spec, progress)
+    assert retried.state == "running" and retried.provider_resource_id != lost[0]
+
+    cloud.admin.compute.reset_server_state(retried.provider_resource_id, "error")
+    replaced = await driver.create(spec, Recorder())
+    try:
+        assert replaced.state == "running"
+        assert replaced.provider_resource_id != retried.provider_resource_id
+        assert [s.id for s in cloud.servers_of(spec.resource_id)] == [replaced.provider_resource_id]
+    finally:
+        await driver.delete(replaced.provider_resource_id, Recorder())

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import secrets
 
-import openstack.exceptions as os_exc
 import pytest
 
 from slices_blueprint.providers.base import GuestFile, ManagedNode, ProviderError
@@ -16,7 +15,6 @@ from slices_blueprint.providers.openstack.driver import (
     BuildLost,
     OpenStackDriver,
 )
-from tests.helpers import wait_for
 from tests.openstack.support import Cloud, Recorder, in_cidr
 
 pytestmark = pytest.mark.openstack
@@ -293,25 +291,28 @@ async def test_server_nova_lost_while_building_is_replaced(
     spec = cloud.spec()
     lost: list[str] = []
 
+    def set_error_once_built() -> None:
+        (server,) = cloud.servers_of(spec.resource_id)
+        cloud.admin.compute.wait_for_server(server, status="ACTIVE", interval=0.5, wait=60)
+        cloud.admin.compute.reset_server_state(server, "error")  # before the driver looks again
+        lost.append(server.id)
+
     async def lose_it(pct: int, message: str) -> None:
-        if pct == 30 and not lost:  # the server was requested: once nova placed it, ERROR
-            (server,) = await asyncio.to_thread(cloud.servers_of, spec.resource_id)
-            await asyncio.to_thread(
-                wait_for, lambda: cloud.admin.compute.reset_server_state(server, "error") or True,
-                30, "nova taking a state reset", interval=0.5, ignoring=(os_exc.HttpException,))
-            lost.append(server.id)
+        if pct == 30 and not lost:  # the server was requested
+            await asyncio.to_thread(set_error_once_built)
 
-    with pytest.raises(BuildLost, match="ERROR without a fault"):
-        await driver.create(spec, lose_it)
-    assert lost and cloud.servers_of(spec.resource_id) == []
-    retried = await driver.create(spec, progress)
-    assert retried.state == "running" and retried.provider_resource_id != lost[0]
-
-    cloud.admin.compute.reset_server_state(retried.provider_resource_id, "error")
-    replaced = await driver.create(spec, Recorder())
     try:
+        with pytest.raises(BuildLost, match="ERROR without a fault"):
+            await driver.create(spec, lose_it)
+        assert lost and cloud.servers_of(spec.resource_id) == []
+        retried = await driver.create(spec, progress)
+        assert retried.state == "running" and retried.provider_resource_id != lost[0]
+
+        cloud.admin.compute.reset_server_state(retried.provider_resource_id, "error")
+        replaced = await driver.create(spec, Recorder())
         assert replaced.state == "running"
         assert replaced.provider_resource_id != retried.provider_resource_id
         assert [s.id for s in cloud.servers_of(spec.resource_id)] == [replaced.provider_resource_id]
     finally:
-        await driver.delete(replaced.provider_resource_id, Recorder())
+        for server in cloud.servers_of(spec.resource_id):
+            await driver.delete(server.id, Recorder())

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 
 import pytest
 
 from slices_blueprint.providers.base import GuestFile, ManagedNode, ProviderError
-from slices_blueprint.providers.openstack.driver import MANAGED_TAG, META_RESOURCE, OpenStackDriver
+from slices_blueprint.providers.openstack.driver import (
+    MANAGED_TAG,
+    META_RESOURCE,
+    BuildLost,
+    OpenStackDriver,
+)
 from tests.openstack.support import Cloud, Recorder, in_cidr
 
 pytestmark = pytest.mark.openstack
@@ -273,3 +279,40 @@ async def test_catalog_lists_the_test_image_and_flavor(
     )
     image = next(i for i in catalog.images if i.location == cloud.image_id)
     assert (image.default_username, image.min_disk_mb, image.min_ram_mib) == ("debian", 1024, 32)
+
+
+async def test_server_nova_lost_while_building_is_replaced(
+    cloud: Cloud, driver: OpenStackDriver, progress: Recorder
+) -> None:
+    """Nova sets the servers its compute service was building when it stopped to ERROR
+    without a fault (reset-state does the same): create deletes such a server and raises a
+    transient error, so the retry boots a new one; an ERROR server an earlier attempt could
+    not delete is deleted by the next attempt, not adopted."""
+    spec = cloud.spec()
+    lost: list[str] = []
+
+    def set_error_once_built() -> None:
+        (server,) = cloud.servers_of(spec.resource_id)
+        cloud.admin.compute.wait_for_server(server, status="ACTIVE", interval=0.5, wait=60)
+        cloud.admin.compute.reset_server_state(server, "error")  # before the driver looks again
+        lost.append(server.id)
+
+    async def lose_it(pct: int, message: str) -> None:
+        if pct == 30 and not lost:  # the server was requested
+            await asyncio.to_thread(set_error_once_built)
+
+    try:
+        with pytest.raises(BuildLost, match="ERROR without a fault"):
+            await driver.create(spec, lose_it)
+        assert lost and cloud.servers_of(spec.resource_id) == []
+        retried = await driver.create(spec, progress)
+        assert retried.state == "running" and retried.provider_resource_id != lost[0]
+
+        cloud.admin.compute.reset_server_state(retried.provider_resource_id, "error")
+        replaced = await driver.create(spec, Recorder())
+        assert replaced.state == "running"
+        assert replaced.provider_resource_id != retried.provider_resource_id
+        assert [s.id for s in cloud.servers_of(spec.resource_id)] == [replaced.provider_resource_id]
+    finally:
+        for server in cloud.servers_of(spec.resource_id):
+            await driver.delete(server.id, Recorder())

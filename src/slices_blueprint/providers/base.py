@@ -34,6 +34,21 @@ class TransientProviderError(ProviderError):
     """A failure worth retrying with backoff (timeouts, 5xx, connection resets)."""
 
 
+CONNECT_REASONS = {
+    "Connection refused": "connection refused",
+    "Name or service not known": "host name not found",
+    "No route to host": "host unreachable",
+    "Network is unreachable": "network unreachable",
+    "timed out": "timed out",
+}
+
+
+def connect_reason(exc: BaseException) -> str:
+    """Why a connection failed, in a few words (an HTTP client's message is long)."""
+    text = str(exc)
+    return next((why for key, why in CONNECT_REASONS.items() if key in text), "connection failed")
+
+
 class AwaitingPlacement(TransientProviderError):
     """Nothing can take the node now, but a place is expected soon (a host starting): the
     operation is tried again every few seconds for up to ``placement_wait_seconds`` from its

@@ -18,7 +18,7 @@ from kubernetes.config.kube_config import KubeConfigLoader
 from urllib3 import Retry
 from urllib3.util.ssl_ import create_urllib3_context
 
-from slices_blueprint.providers.base import ProviderError, TransientProviderError
+from slices_blueprint.providers.base import ProviderError, TransientProviderError, connect_reason
 from slices_blueprint.providers.endpoints import EndpointPolicy, UnsafeCredential
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
@@ -175,4 +175,4 @@ def provider_error(exc: Exception, host: str) -> ProviderError:
         if exc.status in (0, 429) or exc.status >= 500:
             return TransientProviderError(f"cluster error: {message}")
         return ProviderError(f"the cluster refused: {message}")
-    return TransientProviderError(f"cannot reach the cluster at {host}: {exc}")
+    return TransientProviderError(f"cannot reach the cluster at {host} ({connect_reason(exc)})")

@@ -43,7 +43,9 @@ Failures
     raise :class:`ProviderError`; a server created by a failed ``create`` is deleted first
     so nothing runs untracked. Connection errors, timeouts of API calls, HTTP 429 and 5xx
     raise :class:`TransientProviderError` and leave the tagged server for the retry to adopt
-    (the reconciler finds it should every retry fail).
+    (the reconciler finds it should every retry fail). A server nova set to ERROR without a
+    fault (its compute service stopped while building it) is deleted and the retry boots a
+    new one (:class:`BuildLost`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ NOVA_STATES: dict[str, NodeState] = {
     "SOFT_DELETED": "gone",
 }
 """Nova server status -> our state; anything else (REBOOT, RESIZE, MIGRATING...) is running."""
+
+
+class BuildLost(TransientProviderError):
+    """Nova set the server to ERROR without a fault: what its compute service does to the
+    servers it was building when it stopped. Not the request's fault: ``create`` deletes the
+    server and the retry boots a new one."""
 
 
 class OpenStackDriver(ComputeDriver):
@@ -204,6 +212,9 @@ class OpenStackDriver(ComputeDriver):
         try:
             server = await self._wait_status(server.id, progress, 30, self.boot_timeout_s)
             floating = await self._ensure_floating_ip(server.id, spec) if spec.public_ipv4 else []
+        except BuildLost:
+            await self._discard(server.id, spec.resource_id)
+            raise  # transient: the retry boots a new server
         except TransientProviderError:
             raise  # the server stays tagged; the retry adopts it
         except ProviderError:
@@ -213,13 +224,19 @@ class OpenStackDriver(ComputeDriver):
         return self._info(server, floating)
 
     async def _adopt_or_boot(self, spec: NodeSpec, progress: Progress) -> Server:
-        """The server an earlier attempt made, else a new one (both looked up at once)."""
+        """The server an earlier attempt made, else a new one (both looked up at once); an
+        earlier server in ERROR is deleted first."""
         bound = log.bind(resource_id=spec.resource_id)
         earlier, attrs = await asyncio.gather(
             self._find_server(spec.resource_id), self._server_attrs(spec), return_exceptions=True
         )
         if isinstance(earlier, BaseException):
             raise earlier
+        if earlier is not None and earlier.status == "ERROR":
+            # it failed, and deleting it then failed too (nova may refuse while it changes)
+            bound.info("openstack.failed_server_replaced", server_id=earlier.id)
+            await self._delete(earlier.id, settle_s=DISCARD_SETTLE_S)
+            earlier = None
         if earlier is not None:  # adopt it even if its image or network is gone since
             bound.info("openstack.server_adopted", server_id=earlier.id, status=earlier.status)
             await progress(30, "adopted the server created by an earlier attempt")
@@ -326,7 +343,7 @@ class OpenStackDriver(ComputeDriver):
             if server.status in want and server.task_state is None:
                 return server
             if server.status == "ERROR":
-                raise ProviderError(f"the server failed: {_fault(server)}")
+                raise _failure(server)
             if (server.status, server.task_state) != step:
                 step, pct = (server.status, server.task_state), min(pct + 10, 90)
                 await progress(pct, _describe(server))
@@ -614,6 +631,14 @@ def _metadata(spec: NodeSpec) -> dict[str, str]:
     if spec.image_default_username:
         meta[META_SSH_USER] = spec.image_default_username
     return meta
+
+
+def _failure(server: Server) -> ProviderError:
+    """The error for a server in ERROR: its fault, or :class:`BuildLost` when it has none."""
+    if (server.fault or {}).get("message"):
+        return ProviderError(f"the server failed: {_fault(server)}")
+    return BuildLost("nova set the server to ERROR without a fault (its compute service may "
+                     "have stopped while building it)")
 
 
 def _fault(server: Server) -> str:

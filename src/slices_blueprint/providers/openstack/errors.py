@@ -9,6 +9,7 @@ import openstack.exceptions as os_exc
 from slices_blueprint.providers.base import (
     ProviderError,
     TransientProviderError,
+    connect_reason,
 )
 
 
@@ -24,7 +25,7 @@ def translate_error(exc: BaseException, doing: str) -> ProviderError | None:
         return TransientProviderError(f"the cloud did not answer in time while {doing}")
     if isinstance(exc, ks_exc.ConnectionError):
         return TransientProviderError(
-            f"could not connect to the cloud while {doing} ({_connect_reason(exc)})"
+            f"could not connect to the cloud while {doing} ({connect_reason(exc)})"
         )
     if isinstance(exc, ks_exc.DiscoveryFailure):
         return _discovery_error(exc, doing)
@@ -43,24 +44,11 @@ def translate_error(exc: BaseException, doing: str) -> ProviderError | None:
     return None
 
 
-CONNECT_REASONS = {
-    "Connection refused": "connection refused",
-    "Name or service not known": "host name not found",
-    "No route to host": "host unreachable",
-    "Network is unreachable": "network unreachable",
-}
-
-
-def _connect_reason(exc: Exception) -> str:
-    text = str(exc)
-    return next((why for key, why in CONNECT_REASONS.items() if key in text), "connection failed")
-
-
 def _discovery_error(exc: ks_exc.DiscoveryFailure, doing: str) -> ProviderError:
     """Version discovery fails both for an unreachable and for a wrong auth URL."""
     if "Unable to establish connection" in str(exc) or "timed out" in str(exc):
         return TransientProviderError(
-            f"could not connect to the identity service while {doing} ({_connect_reason(exc)})"
+            f"could not connect to the identity service while {doing} ({connect_reason(exc)})"
         )
     return ProviderError(f"no identity service answers at the auth_url while {doing}")
 

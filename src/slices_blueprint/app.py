@@ -34,6 +34,7 @@ from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.events.service import limit_rate
 from slices_blueprint.hosts.models import Host
+from slices_blueprint.identity.deps import identity_cache
 from slices_blueprint.qkd.kme_host import KmeHost
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
@@ -72,13 +73,14 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(database_url)
+        db = Database(database_url, pool_size=settings.db_pool_size)
         queue = domains.build_queue(settings, db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         limit_rate(db, settings.audit_events_per_resource_per_minute)
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
+        app.state.identities = identity_cache()
         app.state.admin_ids = set(settings.admin_user_ids)
         if settings.dev_mode:
             app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])

@@ -21,8 +21,7 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.events.service import for_resource
-from slices_blueprint.identity import service as identity
-from slices_blueprint.identity.deps import CallerDep, verifier
+from slices_blueprint.identity.deps import CallerDep, identity_from_token
 from slices_blueprint.identity.models import User
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.logs import read_logs
@@ -43,8 +42,9 @@ PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
     """The user named by the id-token in the body (verified like any token)."""
     for token in body.tokens:
-        verified = await verifier(request).verify(token.jwt, expect="user")
-        return await identity.upsert_user(session, verified)
+        _, user = await identity_from_token(request, session, token.jwt, expect="user")
+        assert isinstance(user, User)
+        return user
     return None
 
 

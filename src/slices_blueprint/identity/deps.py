@@ -7,7 +7,7 @@ from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -49,8 +49,9 @@ def _detached_copy(row: RowT) -> RowT:
 
 async def _recorded(request: Request, session: AsyncSession, token_text: str, token: VerifiedToken) -> User | Experiment:
     """The user or experiment ``token`` names, upserted from its claims; remembered per token
-    (its hash) until it expires, :data:`IDENTITY_SECONDS` at most: the same token's claims
-    record nothing new, so its later requests make no query for it."""
+    (its hash), from the commit that recorded it until the token expires,
+    :data:`IDENTITY_SECONDS` at most: the same token's claims record nothing new, so its later
+    requests make no query for it."""
     cache: TtlCache[bytes, User | Experiment] = request.app.state.identities
     key = token_key(token_text)
     known = cache.get(key)
@@ -60,7 +61,9 @@ async def _recorded(request: Request, session: AsyncSession, token_text: str, to
         row: User | Experiment = await service.upsert_experiment(session, token)
     else:
         row = await service.upsert_user(session, token)
-    cache.put(key, _detached_copy(row), min(float(token.claims["exp"]), time.time() + IDENTITY_SECONDS))
+    copy, until = _detached_copy(row), min(float(token.claims["exp"]), time.time() + IDENTITY_SECONDS)
+    # remembered once on record: a request that fails rolls its upsert back
+    event.listen(session.sync_session, "after_commit", lambda _: cache.put(key, copy, until), once=True)
     return row
 
 

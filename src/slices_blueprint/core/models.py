@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import DateTime, MetaData, delete, func
+from sqlalchemy import DateTime, MetaData, delete, func, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
 
@@ -46,6 +47,20 @@ class Timestamps:
 
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+def set_values(row: Base) -> dict[str, object]:
+    """The column values set on ``row`` (for a Core insert of a new object)."""
+    state = inspect(row)
+    return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+
+
+async def insert_rows(session: AsyncSession, rows: Sequence[Base]) -> None:
+    """Insert new objects of one model in one statement (SQLAlchemy Core: no unit of work), with
+    the values set on them; they stay outside the session. Each must set the same attributes."""
+    if rows:
+        table = type(rows[0]).__table__
+        await session.execute(insert(table).values([set_values(row) for row in rows]))
 
 
 async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:

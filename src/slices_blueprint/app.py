@@ -22,6 +22,7 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
+from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.core.metrics import (
     HOST_STATES,
     RESOURCE_STATES,
@@ -162,3 +163,20 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def serve_environment(settings: Settings, database_url: str) -> dict[str, str]:
+    """The environment that gives each process of ``serve --workers N`` the parent's settings
+    (command-line options included) and its prepared database."""
+    return {"DATABASE_URL": database_url, "SLICES_BLUEPRINT_HOST": settings.host,
+            "SLICES_BLUEPRINT_PORT": str(settings.port), "SLICES_BLUEPRINT_DATA_DIR": str(settings.data_dir),
+            "SLICES_BLUEPRINT_RUN_WORKER_IN_SERVE": str(settings.run_worker_in_serve).lower(),
+            "SLICES_BLUEPRINT_DEV_MODE": str(settings.dev_mode).lower()}
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one process of ``serve --workers N`` (see :func:`serve_environment`)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    assert settings.database_url, "serve --workers sets DATABASE_URL for its processes"
+    return create_app(settings, settings.database_url)

@@ -50,11 +50,14 @@ def serve(
     data_dir: DataDir = None,
     worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Run a worker inside the server.")] = True,
     dev: Annotated[bool, typer.Option("--dev", help="Dev mode: trust a local token issuer (`slices-blueprint dev token`) and run a local microVM host. Loopback only.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="API processes sharing the port (one per core; each keeps db_pool_size database sessions).")] = 1,
 ) -> None:
     """Run the API, the web UI and (by default) a worker."""
+    import os
+
     import uvicorn
 
-    from slices_blueprint.app import create_app
+    from slices_blueprint.app import create_app, serve_environment
     from slices_blueprint.core.bootstrap import prepare
 
     settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker, dev_mode=dev or None)
@@ -63,7 +66,12 @@ def serve(
     typer.echo(DEV_MODE_ON if settings.dev_mode else DEV_MODE_OFF)
     local_agent = _start_local_host(settings, url)
     try:
-        uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
+        if workers > 1:  # each process builds its app from the settings passed in its environment
+            os.environ.update(serve_environment(settings, url))
+            uvicorn.run("slices_blueprint.app:app_from_environment", factory=True, workers=workers,
+                        host=settings.host, port=settings.port, log_config=None, access_log=False)
+        else:
+            uvicorn.run(create_app(settings, url), host=settings.host, port=settings.port, log_config=None, access_log=False)
     finally:
         if local_agent is not None:
             local_agent.terminate()

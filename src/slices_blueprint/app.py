@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select, text
 
 from slices_blueprint import __version__, domains
+from slices_blueprint.catalog.cache import CatalogCache, use_cache
 from slices_blueprint.catalog.scheduled import request_catalog_sync
 from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.config import Settings
@@ -79,6 +80,9 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         limit_rate(db, settings.audit_events_per_resource_per_minute)
+        catalog_cache = CatalogCache()
+        use_cache(db, catalog_cache)
+        app.state.catalog_cache = catalog_cache
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
         app.state.identities = identity_cache()
@@ -87,6 +91,7 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])
         background: list[asyncio.Task] = []
         async with queue.open_async():
+            background.append(asyncio.create_task(catalog_cache.listen(db.url)))
             if with_worker:
                 name = f"serve@{socket.gethostname()}"
                 background.append(asyncio.create_task(

@@ -10,7 +10,13 @@ from typing import TypeVar
 import structlog
 from sqlalchemy import DateTime, MetaData, delete, func, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    InstrumentedAttribute,
+    Mapped,
+    make_transient_to_detached,
+    mapped_column,
+)
 
 from slices_blueprint.core.ids import new_uuid
 
@@ -47,6 +53,15 @@ class Timestamps:
 
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+def detached_copy(row: ModelT) -> ModelT:
+    """A copy of ``row``'s columns that belongs to no session (for an in-process cache: bring it
+    into a session with ``session.merge(copy, load=False)``, no query)."""
+    state = inspect(row)
+    copy = type(row)(**{a.key: getattr(row, a.key) for a in state.mapper.column_attrs})
+    make_transient_to_detached(copy)
+    return copy
 
 
 def set_values(row: Base) -> dict[str, object]:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from slices_blueprint.core.deps import SessionDep
 from slices_blueprint.core.errors import Unauthorized
+from slices_blueprint.core.models import detached_copy
 from slices_blueprint.core.security import TokenKind, TokenVerifier, VerifiedToken
 from slices_blueprint.core.ttl_cache import TtlCache, token_key
 from slices_blueprint.identity import service
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, User
 
-RowT = TypeVar("RowT", User, Experiment)
 IDENTITY_SECONDS = 60  # a token's recorded user or experiment is re-checked at least this often
 IDENTITY_MAX = 10_000
 
@@ -39,14 +38,6 @@ def identity_cache() -> TtlCache[bytes, User | Experiment]:
     return TtlCache(IDENTITY_MAX)
 
 
-def _detached_copy(row: RowT) -> RowT:
-    """A copy of ``row``'s columns belonging to no session (what the cache keeps)."""
-    mapper = inspect(type(row))
-    copy = type(row)(**{a.key: getattr(row, a.key) for a in mapper.column_attrs})
-    make_transient_to_detached(copy)
-    return copy
-
-
 async def _recorded(request: Request, session: AsyncSession, token_text: str, token: VerifiedToken) -> User | Experiment:
     """The user or experiment ``token`` names, upserted from its claims; remembered per token
     (its hash), from the commit that recorded it until the token expires,
@@ -61,7 +52,7 @@ async def _recorded(request: Request, session: AsyncSession, token_text: str, to
         row: User | Experiment = await service.upsert_experiment(session, token)
     else:
         row = await service.upsert_user(session, token)
-    copy, until = _detached_copy(row), min(float(token.claims["exp"]), time.time() + IDENTITY_SECONDS)
+    copy, until = detached_copy(row), min(float(token.claims["exp"]), time.time() + IDENTITY_SECONDS)
     # remembered once on record: a request that fails rolls its upsert back
     event.listen(session.sync_session, "after_commit", lambda _: cache.put(key, copy, until), once=True)
     return row

@@ -14,6 +14,7 @@ from sqlalchemy import Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.catalog.cache import entry as catalog_entry
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound
@@ -123,8 +124,8 @@ async def _resolve_catalog(
     session: AsyncSession, settings: Settings, spec: ResourceSpec, index: int
 ) -> tuple[Flavor, DiskImage]:
     where = f"resources.{index}"
-    flavor = await session.get(Flavor, body_id(spec.flavor_id, "flavor", f"{where}.flavor_id"))
-    image = await session.get(DiskImage, body_id(spec.disk_image_id, "image", f"{where}.disk_image_id"))
+    flavor = await catalog_entry(session, Flavor, body_id(spec.flavor_id, "flavor", f"{where}.flavor_id"))
+    image = await catalog_entry(session, DiskImage, body_id(spec.disk_image_id, "image", f"{where}.disk_image_id"))
     if flavor is None or flavor.hidden:
         raise Invalid(f"{where}.flavor_id: no such flavor {spec.flavor_id}")
     if image is None or image.hidden:

@@ -50,6 +50,7 @@ from slices_blueprint.core.dev_issuer import mint_dev_token
 
 BI = "/apis/bi.slices.eu/v1alpha2"
 PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+MINIMAL_POOL = 20  # the minimal app's PostgreSQL sessions (PostgreSQL allows 100 here, shared)
 LISTED = ("id, friendly_name, experiment_id, project_id, created_by, flavor_id, disk_image_id, provider, status, "
           "status_reason, provider_resource_id, access, expires_at, reservation_id, created_at, updated_at")
 
@@ -88,7 +89,7 @@ class Servers:
         self.service = subprocess.Popen(serve, env=env)
         self.minimal = subprocess.Popen(
             [sys.executable, str(BENCH_DIR / "minimal_app.py"), str(self.minimal_port), db_url,
-             str(data_dir / "dev-issuer.jwk"), settings.dev_issuer, settings.service_url], env=env)
+             str(data_dir / "dev-issuer.jwk"), settings.dev_issuer, settings.service_url, str(MINIMAL_POOL)], env=env)
         self.service_url = f"http://127.0.0.1:{self.service_port}"
         self.minimal_url = f"http://127.0.0.1:{self.minimal_port}"
         _wait_ready(f"{self.service_url}/readyz")

@@ -1,7 +1,8 @@
 """The benchmark's minimal FastAPI app: the same token check and the same SQL as the
 service's POST /resources and GET /flavors, with none of the service's framework around it.
 
-Run by ``bench_api.py``: ``python bench/minimal_app.py PORT DATABASE_URL JWK_FILE ISSUER AUDIENCE``.
+Run by ``bench_api.py``: ``python bench/minimal_app.py PORT DATABASE_URL JWK_FILE ISSUER AUDIENCE POOL``
+(POOL: PostgreSQL sessions at most, as the service's pool).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from same_shape import accept
 
 from slices_blueprint.core.ids import body_id
 
-port, database_url, jwk_file, issuer, audience = sys.argv[1:6]
+port, database_url, jwk_file, issuer, audience, pool_size = sys.argv[1:7]
 keys = KeySet([ECKey.import_key(json.loads(Path(jwk_file).read_text()))])
-pool = AsyncConnectionPool(database_url, min_size=30, max_size=30, open=False)
+pool = AsyncConnectionPool(database_url, min_size=1, max_size=int(pool_size), open=False)
 
 
 def verify(authorization: str) -> dict:

@@ -15,11 +15,12 @@ BI_PREFIX = "/apis/bi.slices.eu/v1alpha2"
 API_PREFIX = "/api/v1"
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    """The app's settings (``async``: a plain function would be run in a thread per request)."""
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 

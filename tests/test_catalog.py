@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.catalog.sync import SyncReport, sync_catalog
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.ids import body_id
 from slices_blueprint.providers.test_double.driver import TestDoubleDriver
-from tests.helpers import Api
+from tests.helpers import Api, wait_for
 
 
 def test_admin_creates_and_everyone_reads(live, http) -> None:
@@ -88,3 +90,36 @@ def test_sync_keeps_what_an_admin_hid(live, http, database_url) -> None:
     api.ok("PATCH", f"/flavors/{synced['id']}", admin, json={"hidden": False})
     asyncio.run(sync())
     assert synced["id"] in [f["id"] for f in api.ok("GET", "/flavors", api.token("bob"))]
+
+
+def test_requests_see_a_catalog_change_made_by_any_process(live, http, database_url) -> None:
+    """API processes keep flavors and images in memory; a change committed elsewhere (here
+    another connection, as a worker's catalog sync) reaches the next requests (NOTIFY)."""
+    api = Api(live, http)
+    flavor, image = api.test_double_catalog()
+    token = api.token("alice", "demo", "catalog-cache")
+    api.create(token, ["kept"], flavor, image)
+    flavor_uuid = body_id(flavor, "flavor", "flavor_id")
+    cache = live.server.config.app.state.catalog_cache
+    wait_for(lambda: cache.listening, 10, "the catalog listener")
+    assert (Flavor, flavor_uuid) in cache._rows  # read once, then kept
+
+    async def hide() -> None:
+        db = Database(database_url)
+        try:
+            async with db.session() as session:
+                row = await session.get(Flavor, flavor_uuid)
+                assert row is not None
+                row.hidden = True
+        finally:
+            await db.dispose()
+
+    asyncio.run(hide())
+
+    def refused() -> bool:
+        response = api.call("POST", "/resources", token, json={"request_id": str(uuid.uuid4()), "resources": [
+            {"friendly_name": f"n{uuid.uuid4().hex[:6]}", "flavor_id": flavor, "disk_image_id": image}]})
+        assert response.status_code in (202, 422), response.text
+        return response.status_code == 422 and "no such flavor" in response.text
+
+    wait_for(refused, 5, "the hidden flavor refused", interval=0.05)

@@ -5,12 +5,16 @@ subscribers whose predicate wants it."""
 from __future__ import annotations
 
 import asyncio
+import json
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.database import Database
-from slices_blueprint.core.live import Change, ChangeHub, notify_all
+from slices_blueprint.core.live import CHANNEL, Change, ChangeHub, notify_all
+from tests.conftest import service_of_its_own
+from tests.helpers import Api
 
 
 async def _woken(event: asyncio.Event, timeout: float) -> bool:
@@ -54,3 +58,17 @@ def test_committed_changes_reach_every_listener_and_only_wanted_ones(database_ur
             await db.dispose()
 
     asyncio.run(scenario())
+
+
+def test_accepted_resources_are_announced(pg_admin_url: str, data_dir, http) -> None:
+    """Acceptance writes its rows with SQLAlchemy Core (no flush): its batch task, create task
+    and resource are announced anyway (no worker runs here: only the API writes)."""
+    with service_of_its_own(pg_admin_url, data_dir, worker=False) as live:
+        api = Api(live, http)
+        flavor, image = api.test_double_catalog()
+        with psycopg.connect(live.settings.database_url, autocommit=True) as listener:
+            listener.execute(f"LISTEN {CHANNEL}")
+            api.create(api.token("alice", "demo", "announced"), ["seen"], flavor, image)
+            changes = [json.loads(n.payload) for n in listener.notifies(timeout=10, stop_after=3)]
+    assert sum("resource" in c for c in changes) == 1, changes
+    assert sum("task" in c for c in changes) == 2, changes  # the batch and its create

@@ -200,3 +200,39 @@ def test_an_experiment_stays_in_its_project(site: LiveServer, issuer: Issuer) ->
 
 def test_experiment_token_without_project_is_refused(site: LiveServer, issuer: Issuer) -> None:
     assert status(site, issuer.sign(user_claims(site, issuer, sub="exp_expauth.test_02"))) == 401
+
+
+def _remembered(site: LiveServer, token: str) -> bool:
+    from slices_blueprint.core.ttl_cache import token_key
+
+    return site.server.config.app.state.verifier._verified.get(token_key(token)) is not None
+
+
+def test_a_remembered_token_is_refused_once_expired(site: LiveServer, issuer: Issuer) -> None:
+    """Verified tokens are remembered, never past their expiry."""
+    site.settings.token_leeway_seconds = 0
+    try:
+        token = issuer.sign(user_claims(site, issuer, exp=int(time.time()) + 2))
+        assert status(site, token) == 200
+        assert _remembered(site, token)
+        wait_for(lambda: time.time() > json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"] + 1.1,
+                 5, "the token expiring", interval=0.1)
+        assert status(site, token) == 401
+        assert not _remembered(site, token)
+    finally:
+        site.settings.token_leeway_seconds = 30
+
+
+def test_a_forged_token_is_never_remembered(site: LiveServer, issuer: Issuer) -> None:
+    """The claims of a token already verified, signed by another key: refused every time,
+    and not remembered (the cache is keyed by the whole token, signature included)."""
+    claims = user_claims(site, issuer)
+    genuine = issuer.sign(claims)
+    assert status(site, genuine) == 200 and _remembered(site, genuine)
+    forger = ECKey.generate_key("P-256", parameters={"kid": "ec1"}, private=True)
+    forged = issuer.sign(claims, key=forger)
+    for _ in range(2):
+        assert status(site, forged) == 401
+    assert not _remembered(site, forged)
+    head, payload, _sig = genuine.split(".")
+    assert status(site, f"{head}.{payload}.{forged.split('.')[2]}") == 401

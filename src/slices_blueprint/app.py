@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select, text
 
 from slices_blueprint import __version__, domains
+from slices_blueprint.catalog.cache import CatalogCache, use_cache
 from slices_blueprint.catalog.scheduled import request_catalog_sync
 from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.config import Settings
@@ -23,6 +24,7 @@ from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
 from slices_blueprint.core.live import ChangeHub
+from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.core.metrics import (
     HOST_STATES,
     RESOURCE_STATES,
@@ -36,6 +38,7 @@ from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.events.service import limit_rate
 from slices_blueprint.hosts.local import LOCAL_HOST
 from slices_blueprint.hosts.models import Host
+from slices_blueprint.identity.deps import identity_cache
 from slices_blueprint.qkd.kme_host import KmeHost
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
@@ -74,20 +77,25 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(database_url)
+        db = Database(database_url, pool_size=settings.db_pool_size)
         queue = domains.build_queue(settings, db)
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False)
         static = {settings.dev_issuer: dev_issuer.dev_keyset(settings)} if settings.dev_mode else {}
         limit_rate(db, settings.audit_events_per_resource_per_minute)
+        catalog_cache = CatalogCache()
+        use_cache(db, catalog_cache)
+        app.state.catalog_cache = catalog_cache
         app.state.settings, app.state.db, app.state.queue = settings, db, queue
         app.state.changes = ChangeHub(db.url)  # the pages' live updates: one LISTEN connection
         app.state.changes.start()
         app.state.verifier = TokenVerifier(settings=settings, http=http, static_issuers=static)
+        app.state.identities = identity_cache()
         app.state.admin_ids = set(settings.admin_user_ids)
         if settings.dev_mode:
             app.state.admin_ids.add(dev_issuer.dev_ids("admin", "-", None)["user"])
         background: list[asyncio.Task] = []
         async with queue.open_async():
+            background.append(asyncio.create_task(catalog_cache.listen(db.url)))
             if with_worker:
                 name = f"serve@{socket.gethostname()}"
                 background.append(asyncio.create_task(
@@ -172,3 +180,20 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         return JSONResponse({"status": "ready"})
 
     return app
+
+
+def serve_environment(settings: Settings, database_url: str) -> dict[str, str]:
+    """The environment that gives each process of ``serve --workers N`` the parent's settings
+    (command-line options included) and its prepared database."""
+    return {"DATABASE_URL": database_url, "SLICES_BLUEPRINT_HOST": settings.host,
+            "SLICES_BLUEPRINT_PORT": str(settings.port), "SLICES_BLUEPRINT_DATA_DIR": str(settings.data_dir),
+            "SLICES_BLUEPRINT_RUN_WORKER_IN_SERVE": str(settings.run_worker_in_serve).lower(),
+            "SLICES_BLUEPRINT_DEV_MODE": str(settings.dev_mode).lower()}
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one process of ``serve --workers N`` (see :func:`serve_environment`)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    assert settings.database_url, "serve --workers sets DATABASE_URL for its processes"
+    return create_app(settings, settings.database_url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Connection, Integer, String, Text, UniqueConstraint, event, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -46,3 +46,16 @@ class DiskImage(UUIDPrimaryKey, Timestamps, Base):
     source: Mapped[str] = mapped_column(String(16), default="manual")
     hidden: Mapped[bool] = mapped_column(Boolean, default=False)
     hidden_by_admin: Mapped[bool] = mapped_column(Boolean, default=False)  # sync keeps it hidden
+
+
+CHANGED_CHANNEL = "sb_catalog_changed"
+
+
+def _notify_change(_mapper: Any, connection: Connection, _row: Any) -> None:
+    """Tell the listening API processes (``catalog.cache``) at commit: any write, any process."""
+    connection.execute(text(f"NOTIFY {CHANGED_CHANNEL}"))
+
+
+for _model in (Flavor, DiskImage):
+    for _moment in ("after_insert", "after_update", "after_delete"):
+        event.listen(_model, _moment, _notify_change)

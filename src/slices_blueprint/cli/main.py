@@ -57,28 +57,35 @@ def serve(
     dev: Annotated[bool, typer.Option("--dev", help="Dev mode: trust a local token issuer (`slices-blueprint dev token`) and run a local microVM host. Loopback only.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Run in the background and return once ready (log in the data directory).")] = False,
     timeout: ReadyTimeout = 120,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="API processes sharing the port (one per core; each keeps db_pool_size database sessions).")] = 1,
 ) -> None:
     """Run the API, the web UI and (by default) a worker."""
     settings = _settings(host=host, port=port, data_dir=data_dir, run_worker_in_serve=worker, dev_mode=dev or None)
     if detach:
         serving.start_detached(f"http://{_loopback(settings.host)}:{settings.port}", settings.data_dir / "serve.log", timeout)
         return
+    import os
+
     import uvicorn
 
-    from slices_blueprint.app import create_app
+    from slices_blueprint.app import create_app, serve_environment
     from slices_blueprint.core.bootstrap import prepare
     from slices_blueprint.core.models import utcnow
 
     url = prepare(settings)
     typer.echo(f"slices-blueprint on {settings.service_url} (docs: {settings.service_url}/docs)")
     typer.echo(DEV_MODE_ON if settings.dev_mode else DEV_MODE_OFF)
-    app_ = create_app(settings, url)
     local_agent = _start_local_host(settings, url)
-    if local_agent is not None:
-        app_.state.local_host_since = utcnow()  # /readyz waits for it to register
+    if workers > 1:  # each process builds its app from the settings passed in its environment
+        os.environ.update(serve_environment(settings, url))
+        app_ = "slices_blueprint.app:app_from_environment"
+    else:
+        app_ = create_app(settings, url)
+        if local_agent is not None:
+            app_.state.local_host_since = utcnow()  # /readyz waits for it to register
     try:
-        uvicorn.run(app_, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+        uvicorn.run(app_, factory=workers > 1, workers=workers, host=settings.host, port=settings.port, log_config=None,
+                    access_log=False, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     finally:
         if local_agent is not None:
             _stop_local_host(settings, local_agent)

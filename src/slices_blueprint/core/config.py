@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("DATABASE_URL", "SLICES_BLUEPRINT_DATABASE_URL"),
     )
     run_worker_in_serve: bool = True
+    # PostgreSQL sessions each API process keeps open (no overflow beyond: a request waits for
+    # a free one); a lost connection is replaced on its next use
+    db_pool_size: int = Field(default=20, ge=1)
     worker_concurrency: int = 8
 
     # Identity

@@ -65,9 +65,13 @@ class Database:
     """An async engine and a session factory bound to one PostgreSQL database."""
 
     def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        """``pool_size`` sessions at most, opened as needed and kept: no overflow sessions
+        opened and closed under load, and no ping before each use (a round trip per request).
+        A statement failing on a dropped connection makes SQLAlchemy discard the whole pool,
+        so the requests after it open fresh sessions."""
         self.url = libpq_url(url)
         self.engine: AsyncEngine = create_async_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=20, pool_pre_ping=True,
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=0,
             hide_parameters=True,  # a failed statement's values (tokens, userdata) stay out of logs
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)

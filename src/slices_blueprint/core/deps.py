@@ -15,11 +15,12 @@ from slices_blueprint.core.database import Database
 __all__ = ["API_PREFIX", "BI_PREFIX", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep"]
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
+    """The app's settings (``async``: a plain function would be run in a thread per request)."""
     return request.app.state.settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import DateTime, MetaData, delete, func
+from sqlalchemy import DateTime, MetaData, delete, func, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    InstrumentedAttribute,
+    Mapped,
+    make_transient_to_detached,
+    mapped_column,
+)
 
 from slices_blueprint.core.ids import new_uuid
 
@@ -46,6 +53,29 @@ class Timestamps:
 
 
 ModelT = TypeVar("ModelT", bound=Base)
+
+
+def detached_copy(row: ModelT) -> ModelT:
+    """A copy of ``row``'s columns that belongs to no session (for an in-process cache: bring it
+    into a session with ``session.merge(copy, load=False)``, no query)."""
+    state = inspect(row)
+    copy = type(row)(**{a.key: getattr(row, a.key) for a in state.mapper.column_attrs})
+    make_transient_to_detached(copy)
+    return copy
+
+
+def set_values(row: Base) -> dict[str, object]:
+    """The column values set on ``row`` (for a Core insert of a new object)."""
+    state = inspect(row)
+    return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+
+
+async def insert_rows(session: AsyncSession, rows: Sequence[Base]) -> None:
+    """Insert new objects of one model in one statement (SQLAlchemy Core: no unit of work), with
+    the values set on them; they stay outside the session. Each must set the same attributes."""
+    if rows:
+        table = type(rows[0]).__table__
+        await session.execute(insert(table).values([set_values(row) for row in rows]))
 
 
 async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:

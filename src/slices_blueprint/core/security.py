@@ -24,11 +24,14 @@ from joserfc.jwk import KeySet
 
 from slices_blueprint.core.config import Settings, TrustedIssuer
 from slices_blueprint.core.errors import Unauthorized
+from slices_blueprint.core.ttl_cache import TtlCache, token_key
 
 log = structlog.get_logger(__name__)
 
 ASYMMETRIC_ALGORITHMS = frozenset({"ES256", "RS256", "RS512"})
 JWKS_REFRESH_MIN_SECONDS = 30  # an issuer's JWKS is fetched at most this often, failures too
+VERIFIED_SECONDS = 60  # a verified token is trusted again without checking for this long at most
+VERIFIED_MAX = 10_000  # verified tokens remembered
 
 TokenKind = Literal["user", "experiment"]
 
@@ -57,6 +60,7 @@ class TokenVerifier:
     _cache: dict[str, _CachedKeys] = field(default_factory=dict)
     _failed_at: dict[str, float] = field(default_factory=dict)  # last failed fetch per issuer
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # one fetch at a time per issuer
+    _verified: TtlCache[bytes, VerifiedToken] = field(default_factory=lambda: TtlCache(VERIFIED_MAX))
 
     def _issuers(self) -> dict[str, TrustedIssuer]:
         trusted = {i.issuer.rstrip("/"): i for i in self.settings.trusted_issuers}
@@ -65,7 +69,21 @@ class TokenVerifier:
         return trusted
 
     async def verify(self, token: str, expect: TokenKind | None = None) -> VerifiedToken:
-        """Verify ``token`` completely or raise :class:`Unauthorized` saying why."""
+        """Verify ``token`` completely or raise :class:`Unauthorized` saying why.
+
+        A token that passed is remembered (by its hash) until its ``exp``, but for
+        :data:`VERIFIED_SECONDS` at most (then it is verified again, leeway included): a signing key the issuer withdrew, or an issuer no
+        longer trusted, stops being honoured within that time."""
+        key = token_key(token)
+        verified = self._verified.get(key)
+        if verified is None:
+            verified = await self._verify(token)
+            self._verified.put(key, verified, min(float(verified.claims["exp"]), time.time() + VERIFIED_SECONDS))
+        if expect and verified.kind != expect:
+            raise Unauthorized(f"a {expect} token is needed here, this is a {verified.kind} token")
+        return verified
+
+    async def _verify(self, token: str) -> VerifiedToken:
         header, unverified = _peek(token)
         issuer = str(unverified.get("iss", "")).rstrip("/")
         trusted = self._issuers().get(issuer)
@@ -84,8 +102,6 @@ class TokenVerifier:
         kind: TokenKind = "experiment" if str(claims.get("sub", "")).startswith("exp_") else "user"
         if trusted.kind not in ("both", kind):
             raise Unauthorized(f"issuer {issuer!r} may not sign {kind} tokens")
-        if expect and kind != expect:
-            raise Unauthorized(f"a {expect} token is needed here, this is a {kind} token")
         self._check_claims(claims, issuer, kind)
         return VerifiedToken(kind=kind, issuer=issuer, subject=str(claims["sub"]), claims=claims)
 

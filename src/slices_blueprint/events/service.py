@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.database import Database
@@ -21,7 +21,7 @@ RATE_LIMITED = "audit.rate_limited"
 def limit_rate(db: Database, per_minute: int) -> None:
     """Bound the events that ``db``'s sessions record per resource per minute: the event
     past the bound is one ``audit.rate_limited`` event, later ones that minute are only logged."""
-    db.sessions.configure(info={RATE_KEY: per_minute})
+    db.sessions.configure(info={**db.sessions.kw.get("info", {}), RATE_KEY: per_minute})
 
 
 async def _recent_count(session: AsyncSession, resource_id: uuid.UUID, cap: int) -> int:
@@ -78,6 +78,25 @@ async def record(
     )
     if action != RATE_LIMITED:
         log.info(action, **fields)
+
+
+async def record_new(session: AsyncSession, *, actor: str, action: str, outcome: str,
+                     events: list[dict[str, Any]]) -> None:
+    """Append one event per entry of ``events`` (``resource_id``, ``task_id``, ``experiment_id``,
+    ``project_id``, ``message``, other keys: detail) in one statement, and log each.
+
+    For resources created in this transaction: they have no earlier events, so the
+    per-resource rate bound of :func:`record` cannot apply."""
+    rows = []
+    for event in events:
+        detail = dict(event)
+        columns = {k: detail.pop(k, None) for k in ("resource_id", "task_id", "experiment_id", "project_id", "message")}
+        rows.append({"actor": actor, "action": action, "outcome": outcome, **columns, "detail": detail})
+        log.info(action, outcome=outcome, actor=actor, message=columns["message"], **detail,
+                 resource_id=str(columns["resource_id"]) if columns["resource_id"] else None,
+                 task_id=str(columns["task_id"]) if columns["task_id"] else None)
+    if rows:
+        await session.execute(insert(Event.__table__).values(rows))
 
 
 async def for_resource(session: AsyncSession, resource_id: uuid.UUID, limit: int = 200) -> list[Event]:

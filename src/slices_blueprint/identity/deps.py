@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.deps import SessionDep
 from slices_blueprint.core.errors import Unauthorized
-from slices_blueprint.core.security import TokenVerifier
+from slices_blueprint.core.models import detached_copy
+from slices_blueprint.core.security import TokenKind, TokenVerifier, VerifiedToken
+from slices_blueprint.core.ttl_cache import TtlCache, token_key
 from slices_blueprint.identity import service
 from slices_blueprint.identity.caller import Caller
+from slices_blueprint.identity.models import Experiment, User
+
+IDENTITY_SECONDS = 60  # a token's recorded user or experiment is re-checked at least this often
+IDENTITY_MAX = 10_000
 
 bearer = HTTPBearer(auto_error=False, description="A SLICES user id-token or experiment JWT")
 
@@ -25,13 +33,44 @@ def is_admin(request: Request, user_id: str) -> bool:
     return user_id in request.app.state.admin_ids
 
 
+def identity_cache() -> TtlCache[bytes, User | Experiment]:
+    """Where an app keeps the rows its callers' tokens were recorded as (``app.state.identities``)."""
+    return TtlCache(IDENTITY_MAX)
+
+
+async def _recorded(request: Request, session: AsyncSession, token_text: str, token: VerifiedToken) -> User | Experiment:
+    """The user or experiment ``token`` names, upserted from its claims; remembered per token
+    (its hash), from the commit that recorded it until the token expires,
+    :data:`IDENTITY_SECONDS` at most: the same token's claims record nothing new, so its later
+    requests make no query for it."""
+    cache: TtlCache[bytes, User | Experiment] = request.app.state.identities
+    key = token_key(token_text)
+    known = cache.get(key)
+    if known is not None:
+        return await session.merge(known, load=False)
+    if token.kind == "experiment":
+        row: User | Experiment = await service.upsert_experiment(session, token)
+    else:
+        row = await service.upsert_user(session, token)
+    copy, until = detached_copy(row), min(float(token.claims["exp"]), time.time() + IDENTITY_SECONDS)
+    # remembered once on record: a request that fails rolls its upsert back
+    event.listen(session.sync_session, "after_commit", lambda _: cache.put(key, copy, until), once=True)
+    return row
+
+
+async def identity_from_token(request: Request, session: AsyncSession, token_text: str,
+                              expect: TokenKind | None = None) -> tuple[VerifiedToken, User | Experiment]:
+    """Verify a token and upsert who it names: the token and the user or experiment row."""
+    token = await verifier(request).verify(token_text, expect=expect)
+    return token, await _recorded(request, session, token_text, token)
+
+
 async def caller_from_token(request: Request, session: AsyncSession, token_text: str) -> Caller:
     """Verify a token and upsert who it names (used by the API and the web UI)."""
-    token = await verifier(request).verify(token_text)
-    if token.kind == "experiment":
-        experiment = await service.upsert_experiment(session, token)
-        return Caller(kind="experiment", token=token, experiment=experiment, project_ids={experiment.project_id})
-    user = await service.upsert_user(session, token)
+    token, row = await identity_from_token(request, session, token_text)
+    if isinstance(row, Experiment):
+        return Caller(kind="experiment", token=token, experiment=row, project_ids={row.project_id})
+    user = row
     projects = token.claims.get("project_urns") or []
     return Caller(
         kind="user",

@@ -8,9 +8,11 @@ what they show through the scoped queries, as on any other request.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from slices_blueprint.core.live import Change, notify_all
@@ -32,6 +34,12 @@ def change_of(row: Any) -> Change | None:
 def _announce(session: Session, _flush: UOWTransaction) -> None:
     changes = [c for row in (*session.new, *session.dirty) if (c := change_of(row)) is not None]
     notify_all(session.connection(), changes)
+
+
+async def announce_written(session: AsyncSession, rows: Iterable[Any]) -> None:
+    """Announce rows written with SQLAlchemy Core, which the flush hook does not see."""
+    changes = [c for row in rows if (c := change_of(row)) is not None]
+    await session.run_sync(lambda sync: notify_all(sync.connection(), changes))
 
 
 def announce_changes() -> None:

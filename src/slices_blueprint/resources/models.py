@@ -26,6 +26,13 @@ class ComputeResource(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("status <> 'deleted'"),
         ),
         Index("ix_compute_resources_status_expires", "status", "expires_at"),
+        # an experiment's live resources, page by page in id order (its listing)
+        Index(
+            "ix_compute_resources_live_by_experiment",
+            "experiment_id",
+            "id",
+            postgresql_where=text("status <> 'deleted'"),
+        ),
     )
 
     experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id"), index=True)

@@ -11,17 +11,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import procrastinate
-from sqlalchemy import Select, select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
+from slices_blueprint.catalog.cache import entry as catalog_entry
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
-from slices_blueprint.core.models import utcnow
-from slices_blueprint.events.service import record
+from slices_blueprint.core.models import insert_rows, utcnow
+from slices_blueprint.events.service import record, record_new
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
@@ -29,6 +29,7 @@ from slices_blueprint.providers.registry import driver_class, enabled_types, off
 from slices_blueprint.quotas.service import admit
 from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources import replacement, reserved, states
+from slices_blueprint.resources.changes import announce_written
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     ExtendResult,
@@ -39,8 +40,17 @@ from slices_blueprint.resources.schemas import (
 from slices_blueprint.tasks import service as tasks
 from slices_blueprint.tasks.models import Task
 
+LISTED = (ComputeResource.id, ComputeResource.friendly_name, ComputeResource.experiment_id,
+          ComputeResource.project_id, ComputeResource.created_by, ComputeResource.flavor_id,
+          ComputeResource.disk_image_id, ComputeResource.provider, ComputeResource.status,
+          ComputeResource.status_reason, ComputeResource.provider_resource_id, ComputeResource.access,
+          ComputeResource.expires_at, ComputeResource.reservation_id, ComputeResource.created_at,
+          ComputeResource.updated_at)
+"""What a listing shows: the request and provider details stay unread (JSON is costly)."""
 
-def resource_out(resource: ComputeResource, site: str) -> ResourceOut:
+
+def resource_out(resource: ComputeResource | Row, site: str) -> ResourceOut:
+    """The API view of a resource (an ORM row, or a :data:`LISTED` row)."""
     access = resource.access or {}
     return ResourceOut(
         id=format_id("resource", site, resource.id),
@@ -126,8 +136,8 @@ async def _resolve_catalog(
     session: AsyncSession, settings: Settings, spec: ResourceSpec, index: int
 ) -> tuple[Flavor, DiskImage]:
     where = f"resources.{index}"
-    flavor = await session.get(Flavor, body_id(spec.flavor_id, "flavor", f"{where}.flavor_id"))
-    image = await session.get(DiskImage, body_id(spec.disk_image_id, "image", f"{where}.disk_image_id"))
+    flavor = await catalog_entry(session, Flavor, body_id(spec.flavor_id, "flavor", f"{where}.flavor_id"))
+    image = await catalog_entry(session, DiskImage, body_id(spec.disk_image_id, "image", f"{where}.disk_image_id"))
     if flavor is None or flavor.hidden:
         raise Invalid(f"{where}.flavor_id: no such flavor {spec.flavor_id}")
     if image is None or image.hidden:
@@ -157,35 +167,36 @@ async def create_resources(
     the batch task and its create tasks (None when the batch was recorded earlier).
 
     The same ``request_id`` answers the task recorded the first time; reusing it for a
-    different request is a conflict.
+    different request is a conflict. The rows are written with SQLAlchemy Core (a statement
+    per table), the batch first: its insert claims the request_id.
     """
     experiment = caller.require_experiment()
-    existing = await tasks.find_by_request(session, experiment.id, body.request_id)
     digest = _request_hash(body)
-    if existing is not None:
+    creator = user.id if user else None
+    batch = tasks.new_task(kind="batch", experiment_id=experiment.id, created_by=creator,
+                           request_id=body.request_id, request_hash=digest)
+    if not await tasks.claim_request(session, batch):
+        existing = await tasks.find_by_request(session, experiment.id, body.request_id)
+        assert existing is not None
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
     resources, resolved, placement = await _new_resources(session, settings, caller, body, user)
-    batch = Task(id=new_uuid(), kind="batch", status="pending", completed=0, experiment_id=experiment.id,
-                 created_by=resources[0].created_by, request_id=body.request_id, request_hash=digest, result={})
-    session.add_all([batch, *resources])
     try:
-        async with session.begin_nested():
-            await session.flush()
+        await insert_rows(session, resources)
     except IntegrityError as exc:
         raise _conflict(exc, body) from exc
-    subtasks = []
-    for resource, (flavor, image) in zip(resources, resolved, strict=True):
-        task = await tasks.enqueue_operation(session, queue, kind="create", resource=resource,
-                                             created_by=resource.created_by, parent=batch,
-                                             not_before=placement.not_before)
-        subtasks.append(task)
-        await record(session, actor=caller.actor, action="resource.create", outcome="requested",
-                     resource_id=resource.id, task_id=task.id, experiment_id=experiment.id,
-                     project_id=experiment.project_id, name=resource.friendly_name, flavor=flavor.friendly_name,
-                     image=image.friendly_name, reservation=body.reservation_id,
-                     message=placement.reason)
+    subtasks = [tasks.new_task(kind="create", experiment_id=experiment.id, created_by=creator,
+                               resource_id=resource.id, parent_id=batch.id) for resource in resources]
+    for task in subtasks:
+        await tasks.defer_job(session, queue, task, placement.not_before)
+    await insert_rows(session, subtasks)
+    await record_new(session, actor=caller.actor, action="resource.create", outcome="requested", events=[
+        {"resource_id": resource.id, "task_id": task.id, "experiment_id": experiment.id,
+         "project_id": experiment.project_id, "name": resource.friendly_name, "flavor": flavor.friendly_name,
+         "image": image.friendly_name, "reservation": body.reservation_id, "message": placement.reason}
+        for resource, task, (flavor, image) in zip(resources, subtasks, resolved, strict=True)])
+    await announce_written(session, [batch, *resources, *subtasks])
     return batch, subtasks
 
 
@@ -221,8 +232,8 @@ async def _new_resources(session: AsyncSession, settings: Settings, caller: Call
                                      [flavor for flavor, _ in resolved], expires_at, body.expires_at is not None,
                                      experiment_cap(settings, experiment))
     account_keys = [user.public_ssh_key] if user and user.public_ssh_key else []
-
     creator = user.id if user else None
+    now = utcnow()
     resources = [
         ComputeResource(
             id=new_uuid(),
@@ -247,6 +258,8 @@ async def _new_resources(session: AsyncSession, settings: Settings, caller: Call
             access={},
             provider_data={},
             expires_at=placement.expires_at,
+            created_at=now,
+            updated_at=now,
         )
         for spec, (flavor, image) in zip(body.resources, resolved, strict=True)
     ]
@@ -260,8 +273,6 @@ def _conflict(exc: IntegrityError, body: ResourcesRequest) -> Conflict:
         match = next((s.friendly_name for s in body.resources if f"{s.friendly_name})" in detail), None)
         name = f" named {match!r}" if match else " with one of these names"
         return Conflict(f"a live resource{name} exists in this experiment")
-    if "uq_tasks_experiment_id" in detail:
-        return Conflict(f"request_id {body.request_id} is being processed already")
     raise exc
 
 
@@ -274,18 +285,19 @@ def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
 async def list_resources(
     session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
     limit: int, after: uuid.UUID | None,
-) -> list[ComputeResource]:
-    # what a listing shows: the request and provider details stay unread (JSON is costly)
-    query = (scoped_query(caller).order_by(ComputeResource.id).limit(limit)
-             .options(defer(ComputeResource.request_config, raiseload=True),
-                      defer(ComputeResource.provider_data, raiseload=True)))
+) -> list[Row]:
+    """A page of the resources the caller may see, in id order: :data:`LISTED` rows (no ORM
+    objects: a page is read to be shown, never changed)."""
+    query = caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
+                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
+    query = query.order_by(ComputeResource.id).limit(limit)
     if not include_deleted:
         query = query.where(ComputeResource.status != "deleted")
     if status:
         query = query.where(ComputeResource.status == status)
     if after:
         query = query.where(ComputeResource.id > after)
-    return list(await session.scalars(query))
+    return list((await session.execute(query)).all())
 
 
 async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:

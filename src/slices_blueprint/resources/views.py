@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
+from pydantic import TypeAdapter
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import (
@@ -21,8 +22,7 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.events.service import for_resource
-from slices_blueprint.identity import service as identity
-from slices_blueprint.identity.deps import CallerDep, verifier
+from slices_blueprint.identity.deps import CallerDep, identity_from_token
 from slices_blueprint.identity.models import User
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.logs import read_logs
@@ -38,13 +38,15 @@ from slices_blueprint.tasks.service import task_out
 
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
 PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
+RESOURCE_PAGE = TypeAdapter(list[ResourceOut])
 
 
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
     """The user named by the id-token in the body (verified like any token)."""
     for token in body.tokens:
-        verified = await verifier(request).verify(token.jwt, expect="user")
-        return await identity.upsert_user(session, verified)
+        _, user = await identity_from_token(request, session, token.jwt, expect="user")
+        assert isinstance(user, User)
+        return user
     return None
 
 
@@ -62,7 +64,6 @@ async def create_resources(
 
 @router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
 async def list_resources(
-    response: Response,
     caller: CallerDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -71,13 +72,13 @@ async def list_resources(
     limit: int = Query(default=100, ge=1, le=1000),
     after: str | None = Query(default=None, description="the last id of the previous page",
                               json_schema_extra=id_schema("resource", or_empty=True)),
-) -> list[ResourceOut]:
+) -> Response:
     """The experiment's resources (experiment token), or the user's projects' (user token)."""
     after_id = body_id(after, "resource", "after") if after else None
     rows = await service.list_resources(session, caller, include_deleted=include_deleted, status=status, limit=limit, after=after_id)
-    if len(rows) == limit:
-        response.headers["X-Next-After"] = format_id("resource", settings.site_id, rows[-1].id)
-    return [service.resource_out(r, settings.site_id) for r in rows]
+    headers = {"X-Next-After": format_id("resource", settings.site_id, rows[-1].id)} if len(rows) == limit else None
+    page = [service.resource_out(r, settings.site_id) for r in rows]
+    return Response(RESOURCE_PAGE.dump_json(page), media_type="application/json", headers=headers)  # serialized once
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)

@@ -14,10 +14,11 @@ from typing import Protocol
 
 import procrastinate
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.ids import format_id, new_uuid
-from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.models import set_values, utcnow
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 
@@ -60,13 +61,40 @@ async def enqueue_operation(
         result={},
     )
     session.add(task)
+    await defer_job(session, queue, task, not_before)
+    return task
+
+
+def new_task(*, kind: str, experiment_id: str, created_by: str | None, resource_id: uuid.UUID | None = None,
+             parent_id: uuid.UUID | None = None, request_id: uuid.UUID | None = None,
+             request_hash: str | None = None) -> Task:
+    """A pending task, every column set (for :func:`claim_request` and ``insert_rows``)."""
+    now = utcnow()
+    return Task(id=new_uuid(), kind=kind, status="pending", completed=0, parent_id=parent_id, resource_id=resource_id,
+                experiment_id=experiment_id, created_by=created_by, request_id=request_id, request_hash=request_hash,
+                attempts=0, job_id=None, result={}, created_at=now, updated_at=now)
+
+
+async def defer_job(session: AsyncSession, queue: procrastinate.App, task: Task,
+                    not_before: dt.datetime | None = None) -> None:
+    """Defer the job running ``task`` (on its resource's lock) in the session's transaction."""
     connection = await session.connection()
     raw = await connection.get_raw_connection()
-    job_id = await queue.configure_task(
-        OPERATION_JOB, lock=str(resource.id), connection=raw.driver_connection, schedule_at=not_before
+    task.job_id = await queue.configure_task(
+        OPERATION_JOB, lock=str(task.resource_id), connection=raw.driver_connection, schedule_at=not_before
     ).defer_async(task_id=str(task.id))
-    task.job_id = job_id
-    return task
+
+
+async def claim_request(session: AsyncSession, batch: Task) -> bool:
+    """Insert ``batch`` unless its experiment has a task of its ``request_id`` already; whether
+    it was inserted. While another transaction holds the same request_id, this waits for it
+    to end (then the request is answered by its task, or claimed here if it rolled back)."""
+    table = Task.__table__
+    inserted = await session.execute(
+        pg_insert(table).values(set_values(batch))
+        .on_conflict_do_nothing(index_elements=[table.c.experiment_id, table.c.request_id])
+        .returning(table.c.id))
+    return inserted.first() is not None
 
 
 def done_at_once(session: AsyncSession, *, kind: str, resource: Operated, created_by: str | None,

@@ -1,0 +1,80 @@
+"""Flavors and disk images by id, kept in each API process while it listens for changes.
+
+Every write of a catalog row, by any process, sends ``NOTIFY sb_catalog_changed`` in its
+transaction (``catalog.models``); PostgreSQL delivers it at commit, and each listening
+process then forgets what it kept. A process that is not listening (before its listener
+connects, after its connection is lost, the worker and the CLI) reads the table every time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TypeVar
+
+import psycopg
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.catalog.models import CHANGED_CHANNEL, DiskImage, Flavor
+from slices_blueprint.core.database import Database
+from slices_blueprint.core.models import detached_copy
+
+log = structlog.get_logger(__name__)
+EntryT = TypeVar("EntryT", Flavor, DiskImage)
+CACHE_KEY = "catalog_cache"  # in the session's ``info``
+RELISTEN_SECONDS = 1.0
+
+
+class CatalogCache:
+    """Catalog rows by (model, id): copies belonging to no session, valid while listening."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[type, uuid.UUID], Flavor | DiskImage] = {}
+        self._generation = 0  # counts the changes heard: a row read across one is not kept
+        self.listening = False
+
+    def forget(self) -> None:
+        self._rows.clear()
+        self._generation += 1
+
+    async def get(self, session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:
+        """The row of ``model`` with id ``key`` (None: no such row)."""
+        kept = self._rows.get((model, key)) if self.listening else None
+        if kept is not None:
+            return kept  # type: ignore[return-value]
+        generation = self._generation
+        row = await session.get(model, key)
+        if row is not None and self.listening and generation == self._generation:
+            self._rows[(model, key)] = detached_copy(row)
+        return row
+
+    async def listen(self, database_url: str) -> None:
+        """Forget the kept rows at every catalog change, until cancelled; a lost connection
+        stops the caching until a new one listens."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {CHANGED_CHANNEL}")
+                    self.forget()
+                    self.listening = True
+                    async for _ in conn.notifies():
+                        self.forget()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("catalog.cache_listener_lost", error=str(exc))
+            finally:
+                self.listening = False
+                self.forget()
+            await asyncio.sleep(RELISTEN_SECONDS)
+
+
+def use_cache(db: Database, cache: CatalogCache) -> None:
+    """Let ``db``'s sessions read catalog rows through ``cache`` (see :func:`entry`)."""
+    db.sessions.configure(info={**db.sessions.kw.get("info", {}), CACHE_KEY: cache})
+
+
+async def entry(session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:
+    """A flavor or image by id: through the session's cache when it has one (API processes),
+    else from the table. A cached row belongs to no session: read it, never change it."""
+    cache: CatalogCache | None = session.info.get(CACHE_KEY)
+    return await cache.get(session, model, key) if cache else await session.get(model, key)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.errors import database_unavailable
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.metrics import TASK_DURATION
 from slices_blueprint.core.models import utcnow
@@ -240,14 +241,21 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+DATABASE_RETRY_SECONDS = 2
+"""When a job that lost the database (restarting, unreachable) runs again."""
+
+
 class Backoff(procrastinate.BaseRetryStrategy):
     """Procrastinate's side of the retries: when to run the job again is decided by
-    :func:`run_operation`, which counts the attempts that count (a wait for a place does not)."""
+    :func:`run_operation`, which counts the attempts that count (a wait for a place does not);
+    a job that lost the database runs again a moment later (every step is safe to repeat)."""
 
     def get_retry_decision(self, *, exception: BaseException, job: procrastinate.jobs.Job
                            ) -> procrastinate.RetryDecision | None:
         if isinstance(exception, RetryLater):
             return procrastinate.RetryDecision(retry_in={"seconds": exception.seconds})
+        if database_unavailable(exception):
+            return procrastinate.RetryDecision(retry_in={"seconds": DATABASE_RETRY_SECONDS})
         return None
 
 
@@ -292,6 +300,8 @@ async def run_operation(runtime: Runtime, task_id: str) -> None:
     except ProviderError as exc:
         outcome = Outcome(error=str(exc) or exc.__class__.__name__, possible_orphan=task.kind == "delete")
     except Exception as exc:  # a bug or an SDK surprise: the user still gets a final state
+        if database_unavailable(exc):
+            raise  # our database, not the provider: the job runs again (Backoff)
         log.exception("task.crashed", task_id=task_id, resource_id=spec.resource_id)
         outcome = Outcome(error=f"internal error while running {task.kind}: {exc.__class__.__name__}")
     await _finish(runtime, tid, outcome)

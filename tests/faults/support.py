@@ -402,3 +402,85 @@ def print_latencies(tally: Tally) -> None:
     print_table("latency per operation (ms)", [
         {"operation": op, "count": n, "p50": f"{p50:.1f}", "p99": f"{p99:.1f}"}
         for op, (n, p50, p99) in tally.percentiles().items()])
+
+
+# --- the load mix ------------------------------------------------------------------------------
+
+MIX = {"create": 20, "list": 20, "show": 20, "wait": 15, "extend": 10, "delete": 15}
+"""How often each operation is drawn (weights)."""
+
+
+@dataclass
+class LoadRun:
+    """A mixed load on the site's API processes; ``phases`` names a tally per phase."""
+
+    phases: dict[str, Tally]
+
+    def merged(self) -> Tally:
+        total = Tally()
+        for tally in self.phases.values():
+            total.accepted_creates |= tally.accepted_creates
+            total.accepted_deletes |= tally.accepted_deletes
+            total.statuses += tally.statuses
+            total.failovers += tally.failovers
+            total.unavailable_without_retry_after += tally.unavailable_without_retry_after
+            for operation, values in tally.latencies.items():
+                total.latencies[operation] += values
+        return total
+
+
+async def mixed_user(client: Client, flavor: str, image: str, end: float, number: int) -> None:
+    """One user until ``end``: draws operations from :data:`MIX` on its experiment's resources."""
+    owned: list[str] = []
+    made = 0
+    operations, weights = list(MIX), list(MIX.values())
+    while time.monotonic() < end:
+        operation = random.choices(operations, weights)[0]
+        if operation == "create" or (not owned and operation != "list"):
+            resource_id = await client.create(flavor, image, f"u{number}-{made}", {"delay_s": 0.2})
+            made += 1
+            if resource_id:
+                owned.append(resource_id)
+        elif operation == "list":
+            await client.call("list", "GET", "/resources")
+        elif operation == "show":
+            await client.call("show", "GET", f"/resources/{random.choice(owned)}")
+        elif operation == "wait":
+            await client.call("wait", "GET", f"/resources/{random.choice(owned)}/wait", params={"timeout": 10})
+        elif operation == "extend":
+            await client.call("extend", "POST", f"/resources/{random.choice(owned)}/extend",
+                              json={"duration_hours": 2})
+        else:
+            resource_id = owned.pop(random.randrange(len(owned)))
+            await client.delete(resource_id)
+
+
+def run_load(running: Site, bases: list[str], flavor: str, image: str, *, clients: int, seconds: float,
+             experiments: int = 20, kill_at: float | None = None) -> LoadRun:
+    """``clients`` users over ``experiments`` experiments for ``seconds``; with ``kill_at``,
+    the last API process is SIGKILLed that many seconds in (its users fail over to the
+    others) and a second phase is tallied from then on."""
+    phases = {"all API processes": Tally()}
+    users: list[Client] = []
+
+    async def killer() -> None:
+        assert kill_at is not None
+        await asyncio.sleep(kill_at)
+        victim = running.apis[bases[-1]]
+        victim.send_signal(signal.SIGKILL)
+        phases["one API process killed"] = Tally()
+        for user in users:
+            user.tally = phases["one API process killed"]
+
+    async def main() -> None:
+        end = time.monotonic() + seconds
+        limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+            tokens = [running.token("alice", "load", f"exp-{i}") for i in range(experiments)]
+            users.extend(Client(http, bases, phases["all API processes"], tokens[i % experiments])
+                         for i in range(clients))
+            side = [killer()] if kill_at is not None else []
+            await asyncio.gather(*side, *(mixed_user(u, flavor, image, end, i) for i, u in enumerate(users)))
+
+    asyncio.run(main())
+    return LoadRun(phases)

@@ -32,7 +32,7 @@ from tests.faults.support import (
 )
 
 CLIENTS = 8
-RUN_SECONDS = 22
+RUN_SECONDS = 18
 OUTAGE_AT, OUTAGE_SECONDS = 6, 5
 HANG_SECONDS = 10  # no answer may take longer, outage or not
 

@@ -146,18 +146,17 @@ async def _with_contributions(session: AsyncSession, settings: Settings, resourc
 
 async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource, spec: NodeSpec) -> NodeInfo | None:
     pid = resource.provider_resource_id
-    if task.kind == "delete" and not pid:
-        return None  # no provider object was made: nothing to ask the provider (or build a driver for)
     driver = await resource_driver(runtime, resource)
     progress = ProgressWriter(runtime.db, task.id)
     try:
         if task.kind == "create":
             return await driver.create(spec, progress)
+        if task.kind == "delete":
+            for node in [pid] if pid else await _unrecorded_nodes(driver, spec):
+                await driver.delete(node, progress)
+            return None
         if pid is None:
             raise ProviderError(f"resource has no {resource.provider} node to {task.kind}")
-        if task.kind == "delete":
-            await driver.delete(pid, progress)
-            return None
         if task.kind == "reset":
             return await driver.reset(pid, spec, progress)
         if task.kind in states.POWER_ACTIONS:
@@ -165,6 +164,17 @@ async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource
         raise ProviderError(f"unknown operation {task.kind!r}")
     finally:
         await driver.close()
+
+
+async def _unrecorded_nodes(driver: ComputeDriver, spec: NodeSpec) -> list[str]:
+    """The provider's nodes tagged with this resource although none is recorded: a delete
+    queued while the create was in flight (a resource whose create never started is deleted
+    at once, without a job) finds the node a create left before it could record it (its
+    worker killed, the database lost), which the create, cancelled by the delete, never will."""
+    nodes = [n.provider_resource_id for n in await driver.list_managed() if n.resource_id == spec.resource_id]
+    if nodes:
+        log.warning("resource.unrecorded_node_deleted", resource_id=spec.resource_id, nodes=nodes)
+    return nodes
 
 
 @dataclass(frozen=True)

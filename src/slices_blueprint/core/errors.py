@@ -216,15 +216,13 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return problem(422, "Invalid input", f"{where}: {first['msg']}", errors=errors)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        return unexpected(request, exc)
-
-    async def _database(request: Request, exc: Exception) -> JSONResponse:
+    async def _database_or_unexpected(request: Request, exc: Exception) -> JSONResponse:
         return database_problem(exc) or unexpected(request, exc)
 
-    for error_class in DATABASE_ERRORS:  # answered here, inside the middleware (request id, headers)
-        app.add_exception_handler(error_class, _database)
+    # the database's errors are answered inside the middleware (request id, security headers);
+    # anything else, or raised outside a route, by the outermost handler
+    for error_class in (*DATABASE_ERRORS, Exception):
+        app.add_exception_handler(error_class, _database_or_unexpected)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tests.conftest import fresh_database
 from tests.faults.support import (
     check_accepted,
     make_catalog,
-    migrated_database,
     own_postgres,
     print_latencies,
     print_table,
@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sb-soak-") as data, own_postgres() as server, \
-            migrated_database(server.url) as url, site(Path(data), url) as running:
+            fresh_database(server.url) as url, site(Path(data), url) as running:
         bases = [running.start_api(), running.start_api()]
         for name in ("worker-1", "worker-2"):
             running.start_worker(name)
@@ -64,6 +64,8 @@ def main() -> int:
             "lost/dup/orphaned": f"{lost}/{ledger.duplicated}/{ledger.orphaned}",
             "settled": f"{time.monotonic() - finished:.1f} s after the load",
         }])
+        if errors:
+            print(f"server errors (operation, status): {dict(errors)}")
         for phase, tally in load.phases.items():
             print(f"\n[{phase}]", end="")
             print_latencies(tally)

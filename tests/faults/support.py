@@ -32,14 +32,14 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
-from slices_blueprint.core import migrations
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_issuer import mint_dev_token
 from slices_blueprint.resources.states import FINAL
 from slices_blueprint.tasks.service import TERMINAL
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, integration_unavailable, make_settings
 from tests.helpers import wait_answering, wait_for
 
 SITE_ID = "faults-site"
@@ -98,7 +98,12 @@ class OwnPostgres:
 
 @contextmanager
 def own_postgres() -> Iterator[OwnPostgres]:
-    """A started cluster of the test's own, removed afterwards."""
+    """A started cluster of the test's own, removed afterwards (skipped without the server's
+    binaries, and in the suite's pass on the embedded PostgreSQL, which it would not use)."""
+    if not PG_BINARIES:
+        integration_unavailable("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin) for a cluster of our own")
+    if os.environ.get("SLICES_BLUEPRINT_TEST_DB") == "embedded":
+        pytest.skip("runs on a PostgreSQL cluster of its own: the embedded pass would repeat it unchanged")
     server = OwnPostgres()
     try:
         server.init()
@@ -107,20 +112,6 @@ def own_postgres() -> Iterator[OwnPostgres]:
     finally:
         server.remove()
 
-
-@contextmanager
-def migrated_database(admin_url: str) -> Iterator[str]:
-    """A new, migrated database on ``admin_url``'s server, dropped afterwards."""
-    name = f"sb_faults_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    migrations.upgrade(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- the service's processes -----------------------------------------------------------------

@@ -15,12 +15,10 @@ import time
 
 import pytest
 
-from tests.conftest import integration_unavailable
+from tests.conftest import fresh_database
 from tests.faults.support import (
-    PG_BINARIES,
     check_accepted,
     make_catalog,
-    migrated_database,
     own_postgres,
     print_latencies,
     print_table,
@@ -35,9 +33,7 @@ SECONDS = 16
 
 @pytest.fixture()
 def scaled_out(tmp_path):
-    if not PG_BINARIES:
-        integration_unavailable("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin) to run a cluster of our own")
-    with own_postgres() as server, migrated_database(server.url) as url, site(tmp_path, url) as running:
+    with own_postgres() as server, fresh_database(server.url) as url, site(tmp_path, url) as running:
         yield running
 
 

@@ -16,14 +16,12 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import integration_unavailable
+from tests.conftest import fresh_database
 from tests.faults.support import (
-    PG_BINARIES,
     Client,
     Tally,
     check_accepted,
     make_catalog,
-    migrated_database,
     own_postgres,
     print_latencies,
     print_table,
@@ -39,9 +37,7 @@ HANG_SECONDS = 10  # no answer may take longer, outage or not
 
 @pytest.fixture()
 def restartable(tmp_path):
-    if not PG_BINARIES:
-        integration_unavailable("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin) to run a cluster of our own")
-    with own_postgres() as server, migrated_database(server.url) as url, site(tmp_path, url) as running:
+    with own_postgres() as server, fresh_database(server.url) as url, site(tmp_path, url) as running:
         yield server, running
 
 

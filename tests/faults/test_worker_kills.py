@@ -15,12 +15,12 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import fresh_database
 from tests.faults.support import (
     Client,
     Tally,
     check_accepted,
     make_catalog,
-    migrated_database,
     print_latencies,
     print_table,
     site,
@@ -34,7 +34,7 @@ KILL_EVERY_SECONDS = 3
 
 @pytest.fixture()
 def killable(pg_admin_url, tmp_path):
-    with migrated_database(pg_admin_url) as url, site(tmp_path, url) as running:
+    with fresh_database(pg_admin_url) as url, site(tmp_path, url) as running:
         yield running
 
 

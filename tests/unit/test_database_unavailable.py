@@ -33,6 +33,8 @@ def chained(error: BaseException) -> procrastinate.exceptions.ConnectorException
     psycopg.errors.AdminShutdown("terminating connection due to administrator command"),
     psycopg.errors.CannotConnectNow("the database system is starting up"),
     psycopg.errors.ConnectionFailure("connection failure"),
+    psycopg.errors.DeadlockDetected("deadlock detected"),  # aborted for another's sake: retry
+    psycopg.errors.SerializationFailure("could not serialize access"),
     psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"),
     sqlalchemy.exc.TimeoutError("QueuePool limit reached"),
     wrapped(psycopg.OperationalError("server closed the connection unexpectedly")),

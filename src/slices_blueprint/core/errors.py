@@ -88,9 +88,10 @@ RETRY_AFTER_DATABASE_SECONDS = 2
 """What a client is told to wait when the database cannot be reached (restarting, failing
 over): a restart takes seconds."""
 
-UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40P01", "40001"})
 """Server states that end or refuse connections: admin or crash shutdown, starting up, too
-many connections (with class ``08``, connection exceptions)."""
+many connections (with class ``08``, connection exceptions); and the transactions the server
+aborted for another's sake (deadlock, serialization failure), which succeed when retried."""
 
 DATABASE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, psycopg.Error,
                    psycopg_pool.PoolTimeout, procrastinate.exceptions.ConnectorException)
@@ -111,8 +112,9 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def database_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached now (restarted, connection lost,
-    starting up, no pooled connection in time): a state to wait out and retry, not a bug."""
+    """Whether ``exc`` says the database cannot serve this now (restarted, connection lost,
+    starting up, no pooled connection in time, the transaction aborted by a deadlock): a
+    state to wait out and retry, not a bug."""
     for error in _causes(exc):
         if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
             return True
@@ -129,7 +131,7 @@ def database_problem(exc: BaseException) -> JSONResponse | None:
     if not database_unavailable(exc):
         return None
     log.warning("request.database_unavailable", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-    response = problem(503, "Service unavailable", "the database cannot be reached right now; retry after "
+    response = problem(503, "Service unavailable", "the database cannot serve this request right now; retry after "
                        f"{RETRY_AFTER_DATABASE_SECONDS} s", retry_after=RETRY_AFTER_DATABASE_SECONDS)
     response.headers["Retry-After"] = str(RETRY_AFTER_DATABASE_SECONDS)
     return response

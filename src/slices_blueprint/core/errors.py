@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import procrastinate.exceptions
+import psycopg
+import psycopg_pool
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,6 +84,59 @@ class ServiceUnavailable(ProblemError):
     status, title = 503, "Service unavailable"
 
 
+RETRY_AFTER_DATABASE_SECONDS = 2
+"""What a client is told to wait when the database cannot be reached (restarting, failing
+over): a restart takes seconds."""
+
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "40P01", "40001"})
+"""Server states that end or refuse connections: admin or crash shutdown, starting up, too
+many connections (with class ``08``, connection exceptions); and the transactions the server
+aborted for another's sake (deadlock, serialization failure), which succeed when retried."""
+
+DATABASE_ERRORS = (sqlalchemy.exc.DBAPIError, sqlalchemy.exc.TimeoutError, psycopg.Error,
+                   psycopg_pool.PoolTimeout, procrastinate.exceptions.ConnectorException)
+"""What the database layers raise: SQLAlchemy, psycopg and its pool, the queue's connector."""
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: its cause or context, and a SQLAlchemy error's driver error."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot serve this now (restarted, connection lost,
+    starting up, no pooled connection in time, the transaction aborted by a deadlock): a
+    state to wait out and retry, not a bug."""
+    for error in _causes(exc):
+        if isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, (sqlalchemy.exc.TimeoutError, psycopg_pool.PoolTimeout)):
+            return True
+        if isinstance(error, psycopg.OperationalError) and (
+                error.sqlstate is None or error.sqlstate.startswith("08") or error.sqlstate in UNAVAILABLE_SQLSTATES):
+            return True
+    return False
+
+
+def database_problem(exc: BaseException) -> JSONResponse | None:
+    """The 503 answer, with ``Retry-After``, for a database that cannot be reached now."""
+    if not database_unavailable(exc):
+        return None
+    log.warning("request.database_unavailable", error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    response = problem(503, "Service unavailable", "the database cannot serve this request right now; retry after "
+                       f"{RETRY_AFTER_DATABASE_SECONDS} s", retry_after=RETRY_AFTER_DATABASE_SECONDS)
+    response.headers["Retry-After"] = str(RETRY_AFTER_DATABASE_SECONDS)
+    return response
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem-details body (some problems add fields: ``errors``, ``quota``)."""
 
@@ -101,7 +159,7 @@ PROBLEM_DESCRIPTIONS = {
     413: "the request body is larger than the site allows",
     422: "invalid input (the problem names the field and the limit)",
     429: "too many concurrent requests; retry after Retry-After seconds",
-    503: "a dependency (the database, a provider) is unavailable",
+    503: "a dependency (the database, a provider) is unavailable; retry after Retry-After seconds",
 }
 
 
@@ -115,7 +173,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     for status in statuses:
         response = {"description": PROBLEM_DESCRIPTIONS[status],
                     "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
                                                    "schema": {"type": "integer"}}}
         responses[status] = response
@@ -160,10 +218,13 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return problem(422, "Invalid input", f"{where}: {first['msg']}", errors=errors)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request.failed", method=request.method, path=request.url.path)
-        return problem(500, "Internal error", "the service failed unexpectedly; the error is logged with this request's id")
+    async def _database_or_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return database_problem(exc) or unexpected(request, exc)
+
+    # the database's errors are answered inside the middleware (request id, security headers);
+    # anything else, or raised outside a route, by the outermost handler
+    for error_class in (*DATABASE_ERRORS, Exception):
+        app.add_exception_handler(error_class, _database_or_unexpected)
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> JSONResponse:
@@ -177,6 +238,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 405:
             response.headers["Allow"] = ", ".join(allowed_methods(request))
         return response
+
+
+def unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """The 500 answer for a failure nothing else explains (logged with its traceback)."""
+    log.exception("request.failed", method=request.method, path=request.url.path, exc_info=exc)
+    return problem(500, "Internal error", "the service failed unexpectedly; the error is logged with this request's id")
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -56,8 +56,9 @@ async def _upsert(session: AsyncSession, model: type[T], values: dict[str, Any])
     if _unchanged(row, values):
         return row
     stmt = insert(model).values(**values)
-    if len(known) > 1:
-        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**known, "updated_at": dt.datetime.now(dt.UTC)})
+    changes = {k: v for k, v in known.items() if k != "id"}
+    if changes:  # the key is not set again: a key update would lock out every insert referencing the row
+        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={**changes, "updated_at": dt.datetime.now(dt.UTC)})
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["id"])
     await session.execute(stmt)

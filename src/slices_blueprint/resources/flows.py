@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.errors import database_unavailable
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.metrics import TASK_DURATION
 from slices_blueprint.core.models import utcnow
@@ -145,18 +146,17 @@ async def _with_contributions(session: AsyncSession, settings: Settings, resourc
 
 async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource, spec: NodeSpec) -> NodeInfo | None:
     pid = resource.provider_resource_id
-    if task.kind == "delete" and not pid:
-        return None  # no provider object was made: nothing to ask the provider (or build a driver for)
     driver = await resource_driver(runtime, resource)
     progress = ProgressWriter(runtime.db, task.id)
     try:
         if task.kind == "create":
             return await driver.create(spec, progress)
+        if task.kind == "delete":
+            for node in [pid] if pid else await _unrecorded_nodes(driver, spec):
+                await driver.delete(node, progress)
+            return None
         if pid is None:
             raise ProviderError(f"resource has no {resource.provider} node to {task.kind}")
-        if task.kind == "delete":
-            await driver.delete(pid, progress)
-            return None
         if task.kind == "reset":
             return await driver.reset(pid, spec, progress)
         if task.kind in states.POWER_ACTIONS:
@@ -164,6 +164,17 @@ async def _call_provider(runtime: Runtime, task: Task, resource: ComputeResource
         raise ProviderError(f"unknown operation {task.kind!r}")
     finally:
         await driver.close()
+
+
+async def _unrecorded_nodes(driver: ComputeDriver, spec: NodeSpec) -> list[str]:
+    """The provider's nodes tagged with this resource although none is recorded: a delete
+    queued while the create was in flight (a resource whose create never started is deleted
+    at once, without a job) finds the node a create left before it could record it (its
+    worker killed, the database lost), which the create, cancelled by the delete, never will."""
+    nodes = [n.provider_resource_id for n in await driver.list_managed() if n.resource_id == spec.resource_id]
+    if nodes:
+        log.warning("resource.unrecorded_node_deleted", resource_id=spec.resource_id, nodes=nodes)
+    return nodes
 
 
 @dataclass(frozen=True)
@@ -242,14 +253,21 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+DATABASE_RETRY_SECONDS = 2
+"""When a job that lost the database (restarting, unreachable) runs again."""
+
+
 class Backoff(procrastinate.BaseRetryStrategy):
     """Procrastinate's side of the retries: when to run the job again is decided by
-    :func:`run_operation`, which counts the attempts that count (a wait for a place does not)."""
+    :func:`run_operation`, which counts the attempts that count (a wait for a place does not);
+    a job that lost the database runs again a moment later (every step is safe to repeat)."""
 
     def get_retry_decision(self, *, exception: BaseException, job: procrastinate.jobs.Job
                            ) -> procrastinate.RetryDecision | None:
         if isinstance(exception, RetryLater):
             return procrastinate.RetryDecision(retry_in={"seconds": exception.seconds})
+        if database_unavailable(exception):
+            return procrastinate.RetryDecision(retry_in={"seconds": DATABASE_RETRY_SECONDS})
         return None
 
 
@@ -294,6 +312,8 @@ async def run_operation(runtime: Runtime, queue: procrastinate.App, task_id: str
     except ProviderError as exc:
         outcome = Outcome(error=str(exc) or exc.__class__.__name__, possible_orphan=task.kind == "delete")
     except Exception as exc:  # a bug or an SDK surprise: the user still gets a final state
+        if database_unavailable(exc):
+            raise  # our database, not the provider: the job runs again (Backoff)
         log.exception("task.crashed", task_id=task_id, resource_id=spec.resource_id)
         outcome = Outcome(error=f"internal error while running {task.kind}: {exc.__class__.__name__}")
     await _finish(runtime, queue, tid, outcome)

@@ -197,8 +197,9 @@ class TestDoubleDriver(ComputeDriver):
     async def list_managed(self) -> list[ManagedNode]:
         nodes = []
         for path in self.root.glob("*.json"):
-            node = json.loads(path.read_text())
-            nodes.append(ManagedNode(path.stem, node.get("resource_id"), node["state"]))
+            node = self._read(path.stem)
+            if node is not None:  # not deleted meanwhile
+                nodes.append(ManagedNode(path.stem, node.get("resource_id"), node["state"]))
         return nodes
 
 

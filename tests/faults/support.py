@@ -32,7 +32,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import BI_PREFIX
@@ -98,12 +97,10 @@ class OwnPostgres:
 
 @contextmanager
 def own_postgres() -> Iterator[OwnPostgres]:
-    """A started cluster of the test's own, removed afterwards (skipped without the server's
-    binaries, and in the suite's pass on the embedded PostgreSQL, which it would not use)."""
+    """A started cluster of the test's own, removed afterwards (``.ci/run`` leaves
+    ``tests/faults`` out of its pass on the embedded PostgreSQL, which these would not use)."""
     if not PG_BINARIES:
         integration_unavailable("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin) for a cluster of our own")
-    if os.environ.get("SLICES_BLUEPRINT_TEST_DB") == "embedded":
-        pytest.skip("runs on a PostgreSQL cluster of its own: the embedded pass would repeat it unchanged")
     server = OwnPostgres()
     try:
         server.init()

@@ -15,7 +15,12 @@ import structlog
 
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.console import ConsoleLog, record
-from slices_blueprint.agent.diskspace import DataDirFull, full_reason, out_of_space
+from slices_blueprint.agent.diskspace import (
+    DataDirFull,
+    full_reason,
+    out_of_space,
+    require_room_to_start,
+)
 from slices_blueprint.agent.images import ImageCache, writable_disk
 from slices_blueprint.agent.network import (
     USER_MODE_GUEST,
@@ -198,6 +203,7 @@ class VMManager:
                 return record
             if record.state != "stopped":
                 raise VMConflict(f"VM {vm_id} is {record.state}; only a stopped VM can start")
+            require_room_to_start(self.settings.data_dir, vm_id)
             try:
                 await self._launch(record)
             except (VMMError, OSError, RuntimeError) as exc:

@@ -12,10 +12,11 @@ next heartbeat unless an admin drained it). Placement takes active, fresh hosts 
 for the VM's vCPUs and memory, and for its disk in the data directory (as the host's last
 heartbeat reported it), and picks the one with the most memory left after placing (spreading
 load); it leaves alone the capacity that the registered capacity holders (the reservations
-active now, wired in ``domains.py``) keep for other VMs. It books the VM's capacity on the host (a ``HostBooking``) under the hosts'
-row locks, so concurrent placements see it; a booking counts until the host's heartbeat lists
-the VM (the agent's reported use then counts it: the booking is confirmed and stays as the
-record of where the VM was placed), the create fails, or it expires.
+active now, wired in ``domains.py``) keep for other VMs. It books the VM's vCPUs and memory on
+the host (a ``HostBooking``) under the hosts' row locks, so concurrent placements see them; a
+booking counts until the host's heartbeat lists the VM (the agent's reported use then counts
+it: the booking is confirmed and stays as the record of where the VM was placed), the create
+fails, or it expires. Disk is not booked: the next heartbeat reports what a VM took.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """How the domains are wired together: the jobs each domain registers on the queue, and the
 hooks through which a lower domain learns from a higher one without importing it (quota
-usage from ``resources/``, heartbeat metrics for ``telemetry/``, QKD gauges refreshed at each
+usage from ``resources/``, heartbeat metrics for ``telemetry/``, the host capacity active
+reservations hold, left alone by ``hosts/`` placement, QKD gauges refreshed at each
 scrape of ``/metrics``, what ``qkd/`` places in the machines ``resources/`` provisions,
 what runs inside a reservation and is deleted at its end, resource and task writes announced
 to open pages).
@@ -17,7 +18,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.metrics import register_scrape_refresher
 from slices_blueprint.hosts import scheduled as host_jobs
-from slices_blueprint.hosts.service import register_heartbeat_listener
+from slices_blueprint.hosts.service import register_capacity_holder, register_heartbeat_listener
 from slices_blueprint.qkd import scheduled as qkd_jobs
 from slices_blueprint.qkd.binding import machine_provisioning
 from slices_blueprint.qkd.metrics import refresh_network_gauges
@@ -35,6 +36,7 @@ from slices_blueprint.resources import scheduled as resource_jobs
 from slices_blueprint.resources.changes import announce_changes
 from slices_blueprint.resources.provisioning import register_contributor
 from slices_blueprint.resources.quota_usage import resource_usage
+from slices_blueprint.resources.reserved import held_for_others
 from slices_blueprint.tasks import queue
 from slices_blueprint.telemetry import scheduled as telemetry_jobs
 from slices_blueprint.telemetry.service import record_heartbeat
@@ -55,6 +57,7 @@ def wire() -> None:
     :func:`build_queue`, so every process that runs jobs has them."""
     register_usage_counter("resources", resource_usage)
     register_heartbeat_listener("telemetry", record_heartbeat)
+    register_capacity_holder("reservations", held_for_others)
     register_scrape_refresher("qkd", refresh_network_gauges)
     register_contributor("qkd", machine_provisioning)
     register_binder("resources", Binder(bound=resource_jobs.bound_resources, release=resource_jobs.release_resources,

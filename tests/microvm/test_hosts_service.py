@@ -1,5 +1,5 @@
-"""Host bookkeeping against real PostgreSQL: placement spreads load and respects capacity,
-drained and silent hosts get no VMs, missed heartbeats mark a host lost; the microVM driver's
+"""Host bookkeeping against real PostgreSQL: placement spreads load and respects capacity
+(vCPUs, memory, disk, capacity held for others), drained and silent hosts get no VMs, missed heartbeats mark a host lost; the microVM driver's
 errors say what is wrong and where."""
 
 from __future__ import annotations
@@ -82,6 +82,68 @@ async def test_placement_spreads_load_and_respects_capacity(db, settings, regist
     assert refused.value.hosts_known and "2 usable of 4 registered" in str(refused.value)
 
 
+async def test_placement_needs_room_on_disk_and_says_so_when_no_host_has_it(
+        db, settings, registration, database_url: str) -> None:
+    async with db.session() as session:
+        full = await service.register(session, settings, registration("full", 8, 8192))
+        full.disk_free_mib = 100  # its data directory almost full: the VM's disk would not fit
+        await service.register(session, settings, registration("roomy", 2, 1024))
+    for n in range(2):  # the host with the most memory left is full: the other one gets them
+        async with db.session() as session:
+            assert (await service.place(session, settings, f"vm-{n}", 1, 256, disk_mib=512)).name == "roomy"
+    async with db.session() as session:
+        assert (await service.place(session, settings, "vm-small", 1, 256, disk_mib=36)).name == "full"
+        await service.release(session, "vm-small")
+    driver = MicroVMDriver(settings, Database(database_url, pool_size=1))
+    spec = NodeSpec(resource_id="resource_x_2", name="n", experiment_id="e", project_id="p",
+                    image_location="default", image_default_username="root", flavor_ref=None,
+                    vcpus=1, ram_mib=128, disk_mb=512)
+
+    async def progress(percent: int, message: str) -> None:
+        return None
+
+    try:  # roomy's vCPUs are booked; full has them but not the disk: an operator must act
+        with pytest.raises(ProviderError) as refused:
+            await driver.create(spec, progress)
+    finally:
+        await driver.close()
+    assert not isinstance(refused.value, TransientProviderError)
+    assert str(refused.value) == (
+        "no microVM host has disk for VM resource_x_2: it needs 576 MiB free in the agent's data "
+        "directory (512 MiB disk and 64 MiB for its seed and records); the hosts with 1 vCPU / "
+        "128 MiB free have too little: full (100 MiB free)")
+    async with db.session() as session:
+        assert await service.placed_on(session, "resource_x_2") is None  # nothing booked
+
+
+async def test_placement_leaves_alone_the_capacity_held_for_others(db, settings, registration) -> None:
+    """The hook the reservations domain fills (``domains.py``), here with a stand-in holder
+    keeping 3 vCPUs and 2048 MiB for VMs other than ``vm-inside``."""
+    async def holder(session, vm_id: str) -> service.HeldCapacity:
+        return service.HeldCapacity() if vm_id == "vm-inside" else service.HeldCapacity(
+            vcpus=3, memory_mib=2048, by="1 active reservation(s)")
+
+    async with db.session() as session:
+        await service.register(session, settings, registration("a", 2, 2048))
+        await service.register(session, settings, registration("b", 2, 2048))
+    service.register_capacity_holder("test-stand-in", holder)
+    try:
+        async with db.session() as session:  # 4 vCPUs free, 3 held: 1 left
+            assert (await service.place(session, settings, "vm-out", 1, 1024)).name in ("a", "b")
+        async with db.session() as session:
+            with pytest.raises(service.NoCapacity) as refused:
+                await service.place(session, settings, "vm-out-2", 1, 512)
+        assert str(refused.value) == (
+            "the microVM hosts have 3 vCPUs and 3072 MiB free, of which 3 vCPUs and 2048 MiB are "
+            "held by 1 active reservation(s); VM vm-out-2 needs 1 vCPU / 512 MiB outside them: it "
+            "waits for room")
+        async with db.session() as session:  # what the holder keeps is for it
+            assert await service.place(session, settings, "vm-inside", 2, 1024)
+            assert await service.placed_on(session, "vm-out-2") is None
+    finally:
+        service._capacity_holders.pop("test-stand-in")
+
+
 async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(
         db, settings, registration) -> None:
     async def place(vm_id: str) -> str:
@@ -92,7 +154,7 @@ async def test_bookings_hold_capacity_until_a_heartbeat_counts_the_vm(
         async with db.session() as session:
             host = await service.authenticate_heartbeat(session, settings, solo.id, "t" * 32)
             await service.heartbeat(session, host, Heartbeat(
-                vcpus=2, memory_mib=1024, disk_free_mib=1, vcpus_used=vcpus_used,
+                vcpus=2, memory_mib=1024, disk_free_mib=10_000, vcpus_used=vcpus_used,
                 memory_used_mib=512 * vcpus_used, vms_running=vcpus_used, metrics={"vms": vms}))
 
     async with db.session() as session:
@@ -185,8 +247,17 @@ async def test_driver_errors_name_the_problem(db, settings, registration, databa
             await session.execute(delete(HostEnrolment))
             silent = await service.register(session, settings, registration("silent", 2, 512))
             silent.last_heartbeat_at = utcnow() - dt.timedelta(hours=1)
-        with pytest.raises(AwaitingPlacement, match="waiting for silent"):
+        with pytest.raises(AwaitingPlacement) as waiting:
             await driver.create(spec, progress)  # registered before: waited for too
+        assert str(waiting.value) == (
+            f"no microVM host is live now; waiting for silent ({service.last_heard(silent.last_heartbeat_at)}) "
+            "(registered or enrolled) to send a heartbeat")
+        async with db.session() as session:  # marked lost: since when is said as well
+            assert await service.mark_lost(session, settings) == ["silent"]
+        with pytest.raises(AwaitingPlacement,
+                           match=r"no microVM host is live now; waiting for silent \(lost: no heartbeat since "
+                                 r"\d{4}-\d\d-\d\d \d\d:\d\d UTC\)"):
+            await driver.create(spec, progress)
         async with db.session() as session:
             await session.execute(delete(Host))
         async with db.session() as session:

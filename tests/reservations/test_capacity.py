@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
 import pytest
+from sqlalchemy import select
 
+from slices_blueprint.core.database import Database
+from slices_blueprint.domains import wire
+from slices_blueprint.hosts import service as host_service
+from slices_blueprint.hosts.models import Host, HostBooking
+from slices_blueprint.hosts.service import HeldCapacity
 from tests.helpers import Api
 from tests.reservations.conftest import OwnApi, add_host, day
 
@@ -75,3 +82,47 @@ def test_microvms_outside_reservations_keep_clear_of_the_capacity_held_now(api: 
     api.ok("POST", f"/reservations/{held['id']}/cancel", bob, json={})  # its share is free again
     bi.create(alice, ["over"], flavor, image)
     assert sorted(r["friendly_name"] for r in bi.ok("GET", "/resources", alice)) == ["fits", "over"]
+
+
+def test_placement_keeps_clear_of_a_reservation_that_started_after_the_request(api: OwnApi, resv_live,
+                                                                                 unique: str) -> None:
+    """A request accepted while nothing was held is checked again when placed: the hook
+    ``domains.py`` wires tells ``hosts.place`` what the reservations active then hold beyond
+    their VMs on a host (a VM of a reservation draws on its own share)."""
+    bi = Api(resv_live, api.http)
+    admin = api.token("admin")
+    flavor = bi.ok("POST", "/flavors", admin, 201, json={
+        "friendly_name": f"mv3-{unique}", "flavor_type": "microvm", "vcpus": 3, "ram_mib": 1024, "disk_mb": 1024})["id"]
+    image = bi.ok("POST", "/disk-images", admin, 201, json={
+        "friendly_name": f"alpine-{unique}", "flavor_type": "microvm", "location": f"https://127.0.0.1:1/{unique}.img",
+        "default_username": "root", "min_ram_mib": 128})["id"]
+    alice, bob = api.token("alice", f"a-{unique}", "e"), api.token("bob", f"b-{unique}", "e")
+    bi.create(alice, ["early"], flavor, image)  # accepted: nothing held yet
+    held = api.reserve(bob, dt.datetime.now(dt.UTC), 1, vcpus=12, ram_mib=8192)  # then a reservation starts
+    bi.create(bob, ["inside"], flavor, image, reservation_id=held["id"])
+    (early,) = bi.ok("GET", "/resources", alice)
+    (inside,) = bi.ok("GET", "/resources", bob)
+
+    async def holds() -> list[HeldCapacity]:
+        wire()
+        db = Database(resv_live.settings.database_url, pool_size=1)
+        try:
+            async with db.session() as session:
+                holder = host_service._capacity_holders["reservations"]
+                seen = [await holder(session, early["id"]), await holder(session, inside["id"])]
+                host_id = await session.scalar(select(Host.id).limit(1))
+                session.add(HostBooking(vm_id=inside["id"], host_id=host_id, vcpus=3, memory_mib=1024))
+                await session.flush()  # "inside" placed on a host: the host counts it now
+                seen.append(await holder(session, early["id"]))
+                await session.rollback()
+            return seen
+        finally:
+            await db.dispose()
+
+    try:
+        assert asyncio.run(holds()) == [
+            HeldCapacity(12, 8192, "1 active reservation(s)"),
+            HeldCapacity(),  # its own reservation's share is for it
+            HeldCapacity(9, 7168, "1 active reservation(s)")]
+    finally:
+        api.ok("POST", f"/reservations/{held['id']}/cancel", bob, json={})

@@ -15,7 +15,12 @@ import structlog
 
 from slices_blueprint.agent.config import AgentSettings
 from slices_blueprint.agent.console import ConsoleLog, record
-from slices_blueprint.agent.diskspace import DataDirFull, full_reason, out_of_space
+from slices_blueprint.agent.diskspace import (
+    DataDirFull,
+    full_reason,
+    out_of_space,
+    require_room_to_start,
+)
 from slices_blueprint.agent.images import ImageCache, writable_disk
 from slices_blueprint.agent.network import (
     USER_MODE_GUEST,
@@ -198,7 +203,12 @@ class VMManager:
                 return record
             if record.state != "stopped":
                 raise VMConflict(f"VM {vm_id} is {record.state}; only a stopped VM can start")
-            await self._launch(record)
+            require_room_to_start(self.settings.data_dir, vm_id)
+            try:
+                await self._launch(record)
+            except (VMMError, OSError, RuntimeError) as exc:
+                await self._stay_stopped(record, exc)
+                raise
             return record
 
     async def stop(self, vm_id: str) -> VMRecord:
@@ -249,6 +259,24 @@ class VMManager:
         return True
 
     # internals -----------------------------------------------------------------------------
+    async def _stay_stopped(self, record: VMRecord, exc: BaseException) -> None:
+        """Undo a start that failed: no VMM process, TAP or rules left, the VM stopped with
+        its disk and its record as before (a record that could not be saved is the one on
+        disk, whole); a full data directory is raised as :class:`DataDirFull`, saying so."""
+        await self._teardown(record)
+        record.state, record.pid = "stopped", None
+        record.reason = f"the last start failed: {exc}" if str(exc) else None
+        try:
+            self.store.save(record)
+        except OSError as save_error:
+            log.warning("agent.vm_record_unsaved", vm_id=record.id, error=str(save_error))
+        finally:
+            await self._sync_rules()
+        log.warning("agent.vm_start_failed", vm_id=record.id, reason=str(exc))
+        if out_of_space(exc):
+            raise DataDirFull(full_reason(self.settings.data_dir, f"VM {record.id} to start",
+                                          exc)) from exc
+
     def _save_or_forget(self, record: VMRecord) -> None:
         """Save a record of a VM being created; when that fails, the VM is forgotten (files
         and record: never a record stuck in ``creating``) and the error raised."""

@@ -9,11 +9,14 @@ token); anyone else is refused, and a second host under a taken name is a confli
 A host is ``active`` (takes new VMs), ``draining`` (keeps its VMs, takes no new ones) or
 ``lost`` (missed heartbeats for ``host_lost_after_seconds``; back to ``active`` with its
 next heartbeat unless an admin drained it). Placement takes active, fresh hosts with room
-for the VM's vCPUs and memory and picks the one with the most memory left after placing
-(spreading load). It books the VM's capacity on the host (a ``HostBooking``) under the hosts'
-row locks, so concurrent placements see it; a booking counts until the host's heartbeat lists
-the VM (the agent's reported use then counts it: the booking is confirmed and stays as the
-record of where the VM was placed), the create fails, or it expires.
+for the VM's vCPUs and memory, and for its disk in the data directory (as the host's last
+heartbeat reported it), and picks the one with the most memory left after placing (spreading
+load); it leaves alone the capacity that the registered capacity holders (the reservations
+active now, wired in ``domains.py``) keep for other VMs. It books the VM's vCPUs and memory on
+the host (a ``HostBooking``) under the hosts' row locks, so concurrent placements see them; a
+booking counts until the host's heartbeat lists the VM (the agent's reported use then counts
+it: the booking is confirmed and stays as the record of where the VM was placed), the create
+fails, or it expires. Disk is not booked: the next heartbeat reports what a VM took.
 """
 
 from __future__ import annotations
@@ -355,12 +358,47 @@ async def mark_lost(session: AsyncSession, settings: Settings) -> list[str]:
 class NoCapacity(Exception):
     """No usable host has room; ``hosts_known`` tells whether any host is registered,
     ``usable`` how many are live, ``expected`` the hosts that may become live soon (lost ones,
-    silent ones, and names holding an unused enrolment: e.g. ``serve``'s local host starting)."""
+    silent ones, and names holding an unused enrolment: e.g. ``serve``'s local host starting),
+    ``silent`` the status and last heartbeat (``None``: never) of each registered one among them,
+    ``disk_full`` whether the live hosts with the vCPUs and memory all lack the disk (room an
+    operator must make: waiting would not help)."""
 
     def __init__(self, message: str, hosts_known: bool, usable: int = 0,
-                 expected: tuple[str, ...] = ()) -> None:
+                 expected: tuple[str, ...] = (),
+                 silent: dict[str, tuple[str, dt.datetime | None]] | None = None,
+                 disk_full: bool = False) -> None:
         super().__init__(message)
         self.hosts_known, self.usable, self.expected = hosts_known, usable, expected
+        self.silent, self.disk_full = silent or {}, disk_full
+
+
+def last_heard(at: dt.datetime | None) -> str:
+    """When a host last sent a heartbeat, as messages say it."""
+    return f"no heartbeat since {at:%Y-%m-%d %H:%M} UTC" if at else "no heartbeat ever"
+
+
+DISK_HEADROOM_MIB = 64  # beyond the VM's disk: its seed disk, record and console log
+
+
+@dataclass(frozen=True)
+class HeldCapacity:
+    """Host capacity a VM being placed must leave alone: held for other VMs (by the
+    reservations active now), not yet used by them; ``by`` says who holds it."""
+
+    vcpus: int = 0
+    memory_mib: int = 0
+    by: str = ""
+
+
+CapacityHolder = Callable[[AsyncSession, str], Awaitable[HeldCapacity]]
+"""Asked at each placement: (the placement's session, the VM's id) -> what it must leave."""
+_capacity_holders: dict[str, CapacityHolder] = {}
+
+
+def register_capacity_holder(name: str, holder: CapacityHolder) -> None:
+    """Ask ``holder`` at each placement which capacity the VM must leave alone (wired at
+    start-up by ``slices_blueprint.domains``; registering ``name`` again replaces it)."""
+    _capacity_holders[name] = holder
 
 
 async def _enrolling(session: AsyncSession) -> list[str]:
@@ -383,9 +421,11 @@ async def _booked(session: AsyncSession) -> dict[uuid.UUID, tuple[int, int, int]
 
 
 async def place(
-    session: AsyncSession, settings: Settings, vm_id: str, vcpus: int, memory_mib: int
+    session: AsyncSession, settings: Settings, vm_id: str, vcpus: int, memory_mib: int,
+    disk_mib: int = 0,
 ) -> Host:
-    """Choose a host for VM ``vm_id`` and book its vCPUs and memory there."""
+    """Choose a host for VM ``vm_id`` and book its vCPUs and memory there; the host must
+    also have ``disk_mib`` (the VM's disk) and :data:`DISK_HEADROOM_MIB` free."""
     fresh_after = utcnow() - dt.timedelta(seconds=HostPolicy.of(settings).lost_after_seconds)
     hosts = list(await session.scalars(select(Host).order_by(Host.id).with_for_update()))
     await release(session, vm_id)  # a retried create places afresh
@@ -398,21 +438,50 @@ async def place(
 
     usable = [h for h in hosts if h.status == ACTIVE and h.cert_pem and h.last_heartbeat_at
               and h.last_heartbeat_at >= fresh_after]
-    fitting = [h for h in usable if free(h)[0] >= vcpus and free(h)[1] >= memory_mib]
-    if not fitting:
-        silent = [h.name for h in hosts if h.status != DRAINING and h not in usable]
+    roomy = [h for h in usable if free(h)[0] >= vcpus and free(h)[1] >= memory_mib]
+    disk_needed = disk_mib + DISK_HEADROOM_MIB
+    fitting = [h for h in roomy if h.disk_free_mib >= disk_needed]
+    asked = f"{vcpus} vCPU / {memory_mib} MiB"
+    if roomy and not fitting:
+        full = ", ".join(f"{h.name} ({h.disk_free_mib} MiB free)" for h in roomy)
         raise NoCapacity(
-            f"no microVM host has room for {vcpus} vCPU / {memory_mib} MiB "
-            f"({len(usable)} usable of {len(hosts)} registered)",
+            f"no microVM host has disk for VM {vm_id}: it needs {disk_needed} MiB free in the "
+            f"agent's data directory ({disk_mib} MiB disk and {DISK_HEADROOM_MIB} MiB for its "
+            f"seed and records); the hosts with {asked} free have too little: {full}",
+            hosts_known=True, usable=len(usable), disk_full=True)
+    if not fitting:
+        silent = [h for h in hosts if h.status != DRAINING and h not in usable]
+        raise NoCapacity(
+            f"no microVM host has room for {asked} ({len(usable)} usable of {len(hosts)} registered)",
             hosts_known=bool(hosts), usable=len(usable),
-            expected=tuple(dict.fromkeys(silent + await _enrolling(session))),
+            expected=tuple(dict.fromkeys([h.name for h in silent] + await _enrolling(session))),
+            silent={h.name: (h.status, h.last_heartbeat_at) for h in silent},
         )
+    await _keep_clear(session, vm_id, [free(h) for h in usable], vcpus, memory_mib)
     host = max(fitting, key=lambda h: (free(h)[1] - memory_mib, -free(h)[2], h.name))
     await session.execute(insert(HostBooking).values(
         vm_id=vm_id, host_id=host.id, vcpus=vcpus, memory_mib=memory_mib, booked_at=utcnow()))
     log.info("hosts.placed", host_id=str(host.id), name=host.name, vm_id=vm_id, vcpus=vcpus,
-             memory_mib=memory_mib)
+             memory_mib=memory_mib, disk_mib=disk_mib)
     return host
+
+
+async def _keep_clear(session: AsyncSession, vm_id: str, free: list[tuple[int, int, int]],
+                      vcpus: int, memory_mib: int) -> None:
+    """Refuse (:class:`NoCapacity`) a VM that fits only in capacity held for others: the live
+    hosts' free vCPUs and memory, less what the capacity holders keep, must take it."""
+    for holder in _capacity_holders.values():
+        held = await holder(session, vm_id)
+        if not (held.vcpus or held.memory_mib):
+            continue
+        free_vcpus = sum(max(f[0], 0) for f in free)
+        free_memory = sum(max(f[1], 0) for f in free)
+        if free_vcpus - held.vcpus < vcpus or free_memory - held.memory_mib < memory_mib:
+            raise NoCapacity(
+                f"the microVM hosts have {free_vcpus} vCPUs and {free_memory} MiB free, of which "
+                f"{held.vcpus} vCPUs and {held.memory_mib} MiB are held by {held.by}; VM {vm_id} "
+                f"needs {vcpus} vCPU / {memory_mib} MiB outside them: it waits for room",
+                hosts_known=True, usable=len(free))
 
 
 async def placed_on(session: AsyncSession, vm_id: str) -> Host | None:

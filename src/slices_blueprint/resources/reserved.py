@@ -4,12 +4,15 @@ A request naming a reservation must be allowed to run in it (``reservations.bind
 microVMs must fit in the host capacity the reservation holds, together with those already
 running in it (a reservation of equipment only is a window, nothing more). A reservation that
 has not started defers the creates to its start. MicroVMs outside any reservation keep clear
-of the capacity the reservations active now hold.
+of the capacity the reservations active now hold: when the request is accepted
+(:func:`place`), and again when each is placed on a host (:func:`held_for_others`, asked by
+``hosts.place``), since a reservation may have started in between.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,8 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.core.errors import Conflict
-from slices_blueprint.core.ids import body_id
+from slices_blueprint.core.ids import InvalidId, body_id, parse_id
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.hosts.models import HostBooking
+from slices_blueprint.hosts.service import HeldCapacity
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.reservations import binding
 from slices_blueprint.reservations.models import LIVE, Reservation
@@ -72,6 +77,47 @@ async def _check_capacity(session: AsyncSession, reservation: Reservation, flavo
                        f"{ram} MiB with these")
 
 
+async def _active_holding(session: AsyncSession) -> list[Reservation]:
+    """The reservations active now that hold microVM host capacity."""
+    now = utcnow()
+    return list(await session.scalars(select(Reservation).where(
+        Reservation.status.in_(LIVE), Reservation.starts_at <= now, Reservation.ends_at > now,
+        Reservation.vcpus + Reservation.ram_mib > 0)))
+
+
+def _resource_uuid(vm_id: str) -> uuid.UUID | None:
+    try:
+        return parse_id(vm_id, "resource")
+    except InvalidId:
+        return None
+
+
+async def held_for_others(session: AsyncSession, vm_id: str) -> HeldCapacity:
+    """The host capacity microVM ``vm_id`` (a resource id) must leave alone when placed: what
+    each reservation active now (but its own) holds beyond its microVMs already on a host (one
+    booked or running there: the hosts count those themselves)."""
+    own_id = _resource_uuid(vm_id)
+    own = await session.scalar(select(ComputeResource.reservation_id).where(ComputeResource.id == own_id)) \
+        if own_id else None
+    active = [r for r in await _active_holding(session) if r.id != own]
+    if not active:
+        return HeldCapacity()
+    booked = {u for u in map(_resource_uuid, await session.scalars(select(HostBooking.vm_id))) if u}
+    placed: dict[uuid.UUID, list[int]] = {r.id: [0, 0] for r in active}
+    for reservation_id, resource_id, ref, vcpus, ram in await session.execute(
+            select(ComputeResource.reservation_id, ComputeResource.id, ComputeResource.provider_resource_id,
+                   Flavor.vcpus, Flavor.ram_mib)
+            .join(Flavor, ComputeResource.flavor_id == Flavor.id)
+            .where(ComputeResource.reservation_id.in_(placed), ComputeResource.status != "deleted",
+                   ComputeResource.provider == MICROVM)):
+        if ref is not None or resource_id in booked:
+            placed[reservation_id][0] += vcpus
+            placed[reservation_id][1] += ram
+    return HeldCapacity(vcpus=sum(max(r.vcpus - placed[r.id][0], 0) for r in active),
+                        memory_mib=sum(max(r.ram_mib - placed[r.id][1], 0) for r in active),
+                        by=f"{len(active)} active reservation(s)")
+
+
 async def _keep_clear(session: AsyncSession, flavors: list[Flavor]) -> None:
     """Refuse (409) microVMs outside any reservation that would eat into the host capacity
     held by the reservations active now: they fit only in the hosts' capacity less what runs
@@ -79,10 +125,7 @@ async def _keep_clear(session: AsyncSession, flavors: list[Flavor]) -> None:
     reservations by their capacity lock). Without such a reservation the hosts decide."""
     if not flavors:
         return
-    now = utcnow()
-    active = list(await session.scalars(select(Reservation).where(
-        Reservation.status.in_(LIVE), Reservation.starts_at <= now, Reservation.ends_at > now,
-        Reservation.vcpus + Reservation.ram_mib > 0)))
+    active = await _active_holding(session)
     if not active:
         return
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(CAPACITY_LOCK))))

@@ -52,6 +52,7 @@ log = structlog.get_logger(__name__)
 
 BOOT_TIMEOUT_S = 180
 FIND_TIMEOUT_S = 5  # looking for an earlier attempt's VM must not wait on a dead host
+MIN_DISK_MIB = 64  # the smallest disk a VM gets (the default image fits in it)
 AGENT_STATES: dict[str, NodeState] = {
     "creating": "provisioning", "running": "running", "paused": "paused",
     "stopped": "stopped", "error": "error",
@@ -108,6 +109,25 @@ class AgentClient:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+def _disk_mib(spec: NodeSpec) -> int:
+    """The VM's disk: the flavor's, at least :data:`MIN_DISK_MIB`."""
+    return max(spec.disk_mb, MIN_DISK_MIB)
+
+
+def _waiting_for(exc: hosts.NoCapacity) -> str:
+    """Why a create waits with no live host: the hosts expected, each registered one with its
+    last heartbeat (a host that was live and is lost now says it, and since when)."""
+    def named(name: str) -> str:
+        if name not in exc.silent:
+            return name
+        status, at = exc.silent[name]
+        return f"{name} ({'lost: ' if status == hosts.LOST else ''}{hosts.last_heard(at)})"
+
+    heard = any(at for _, at in exc.silent.values())
+    return (f"no microVM host is live {'now' if heard else 'yet'}; waiting for "
+            f"{', '.join(map(named, exc.expected))} (registered or enrolled) to send a heartbeat")
 
 
 def _detail(response: httpx.Response) -> str:
@@ -223,12 +243,12 @@ class MicroVMDriver(ComputeDriver):
         async with self.db.session() as session:
             try:
                 host = await hosts.place(session, self.settings, spec.resource_id, spec.vcpus,
-                                         spec.ram_mib)
+                                         spec.ram_mib, disk_mib=_disk_mib(spec))
             except hosts.NoCapacity as exc:
+                if exc.disk_full:  # an operator must make room, as when an agent answers 507
+                    raise ProviderError(str(exc)) from exc
                 if not exc.usable and exc.expected:
-                    raise AwaitingPlacement(
-                        f"no microVM host is live yet; waiting for {', '.join(exc.expected)} "
-                        "(registered or enrolled) to send a heartbeat") from exc
+                    raise AwaitingPlacement(_waiting_for(exc)) from exc
                 if not exc.hosts_known:
                     raise ProviderError(
                         "no microVM host is registered at this site (run `slices-blueprint agent run` on a host)"
@@ -246,7 +266,7 @@ class MicroVMDriver(ComputeDriver):
             await progress(10, f"placed on host {agent.host.name}")
             body = VMSpec.model_construct(
                 id=spec.resource_id, name=spec.name, vcpus=spec.vcpus,
-                memory_mib=spec.ram_mib, disk_mib=max(spec.disk_mb, 64),
+                memory_mib=spec.ram_mib, disk_mib=_disk_mib(spec),
                 image=spec.image_location, ssh_authorized_keys=spec.ssh_authorized_keys,
                 userdata=spec.userdata,
                 labels={"experiment": spec.experiment_id, "project": spec.project_id},
@@ -319,9 +339,9 @@ class MicroVMDriver(ComputeDriver):
         host = agent.host
         try:
             if host.status == hosts.LOST:  # the agent is not asked: it would not answer
-                since = f"{host.last_heartbeat_at:%Y-%m-%d %H:%M} UTC" if host.last_heartbeat_at else "ever"
                 return NodeInfo(provider_resource_id=provider_resource_id, state="error",
-                                reason=f"microVM host {host.name} is lost: no heartbeat since {since}")
+                                reason=f"microVM host {host.name} is lost: "
+                                       f"{hosts.last_heard(host.last_heartbeat_at)}")
             response = await agent.call("GET", f"/v1/vms/{vm_id}")
         finally:
             await agent.close()
@@ -374,7 +394,7 @@ class MicroVMDriver(ComputeDriver):
             ],
             images=[CatalogImage(
                 "default", "microvm-default",
-                default_username="root", min_disk_mb=64, min_ram_mib=128,
+                default_username="root", min_disk_mb=MIN_DISK_MIB, min_ram_mib=128,
                 description="Debian cloud kernel, busybox and dropbear; built on each host from Debian packages",
             )],
         )

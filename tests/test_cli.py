@@ -208,6 +208,8 @@ def test_client_commands_do_not_import_the_server_stack(live, http, args) -> Non
     assert "typer" in loaded, result.stderr  # the probe did run the CLI
     assert not loaded & set(SERVER_STACK), sorted(loaded & set(SERVER_STACK))
     assert "typer.rich_utils" not in modules  # plain help: rendering it with rich costs ~70 ms a start
+    if args == ["--help"]:  # nothing that only printing tables or calling the service needs
+        assert "rich" not in loaded and "urllib.request" not in modules, sorted(m for m in modules if "rich" in m)
 
 
 def test_usage_errors_are_one_line(cli) -> None:

@@ -219,6 +219,9 @@ def test_usage_errors_are_one_line(cli) -> None:
     assert result.returncode == 2 and one_error_line(result).startswith("error: Missing argument 'resource'")
     assert "No such command 'nosuch'" in one_error_line(cli("nosuch", check=False))
     assert "╭" not in cli("extend", "x", "--hours", "soon", check=False).stderr
+    for group in ([], ["qkd"]):  # a group without a command shows its help
+        bare = cli(*group, check=False)
+        assert bare.returncode == 2 and "Usage:" in bare.stderr and "Commands:" in bare.stderr, bare
 
 
 def test_create_waits_and_prints_how_to_log_in_or_why_it_failed(cli, live, http, tmp_path) -> None:

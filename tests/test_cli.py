@@ -190,7 +190,7 @@ try:
     runpy.run_module("slices_blueprint", run_name="__main__")
 except SystemExit:
     pass
-print(" ".join(sorted({name.split(".")[0] for name in sys.modules})), file=sys.stderr)
+print(" ".join(sorted(sys.modules)), file=sys.stderr)
 """
 
 
@@ -203,9 +203,13 @@ def test_client_commands_do_not_import_the_server_stack(live, http, args) -> Non
            "SLICES_BLUEPRINT_CLIENT_CONFIG": "/nonexistent"}
     result = subprocess.run([sys.executable, "-c", LOADED_AFTER, *args], env=env, capture_output=True, text=True,
                             timeout=60, check=False)
-    loaded = set(result.stderr.split())
+    modules = set(result.stderr.split())
+    loaded = {name.split(".")[0] for name in modules}
     assert "typer" in loaded, result.stderr  # the probe did run the CLI
     assert not loaded & set(SERVER_STACK), sorted(loaded & set(SERVER_STACK))
+    assert "typer.rich_utils" not in modules  # plain help: rendering it with rich costs ~70 ms a start
+    if args == ["--help"]:  # nothing that only printing tables or calling the service needs
+        assert "rich" not in loaded and "urllib.request" not in modules, sorted(m for m in modules if "rich" in m)
 
 
 def test_usage_errors_are_one_line(cli) -> None:
@@ -215,6 +219,9 @@ def test_usage_errors_are_one_line(cli) -> None:
     assert result.returncode == 2 and one_error_line(result).startswith("error: Missing argument 'resource'")
     assert "No such command 'nosuch'" in one_error_line(cli("nosuch", check=False))
     assert "╭" not in cli("extend", "x", "--hours", "soon", check=False).stderr
+    for group in ([], ["qkd"]):  # a group without a command shows its help
+        bare = cli(*group, check=False)
+        assert bare.returncode == 2 and "Usage:" in bare.stderr and "Commands:" in bare.stderr, bare
 
 
 def test_create_waits_and_prints_how_to_log_in_or_why_it_failed(cli, live, http, tmp_path) -> None:

@@ -4,6 +4,7 @@ with the TEST DOUBLE provider standing in for a cloud."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime as dt
 import json
 import time
@@ -13,7 +14,10 @@ import psycopg
 import pytest
 
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.ids import parse_id
 from slices_blueprint.core.runtime import Runtime
+from slices_blueprint.resources import views as resource_views
+from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.scheduled import reconcile
 from tests.conftest import service_of_its_own
 from tests.helpers import Api
@@ -362,3 +366,34 @@ def test_wait_for_a_state(api: Api, catalog) -> None:
     assert failed.status_code == 409 and "is error: no capacity in zone b" in failed.json()["detail"]
     stranger = api.call("GET", f"/resources/{slow}/wait", exp_token(api, "someone-else"))
     assert stranger.status_code == 404  # as if missing
+
+
+def test_a_wait_wakes_on_a_change_made_elsewhere(api: Api, catalog, database_url, monkeypatch) -> None:
+    """A wait is woken by the change's notification, not by reading again: a status written
+    over another connection (as another replica or a worker would) answers the wait at once,
+    although its fallback read is a minute away."""
+    monkeypatch.setattr(resource_views, "WAIT_FALLBACK_SECONDS", 60)
+    flavor, image = catalog
+    token = exp_token(api, "woken")
+    rid = api.create(token, ["woken"], flavor, image)["resource_ids"][0]
+    assert api.ok("GET", f"/resources/{rid}/wait", token, params={"timeout": 30})["status"] == "running"
+    row_id = parse_id(rid, "resource")
+
+    async def set_status(status: str) -> None:
+        db = Database(database_url)  # a connection pool of its own, like another process
+        try:
+            async with db.session() as session:
+                (await session.get(ComputeResource, row_id)).status = status
+        finally:
+            await db.dispose()
+
+    asyncio.run(set_status("stopping"))
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(api.call, "GET", f"/resources/{rid}/wait", token, params={"state": "stopped", "timeout": 60})
+        time.sleep(1)  # the wait is subscribed and waiting
+        assert not waiting.done()
+        changed = time.monotonic()
+        asyncio.run(set_status("stopped"))
+        answer = waiting.result(timeout=30)
+    assert answer.status_code == 200 and answer.json()["status"] == "stopped"
+    assert time.monotonic() - changed < 3, "the wait was not woken by the change"

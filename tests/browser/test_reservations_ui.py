@@ -67,6 +67,9 @@ def test_book_a_free_slot_conflict_alternatives_and_cancel(page: Any, browser: A
     assert _slot(page, pair, "free").count() == 54
     row = page.locator("tr[id^='r-reservation_']", has_text=pair)
     assert row.count() == 1 and "scheduled" in row.inner_text() and re.search(r"\tin \d+ (d|h)", row.inner_text())
+    badge = row.locator(".badge")  # coloured like the other pages' statuses, and saying it
+    assert badge.inner_text() == "scheduled" and badge.get_attribute("data-tone") == "busy"
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") not in ("", "rgba(0, 0, 0, 0)")
     assert "project-wide" in row.inner_text()
     shot(page, "reservations-week")
 

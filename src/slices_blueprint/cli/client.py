@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from slices_blueprint.cli.errors import fail, load_document, read_text
 from slices_blueprint.cli.http import (
@@ -24,11 +22,11 @@ from slices_blueprint.cli.http import (
     request_json,
     resolve_token,
 )
+from slices_blueprint.cli.output import console
 from slices_blueprint.cli.reservations import time_left
 from slices_blueprint.cli.tokens import claims
 from slices_blueprint.core.api_paths import API_PREFIX, BI_PREFIX
 
-console = Console()
 FINAL_STATES = {"running", "paused", "stopped", "deleted", "error"}
 
 
@@ -37,6 +35,8 @@ def _bi(url: str) -> str:
 
 
 def _print(rows: Any, as_json: bool, columns: list[str], title: str | None = None) -> None:
+    from rich.table import Table
+
     if as_json:
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -46,7 +46,7 @@ def _print(rows: Any, as_json: bool, columns: list[str], title: str | None = Non
         table.add_column(column)
     for item in items:
         table.add_row(*["" if item.get(c) is None else str(item.get(c)) for c in columns])
-    console.print(table)
+    console().print(table)
 
 
 SHORT_ID = 8  # the last characters of an id, as `list` shows them
@@ -214,6 +214,7 @@ def _create_body(url, token, names, image, flavor, ssh_keys, userdata, networks,
 
 def _follow(url: str, token: str, task_id: str, *, quiet: bool, timeout: float = 3600) -> dict[str, Any]:
     """Poll a task until it finishes, drawing a progress bar."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn
 
     deadline = time.monotonic() + timeout
@@ -248,6 +249,8 @@ def list_(
     if fmt is ListFormat.ansible:
         typer.echo(ansible_inventory(rows), nl=False)
         return
+    from rich.table import Table
+
     now = dt.datetime.now(dt.UTC)
     table = Table(title="Resources")
     for header, wrap in (("name", False), ("id", False), ("type", False), ("status", False), ("ssh", False),
@@ -258,7 +261,7 @@ def list_(
         within = f" in {short_id(row['reservation_id'])}" if row.get("reservation_id") else ""
         table.add_row(row["friendly_name"], short_id(row["id"]), row["flavor_type"], row["status"],
                       row["ssh_command"] or "", f"{time_left(max(0, left))}{within}", row["status_reason"] or "")
-    console.print(table)
+    console().print(table)
 
 
 def ssh_login(row: dict[str, Any]) -> tuple[str, int, str | None] | None:
@@ -295,7 +298,7 @@ def show(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOutpu
         _print(row, True, [])
         return
     for key, value in row.items():
-        console.print(f"[bold]{key}[/bold]: {value}")
+        console().print(f"[bold]{key}[/bold]: {value}")
 
 
 def metrics(
@@ -333,7 +336,7 @@ def wait(
     tok = resolve_token(token)
     rid = _resolve_resource(url, tok, resource)
     deadline = time.monotonic() + timeout
-    with console.status("waiting", spinner="dots") as spinner:
+    with console().status("waiting", spinner="dots") as spinner:
         while True:
             row = request_json("GET", f"{_bi(url)}/resources/{rid}", tok)
             spinner.update(f"{row['friendly_name']}: {row['status']}")

@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from slices_blueprint.cli.client import _follow
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
+from slices_blueprint.cli.output import console
 from slices_blueprint.core.api_paths import BI_PREFIX
 
 app = typer.Typer(no_args_is_help=True, help="The experiment as one file: export it, apply it (here or on another site).")
-console = Console()
 
 
 class Format(str, Enum):
@@ -73,15 +71,17 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _show_plan(plan: dict[str, Any]) -> None:
+    from rich.table import Table
+
     if not plan["steps"]:
-        console.print("Nothing to change: the experiment matches the file.")
+        console().print("Nothing to change: the experiment matches the file.")
         return
     table = Table("action", "kind", "name", "how", "what differs", title="Plan")
     colours = {"create": "green", "change": "yellow", "delete": "red"}
     for step in plan["steps"]:
         action = step["action"]
         table.add_row(f"[{colours[action]}]{action}[/]", step["kind"], step["name"], step["how"], ", ".join(step["changes"]))
-    console.print(table)
+    console().print(table)
 
 
 @app.command()
@@ -119,4 +119,4 @@ def apply(
         _show_plan(plan)
         raise _fail("the experiment does not match the file yet (see the plan above)")
     else:
-        console.print("Applied: the experiment matches the file.")
+        console().print("Applied: the experiment matches the file.")

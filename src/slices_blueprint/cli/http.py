@@ -7,8 +7,6 @@ import json
 import os
 import re
 import tomllib
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,6 +85,9 @@ def call(method: str, url: str, token: str | None = None, *, params: dict[str, A
     """One HTTP request (the standard library's client: the CLI starts faster without
     httpx/httpcore); an error status is an answer too. Raises ``OSError`` when the service
     cannot be reached, ``ValueError`` for a URL that is not http(s)."""
+    import urllib.error  # here, not at start-up: ``--help`` needs no HTTP client (~20 ms)
+    import urllib.request
+
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http:// or https:// URL: {url}")
     if params:

@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Column, Table
 
 from slices_blueprint.cli.errors import fail, load_document
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
+from slices_blueprint.cli.output import console
 from slices_blueprint.cli.reservations import reservation_note
 from slices_blueprint.core.api_paths import BI_PREFIX
+
+if TYPE_CHECKING:
+    from rich.table import Column
 
 app = typer.Typer(no_args_is_help=True, help="QKD networks: emulated links and ETSI GS QKD 014 KMEs.")
 link_app = typer.Typer(no_args_is_help=True, help="A network's links.")
 app.add_typer(link_app, name="link")
-console = Console()
 NetworkRef = Annotated[str, typer.Argument(help="The network's id or name.")]
 
 
@@ -38,14 +39,18 @@ def _resolve(url: str, token: str, ref: str) -> str:
 
 def _whole(header: str) -> Column:
     """A column never wrapped (ids and URLs are copied from it); the others wrap instead."""
+    from rich.table import Column
+
     return Column(header, no_wrap=True)
 
 
 def _show(network: dict[str, Any], as_json: bool) -> None:
+    from rich.table import Table
+
     if as_json:
         typer.echo(json.dumps(network, indent=2))
         return
-    console.print(f"[bold]{network['name']}[/bold] {network['id']}  {network['status']}, "
+    console().print(f"[bold]{network['name']}[/bold] {network['id']}  {network['status']}, "
                   f"expires {network['expires_at']}")
     nodes = Table(_whole("node"), _whole("KME id"), _whole("KME URL"), "SAEs", title="KMEs (ETSI GS QKD 014)")
     for node in network["nodes"]:
@@ -57,7 +62,7 @@ def _show(network: dict[str, Any], as_json: bool) -> None:
         links.add_row(link["name"], link["state"], f"{link['secret_key_rate_bps']:,.0f}", f"{link['qber']:.2%}",
                       f"{link['stored_key_count']:,}/{link['max_key_count']:,}", f"{link['delivered_keys']:,}",
                       link["state_reason"] or "")
-    console.print(nodes, links)
+    console().print(nodes, links)
 
 
 def _load_description(path: Path) -> dict[str, Any]:
@@ -90,13 +95,15 @@ def list_(url: ServiceUrl, token: Token = None,
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich.table import Table
+
     table = Table(_whole("id"), _whole("name"), "status", "nodes", "links generating", "expires_at", "reservation",
                   title="QKD networks")
     for n in rows:
         generating = sum(link["state"] == "generating" for link in n["links"])
         table.add_row(n["id"], n["name"], n["status"], str(len(n["nodes"])),
                       f"{generating}/{len(n['links'])}", n["expires_at"], reservation_note(n))
-    console.print(table)
+    console().print(table)
 
 
 @app.command("show")

@@ -8,15 +8,13 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from slices_blueprint.cli.http import JsonOutput, ServiceUrl, Token, request_json, resolve_token
+from slices_blueprint.cli.output import console
 from slices_blueprint.core.api_paths import API_PREFIX
 
 app = typer.Typer(help="Your reservations (without a command: list them, with the time left).",
                   invoke_without_command=True)
-console = Console()
 Kind = Annotated[str | None, typer.Option(help="Any items of this kind (with --count).")]
 Count = Annotated[int, typer.Option(help="How many items of --kind.")]
 EquipmentNames = Annotated[list[str] | None, typer.Option("--equipment", help="An item by name (repeatable).")]
@@ -74,6 +72,8 @@ def _note(row: dict[str, Any]) -> str:
 
 
 def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
+    from rich.table import Table
+
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -83,7 +83,7 @@ def _show(rows: list[dict[str, Any]], as_json: bool) -> None:
         left = time_left(row["seconds_left"]) if row["status"] in ("scheduled", "active") else ""
         table.add_row(row["id"], row["status"], row["starts_at"], row["ends_at"], left, _holds(row),
                       ", ".join(row["bound"]), _note(row))
-    console.print(table)
+    console().print(table)
 
 
 def reserve(
@@ -121,10 +121,12 @@ def availability(
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
+    from rich.table import Table
+
     table = Table("starts_at", "ends_at", title="Free")
     for slot in answer["slots"]:
         table.add_row(slot["starts_at"], slot["ends_at"])
-    console.print(table if answer["slots"] else "nothing free within the reservation horizon")
+    console().print(table if answer["slots"] else "nothing free within the reservation horizon")
 
 
 @app.callback()

@@ -61,7 +61,8 @@ def run(app: typer.Typer) -> None:
         if is_settings_error(exc):
             print(f"invalid settings:\n{describe(exc)}", file=sys.stderr)
             sys.exit(2)
-        if exc.__class__.__name__ == "NoArgsIsHelpError":  # the help was shown
+        if exc.__class__.__name__ == "NoArgsIsHelpError":  # a group without a command: its help
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
         line = usage_error_line(exc)
         if line is None:

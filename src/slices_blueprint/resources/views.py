@@ -21,6 +21,7 @@ from slices_blueprint.core.errors import (
     problem_responses,
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
+from slices_blueprint.core.live import ChangeHub, Subscription
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, identity_from_token
 from slices_blueprint.identity.models import User
@@ -87,12 +88,16 @@ async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep,
     return service.resource_out(resource, settings.site_id)
 
 
+WAIT_FALLBACK_SECONDS = 5
+"""How often a wait reads its resource again without being told of a change (a notification
+lost while the listener reconnected, or another way of writing the row)."""
 WAIT_POLL_SECONDS = 0.5
+"""How often it reads it while this process's listener is not connected."""
 WAIT_RETRY_AFTER_SECONDS = 5
 
 
 class WaitSlots:
-    """The waits running per experiment in this process (each polls the database)."""
+    """The waits running per experiment in this process (each holds a subscription)."""
 
     def __init__(self) -> None:
         self.running: Counter[str] = Counter()
@@ -113,6 +118,14 @@ class WaitSlots:
                 del self.running[experiment_id]
 
 
+async def _changed_or_timeout(hub: ChangeHub, subscription: Subscription, deadline: float) -> None:
+    """Return when the resource changed, at the next fallback read, or at the deadline."""
+    fallback = WAIT_FALLBACK_SECONDS if hub.listening.is_set() else WAIT_POLL_SECONDS
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(subscription.changed.wait(), max(0.0, min(fallback, deadline - time.monotonic())))
+    subscription.changed.clear()  # before reading: a change after this wakes the next wait
+
+
 @router.get("/resources/{resource_id}/wait", response_model=ResourceOut,
             responses={408: {"description": "the timeout passed first (the problem names the status)"},
                        409: {"description": "the resource settled in another state"},
@@ -123,27 +136,29 @@ async def wait_for_resource(
     timeout: float = Query(default=60, gt=0, le=600, description="seconds"),
 ) -> ResourceOut:
     """Answer the resource once it is ``state`` (or settled). A settled resource in another
-    state is a 409 naming it (e.g. ``error`` with its reason); the timeout is a 408."""
+    state is a 409 naming it (e.g. ``error`` with its reason); the timeout is a 408. Woken by
+    the change's notification (``core.live``), from whichever process made it."""
     rid = path_id(resource_id, "resource")
-    resource = await service.get_resource(session, caller, rid)  # authorised once, here
-    await session.commit()  # no connection or transaction is held while waiting
-    deadline = time.monotonic() + timeout
-    slots = request.app.state.wait_slots
-    with slots.take(resource.experiment_id, settings.max_waits_per_experiment):
-        while True:
-            if resource.status == state or (state is None and resource.status in states.FINAL):
-                return service.resource_out(resource, settings.site_id)
-            if resource.status in states.FINAL:  # settled, but not as asked
-                reason = f": {resource.status_reason}" if resource.status_reason else ""
-                raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
-                               current_status=resource.status)
-            if time.monotonic() >= deadline:
-                raise RequestTimeout(
-                    f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
-                    current_status=resource.status)
-            await asyncio.sleep(WAIT_POLL_SECONDS)
-            async with request.app.state.db.session() as poll:
-                resource = await service.get_resource(poll, caller, rid)
+    hub: ChangeHub = request.app.state.changes
+    async with hub.subscribe(lambda change: change.get("resource") == str(rid)) as subscription:
+        resource = await service.get_resource(session, caller, rid)  # authorised once, here
+        await session.commit()  # no connection or transaction is held while waiting
+        deadline = time.monotonic() + timeout
+        with request.app.state.wait_slots.take(resource.experiment_id, settings.max_waits_per_experiment):
+            while True:
+                if resource.status == state or (state is None and resource.status in states.FINAL):
+                    return service.resource_out(resource, settings.site_id)
+                if resource.status in states.FINAL:  # settled, but not as asked
+                    reason = f": {resource.status_reason}" if resource.status_reason else ""
+                    raise Conflict(f"resource {resource.friendly_name!r} is {resource.status}{reason}",
+                                   current_status=resource.status)
+                if time.monotonic() >= deadline:
+                    raise RequestTimeout(
+                        f"resource {resource.friendly_name!r} is still {resource.status} after {timeout:g} s",
+                        current_status=resource.status)
+                await _changed_or_timeout(hub, subscription, deadline)
+                async with request.app.state.db.session() as poll:
+                    resource = await service.get_resource(poll, caller, rid)
 
 
 ACTIONS = {

@@ -65,8 +65,8 @@ def short_key(key: str) -> str:
     return f"{kind} …{body[-8:]} {comment}".strip()
 
 
-TONES = {"running": "ok", "succeeded": "ok", "error": "bad", "failed": "bad",
-         "paused": "idle", "stopped": "idle", "deleted": "idle", "cancelled": "idle"}
+TONES = {"running": "ok", "succeeded": "ok", "active": "ok", "error": "bad", "failed": "bad",
+         "paused": "idle", "stopped": "idle", "deleted": "idle", "cancelled": "idle", "ended": "idle"}
 """How a status badge is coloured (its text always says the status): the rest are under way."""
 
 

@@ -475,13 +475,13 @@ def quota(url: ServiceUrl, token: Token = None, as_json: JsonOutput = False) -> 
 def register(app: typer.Typer) -> None:
     """Add the client commands to the root CLI."""
     for command in (flavors, images, create, show, wait, extend, metrics, task, quota, reset):
-        app.command(rich_help_panel="Client")(command)
-    app.command("list", rich_help_panel="Client")(list_)
-    app.command("delete", rich_help_panel="Client")(_action("delete", "DELETE", ""))
+        app.command()(command)
+    app.command("list")(list_)
+    app.command("delete")(_action("delete", "DELETE", ""))
     for action in ("pause", "resume", "stop", "start"):
-        app.command(action, rich_help_panel="Client")(_action(action, "POST", f"/{action}"))
+        app.command(action)(_action(action, "POST", f"/{action}"))
     creds = typer.Typer(no_args_is_help=True, help="Your provider credentials (one per provider that takes one).")
     creds.command("upload")(credentials_upload)
     creds.command("list")(credentials_list)
     creds.command("delete")(credentials_delete)
-    app.add_typer(creds, name="credentials", rich_help_panel="Client")
+    app.add_typer(creds, name="credentials")

@@ -55,5 +55,5 @@ def events(resource: str, url: ServiceUrl, token: Token = None, as_json: JsonOut
 
 def register(app: typer.Typer) -> None:
     """Add ``logs`` and ``events`` to the root CLI."""
-    app.command(rich_help_panel="Client")(logs)
-    app.command(rich_help_panel="Client")(events)
+    app.command()(logs)
+    app.command()(events)

@@ -1,4 +1,4 @@
-"""``slices-blueprint``: run the service, a worker, a host agent; manage the database; and
+"""slices-blueprint: run the service, a worker, a host agent; manage the database; and
 talk to a running service as a client."""
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ app.add_typer(db_app, name="db")
 app.add_typer(dev.app, name="dev")
 app.add_typer(admin.app, name="admin")
 app.add_typer(agent_app, name="agent")
-app.add_typer(qkd_cli.app, name="qkd", rich_help_panel="Client")
-app.add_typer(experiment_cli.app, name="experiment", rich_help_panel="Client")
+app.add_typer(qkd_cli.app, name="qkd")
+app.add_typer(experiment_cli.app, name="experiment")
 client.register(app)
 logs.register(app)
 remote.register(app)
-app.command("wait-ready", rich_help_panel="Client")(serving.wait_ready)
+app.command("wait-ready")(serving.wait_ready)
 reservations_cli.register(app)
 
 ReadyTimeout = serving.ReadyTimeout

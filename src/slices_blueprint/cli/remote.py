@@ -68,5 +68,5 @@ def scp(
 
 def register(app: typer.Typer) -> None:
     """Add ``ssh`` and ``scp`` to the root CLI."""
-    app.command(rich_help_panel="Client", context_settings=PASS_THROUGH)(ssh)
-    app.command(rich_help_panel="Client", context_settings=PASS_THROUGH)(scp)
+    app.command(context_settings=PASS_THROUGH)(ssh)
+    app.command(context_settings=PASS_THROUGH)(scp)

@@ -162,6 +162,6 @@ def cancel(reservation: ReservationId, url: ServiceUrl, token: Token = None,
 
 def register(root: typer.Typer) -> None:
     """Add ``reserve``, ``reservations`` and ``availability`` to the root CLI."""
-    root.command(rich_help_panel="Client")(reserve)
-    root.command(rich_help_panel="Client")(availability)
-    root.add_typer(app, name="reservations", rich_help_panel="Client")
+    root.command()(reserve)
+    root.command()(availability)
+    root.add_typer(app, name="reservations")

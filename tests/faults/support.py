@@ -345,8 +345,16 @@ def read_ledger(database_url: str, data_dir: Path) -> Ledger:
             " GROUP BY status").fetchall()))
     resources = {format_id("resource", SITE_ID, rid): {"status": status, "provider_resource_id": prid}
                  for rid, status, prid in rows}
-    nodes = {p.stem: json.loads(p.read_text()) for p in (data_dir / "test-double").glob("*.json")}
+    nodes = {p.stem: node for p in (data_dir / "test-double").glob("*.json") if (node := _node(p)) is not None}
     return Ledger(resources=resources, tasks=tasks, nodes=nodes)
+
+
+def _node(path: Path) -> dict | None:
+    """A test-double node's record, or ``None`` when a worker deleted it since the listing."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
 
 
 def wait_settled(database_url: str, data_dir: Path, timeout: float, what: str) -> Ledger:

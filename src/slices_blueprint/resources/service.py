@@ -282,15 +282,19 @@ def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
 
 
+def _listed(caller: Caller) -> Select:
+    """:data:`LISTED` columns of the resources the caller may see (``Caller.visible``)."""
+    return caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
+                          project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
+
+
 async def list_resources(
     session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
     limit: int, after: uuid.UUID | None,
 ) -> list[Row]:
     """A page of the resources the caller may see, in id order: :data:`LISTED` rows (no ORM
     objects: a page is read to be shown, never changed)."""
-    query = caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
-                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
-    query = query.order_by(ComputeResource.id).limit(limit)
+    query = _listed(caller).order_by(ComputeResource.id).limit(limit)
     if not include_deleted:
         query = query.where(ComputeResource.status != "deleted")
     if status:
@@ -298,6 +302,15 @@ async def list_resources(
     if after:
         query = query.where(ComputeResource.id > after)
     return list((await session.execute(query)).all())
+
+
+async def read_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID) -> Row:
+    """One resource the caller may see, as a :data:`LISTED` row (to be shown, never changed);
+    404 like :func:`get_resource` otherwise."""
+    row = (await session.execute(_listed(caller).where(ComputeResource.id == resource_id))).first()
+    if row is None:
+        raise NotFound("no such resource")
+    return row
 
 
 async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:

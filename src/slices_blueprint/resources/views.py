@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import TypeAdapter
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import (
@@ -21,6 +20,7 @@ from slices_blueprint.core.errors import (
     problem_responses,
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
+from slices_blueprint.core.responses import json_answer
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, identity_from_token
 from slices_blueprint.identity.models import User
@@ -38,7 +38,6 @@ from slices_blueprint.tasks.service import task_out
 
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
 PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
-RESOURCE_PAGE = TypeAdapter(list[ResourceOut])
 
 
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
@@ -78,13 +77,13 @@ async def list_resources(
     rows = await service.list_resources(session, caller, include_deleted=include_deleted, status=status, limit=limit, after=after_id)
     headers = {"X-Next-After": format_id("resource", settings.site_id, rows[-1].id)} if len(rows) == limit else None
     page = [service.resource_out(r, settings.site_id) for r in rows]
-    return Response(RESOURCE_PAGE.dump_json(page), media_type="application/json", headers=headers)  # serialized once
+    return json_answer(page, ResourceOut, headers=headers)
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
-async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ResourceOut:
-    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
-    return service.resource_out(resource, settings.site_id)
+async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    resource = await service.read_resource(session, caller, path_id(resource_id, "resource"))
+    return json_answer(service.resource_out(resource, settings.site_id))
 
 
 WAIT_POLL_SECONDS = 0.5

@@ -86,7 +86,7 @@ class CatalogCache:
 
 def use_cache(db: Database, cache: CatalogCache) -> None:
     """Let ``db``'s sessions read catalog rows through ``cache`` (see :func:`entry`)."""
-    db.sessions.configure(info={**db.sessions.kw.get("info", {}), CACHE_KEY: cache})
+    db.share(CACHE_KEY, cache)
 
 
 async def entry(session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:

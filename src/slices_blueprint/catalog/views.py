@@ -20,7 +20,7 @@ from slices_blueprint.catalog.schemas import (
     SyncRequest,
     SyncResult,
 )
-from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep, read_only
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.responses import json_answer
@@ -82,10 +82,10 @@ def _routes(kind: CatalogKind) -> None:
 
     create_entry.__annotations__["body"] = kind.create_schema  # the concrete body schema
     out = kind.out_schema
-    router.add_api_route(kind.path, list_entries, methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
+    router.add_api_route(kind.path, read_only(list_entries), methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
     router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
     entry = f"{kind.path}/{{entry_id}}"
-    router.add_api_route(entry, get_entry, methods=["GET"], response_model=out,
+    router.add_api_route(entry, read_only(get_entry), methods=["GET"], response_model=out,
                          summary=f"Get a {kind.label}", responses=problem_responses(404, 422))
     router.add_api_route(entry, patch_entry, methods=["PATCH"], response_model=out,
                          summary=f"Hide or show a {kind.label} (admins)",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, read_only
 from slices_blueprint.core.errors import (
     BODY_PROBLEMS,
     Conflict,
@@ -62,6 +62,7 @@ async def create_resources(
 
 
 @router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
+@read_only
 async def list_resources(
     caller: CallerDep,
     session: SessionDep,
@@ -81,6 +82,7 @@ async def list_resources(
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
+@read_only
 async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
     resource = await service.read_resource(session, caller, path_id(resource_id, "resource"))
     return json_answer(service.resource_out(resource, settings.site_id))
@@ -185,6 +187,7 @@ async def extend_resource(
 
 @router.get("/resources/{resource_id}/events", response_model=list[EventOut],
             responses=PER_RESOURCE)
+@read_only
 async def resource_events(resource_id: str, caller: CallerDep, session: SessionDep) -> list[EventOut]:
     """The audit trail of one resource, newest first."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))

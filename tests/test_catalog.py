@@ -104,6 +104,14 @@ def test_requests_see_a_catalog_change_made_by_any_process(live, http, database_
     wait_for(lambda: cache.listening, 10, "the catalog listener")
     assert (Flavor, flavor_uuid) in cache._rows  # read once, then kept
 
+    def listed() -> list[str]:
+        response = api.call("GET", "/flavors", token)
+        assert response.status_code == 200, response.text
+        return [f["id"] for f in response.json()]
+
+    assert flavor in listed()
+    assert cache._lists  # the listing is kept too
+
     async def hide() -> None:
         db = Database(database_url)
         try:
@@ -123,3 +131,4 @@ def test_requests_see_a_catalog_change_made_by_any_process(live, http, database_
         return response.status_code == 422 and "no such flavor" in response.text
 
     wait_for(refused, 5, "the hidden flavor refused", interval=0.05)
+    wait_for(lambda: flavor not in listed(), 5, "the hidden flavor unlisted", interval=0.05)

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Hashable
 from typing import TypeVar
 
 import psycopg
 import structlog
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog.models import CHANGED_CHANNEL, DiskImage, Flavor
@@ -27,15 +29,18 @@ RELISTEN_SECONDS = 1.0
 
 
 class CatalogCache:
-    """Catalog rows by (model, id): copies belonging to no session, valid while listening."""
+    """Catalog rows by (model, id), and listings by what they select: copies belonging to no
+    session, valid while listening."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[type, uuid.UUID], Flavor | DiskImage] = {}
+        self._lists: dict[Hashable, list] = {}
         self._generation = 0  # counts the changes heard: a row read across one is not kept
         self.listening = False
 
     def forget(self) -> None:
         self._rows.clear()
+        self._lists.clear()
         self._generation += 1
 
     async def get(self, session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:
@@ -48,6 +53,17 @@ class CatalogCache:
         if row is not None and self.listening and generation == self._generation:
             self._rows[(model, key)] = detached_copy(row)
         return row
+
+    async def listing(self, session: AsyncSession, key: Hashable, query: Select) -> list:
+        """The rows ``query`` selects, kept under ``key`` (which names what it selects)."""
+        kept = self._lists.get(key) if self.listening else None
+        if kept is not None:
+            return list(kept)
+        generation = self._generation
+        rows = list(await session.scalars(query))
+        if self.listening and generation == self._generation:
+            self._lists[key] = [detached_copy(row) for row in rows]
+        return rows
 
     async def listen(self, database_url: str) -> None:
         """Forget the kept rows at every catalog change, until cancelled; a lost connection
@@ -70,7 +86,7 @@ class CatalogCache:
 
 def use_cache(db: Database, cache: CatalogCache) -> None:
     """Let ``db``'s sessions read catalog rows through ``cache`` (see :func:`entry`)."""
-    db.sessions.configure(info={**db.sessions.kw.get("info", {}), CACHE_KEY: cache})
+    db.share(CACHE_KEY, cache)
 
 
 async def entry(session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:
@@ -78,3 +94,11 @@ async def entry(session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> E
     else from the table. A cached row belongs to no session: read it, never change it."""
     cache: CatalogCache | None = session.info.get(CACHE_KEY)
     return await cache.get(session, model, key) if cache else await session.get(model, key)
+
+
+async def entries(session: AsyncSession, key: Hashable, query: Select) -> list:
+    """The catalog rows ``query`` selects (``key`` names the selection): through the session's
+    cache when it has one, else from the table. Cached rows belong to no session: read them,
+    never change them."""
+    cache: CatalogCache | None = session.info.get(CACHE_KEY)
+    return await cache.listing(session, key, query) if cache else list(await session.scalars(query))

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.catalog.cache import entries
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.catalog.schemas import (
     DiskImageCreate,
@@ -42,7 +43,7 @@ async def list_flavors(
     )
     if not include_hidden:
         query = query.where(Flavor.hidden.is_(False))
-    return list(await session.scalars(query))
+    return await entries(session, (Flavor, tuple(flavor_types), include_hidden), query)
 
 
 async def list_images(
@@ -53,7 +54,7 @@ async def list_images(
     )
     if not include_hidden:
         query = query.where(DiskImage.hidden.is_(False))
-    return list(await session.scalars(query))
+    return await entries(session, (DiskImage, tuple(flavor_types), include_hidden), query)
 
 
 async def _add(session: AsyncSession, row: Flavor | DiskImage, what: str) -> None:

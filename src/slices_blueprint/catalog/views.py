@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from slices_blueprint.catalog import service
@@ -20,9 +20,10 @@ from slices_blueprint.catalog.schemas import (
     SyncRequest,
     SyncResult,
 )
-from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep, read_only
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.responses import json_answer
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.providers.base import ProviderError
@@ -58,9 +59,9 @@ KINDS = [
 def _routes(kind: CatalogKind) -> None:
     """List and get for any valid token; create and hide/show for admins."""
 
-    async def list_entries(caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False) -> list[Any]:
+    async def list_entries(caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False) -> Response:
         rows = await kind.listing(session, enabled_types(settings), include_hidden and caller.is_admin)
-        return [kind.out(row, settings.site_id) for row in rows]
+        return json_answer([kind.out(row, settings.site_id) for row in rows], kind.out_schema)
 
     async def create_entry(body: BaseModel, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
         admin = caller.require_admin()
@@ -68,10 +69,10 @@ def _routes(kind: CatalogKind) -> None:
         await record(session, actor=admin.id, action=f"catalog.{kind.label}_create", outcome="ok", name=row.friendly_name)
         return kind.out(row, settings.site_id)
 
-    async def get_entry(entry_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
+    async def get_entry(entry_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
         offered = None if caller.is_admin else enabled_types(settings)  # hidden: as if missing
         row = await kind.getting(session, path_id(entry_id, kind.id_type), offered)
-        return kind.out(row, settings.site_id)
+        return json_answer(kind.out(row, settings.site_id))
 
     async def patch_entry(entry_id: str, body: CatalogEntryPatch, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
         admin = caller.require_admin()
@@ -81,10 +82,10 @@ def _routes(kind: CatalogKind) -> None:
 
     create_entry.__annotations__["body"] = kind.create_schema  # the concrete body schema
     out = kind.out_schema
-    router.add_api_route(kind.path, list_entries, methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
+    router.add_api_route(kind.path, read_only(list_entries), methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
     router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
     entry = f"{kind.path}/{{entry_id}}"
-    router.add_api_route(entry, get_entry, methods=["GET"], response_model=out,
+    router.add_api_route(entry, read_only(get_entry), methods=["GET"], response_model=out,
                          summary=f"Get a {kind.label}", responses=problem_responses(404, 422))
     router.add_api_route(entry, patch_entry, methods=["PATCH"], response_model=out,
                          summary=f"Hide or show a {kind.label} (admins)",

@@ -75,11 +75,27 @@ class Database:
             hide_parameters=True,  # a failed statement's values (tokens, userdata) stay out of logs
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # the same pool, each statement committed by itself: no BEGIN and COMMIT round trips
+        self.reads = async_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                        expire_on_commit=False)
+
+    def share(self, key: str, value: object) -> None:
+        """Put ``value`` in the ``info`` of every session opened from now on, under ``key``."""
+        for maker in (self.sessions, self.reads):
+            maker.configure(info={**maker.kw.get("info", {}), key: value})
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success and rolls back on error."""
         async with self.sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads: each statement runs in its own implicit transaction, one round
+        trip, no BEGIN or COMMIT. What it writes (a caller's first record) is not undone by an
+        error later; its commit hooks run when it ends without error."""
+        async with self.reads() as session, session.begin():
             yield session
 
     async def dispose(self) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,7 +12,10 @@ from slices_blueprint.core.api_paths import API_PREFIX, BI_PREFIX
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 
-__all__ = ["API_PREFIX", "BI_PREFIX", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep"]
+__all__ = ["API_PREFIX", "BI_PREFIX", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep",
+           "read_only"]
+
+EndpointT = TypeVar("EndpointT", bound=Callable)
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -24,9 +27,22 @@ async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
+READ_ONLY = "_reads_only"
+
+
+def read_only(endpoint: EndpointT) -> EndpointT:
+    """Mark a view that only reads: its request's session is a ``Database.read_session`` (no
+    BEGIN/COMMIT round trips), whose single-statement reads need no transaction."""
+    setattr(endpoint, READ_ONLY, True)
+    return endpoint
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: committed when the view returns, rolled back on error."""
-    async with request.app.state.db.session() as session:
+    """One transaction per request: committed when the view returns, rolled back on error
+    (a :func:`read_only` view's reads: one implicit transaction per statement)."""
+    db: Database = request.app.state.db
+    reads = getattr(request.scope.get("endpoint"), READ_ONLY, False)
+    async with db.read_session() if reads else db.session() as session:
         yield session
 
 

@@ -6,6 +6,7 @@ carrying our site id, as the SLICES BI API does.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 
@@ -33,8 +34,10 @@ def new_uuid() -> uuid.UUID:
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
 
 
+@functools.lru_cache(maxsize=65536)
 def format_id(type_: str, site: str, value: uuid.UUID) -> str:
-    """The TypeID of ``value`` for objects of ``type_`` at ``site``."""
+    """The TypeID of ``value`` for objects of ``type_`` at ``site`` (the last ones formatted
+    are remembered: a listed page formats three ids a row)."""
     return f"{type_}_{site}_{base32.encode(value.bytes)}"
 
 

@@ -21,7 +21,7 @@ RATE_LIMITED = "audit.rate_limited"
 def limit_rate(db: Database, per_minute: int) -> None:
     """Bound the events that ``db``'s sessions record per resource per minute: the event
     past the bound is one ``audit.rate_limited`` event, later ones that minute are only logged."""
-    db.sessions.configure(info={**db.sessions.kw.get("info", {}), RATE_KEY: per_minute})
+    db.share(RATE_KEY, per_minute)
 
 
 async def _recent_count(session: AsyncSession, resource_id: uuid.UUID, cap: int) -> int:

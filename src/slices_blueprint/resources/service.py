@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import procrastinate
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Result, Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,9 +50,10 @@ LISTED = (ComputeResource.id, ComputeResource.friendly_name, ComputeResource.exp
 
 
 def resource_out(resource: ComputeResource | Row, site: str) -> ResourceOut:
-    """The API view of a resource (an ORM row, or a :data:`LISTED` row)."""
+    """The API view of a resource (an ORM row, or a :data:`LISTED` row); built without
+    validation: every value comes from a column of the declared type."""
     access = resource.access or {}
-    return ResourceOut(
+    return ResourceOut.model_construct(
         id=format_id("resource", site, resource.id),
         friendly_name=resource.friendly_name,
         experiment_id=resource.experiment_id,
@@ -282,22 +283,40 @@ def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
 
 
+async def _core(session: AsyncSession, query: Select) -> Result:
+    """``query`` run on the session's connection, past the ORM (it selects columns, no objects)."""
+    return await (await session.connection()).execute(query)
+
+
+def _listed(caller: Caller) -> Select:
+    """:data:`LISTED` columns of the resources the caller may see (``Caller.visible``)."""
+    return caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
+                          project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
+
+
 async def list_resources(
     session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
     limit: int, after: uuid.UUID | None,
 ) -> list[Row]:
     """A page of the resources the caller may see, in id order: :data:`LISTED` rows (no ORM
     objects: a page is read to be shown, never changed)."""
-    query = caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
-                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
-    query = query.order_by(ComputeResource.id).limit(limit)
+    query = _listed(caller).order_by(ComputeResource.id).limit(limit)
     if not include_deleted:
         query = query.where(ComputeResource.status != "deleted")
     if status:
         query = query.where(ComputeResource.status == status)
     if after:
         query = query.where(ComputeResource.id > after)
-    return list((await session.execute(query)).all())
+    return list((await _core(session, query)).all())
+
+
+async def read_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID) -> Row:
+    """One resource the caller may see, as a :data:`LISTED` row (to be shown, never changed);
+    404 like :func:`get_resource` otherwise."""
+    row = (await _core(session, _listed(caller).where(ComputeResource.id == resource_id))).first()
+    if row is None:
+        raise NotFound("no such resource")
+    return row
 
 
 async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from pydantic import TypeAdapter
 
-from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, read_only
 from slices_blueprint.core.errors import (
     BODY_PROBLEMS,
     Conflict,
@@ -22,6 +21,7 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.live import ChangeHub, Subscription
+from slices_blueprint.core.responses import json_answer
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, identity_from_token
 from slices_blueprint.identity.models import User
@@ -39,7 +39,6 @@ from slices_blueprint.tasks.service import task_out
 
 router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
 PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
-RESOURCE_PAGE = TypeAdapter(list[ResourceOut])
 
 
 async def _body_user(request: Request, session: SessionDep, body: ResourcesRequest) -> User | None:
@@ -64,6 +63,7 @@ async def create_resources(
 
 
 @router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
+@read_only
 async def list_resources(
     caller: CallerDep,
     session: SessionDep,
@@ -79,13 +79,14 @@ async def list_resources(
     rows = await service.list_resources(session, caller, include_deleted=include_deleted, status=status, limit=limit, after=after_id)
     headers = {"X-Next-After": format_id("resource", settings.site_id, rows[-1].id)} if len(rows) == limit else None
     page = [service.resource_out(r, settings.site_id) for r in rows]
-    return Response(RESOURCE_PAGE.dump_json(page), media_type="application/json", headers=headers)  # serialized once
+    return json_answer(page, ResourceOut, headers=headers)
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
-async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> ResourceOut:
-    resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))
-    return service.resource_out(resource, settings.site_id)
+@read_only
+async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
+    resource = await service.read_resource(session, caller, path_id(resource_id, "resource"))
+    return json_answer(service.resource_out(resource, settings.site_id))
 
 
 WAIT_FALLBACK_SECONDS = 5
@@ -201,6 +202,7 @@ async def extend_resource(
 
 @router.get("/resources/{resource_id}/events", response_model=list[EventOut],
             responses=PER_RESOURCE)
+@read_only
 async def resource_events(resource_id: str, caller: CallerDep, session: SessionDep) -> list[EventOut]:
     """The audit trail of one resource, newest first."""
     resource = await service.get_resource(session, caller, path_id(resource_id, "resource"))

@@ -34,6 +34,9 @@ from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.providers.endpoints import EndpointPolicy
 from tests.helpers import wait_for
 
+pytest_plugins = ["tests.openstack.cloud_fixture", "tests.kubernetes.cluster_fixture"]
+"""Session fixtures of the real clusters, registered once: shared by their own tests and tests/faults."""
+
 SERVER_PG = os.environ.get("SLICES_BLUEPRINT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_INTEGRATION = os.environ.get("SLICES_BLUEPRINT_REQUIRE_INTEGRATION") == "1"
 

@@ -21,9 +21,9 @@ from slices_blueprint.providers.microvm.driver import MicroVMDriver
 from slices_blueprint.providers.openstack.driver import OpenStackDriver
 from slices_blueprint.providers.test_double.driver import TestDoubleDriver
 from tests.conftest import LOOPBACK_ALLOWED, free_port, fresh_database, make_settings
-from tests.kubernetes.conftest import kube, kubeconfig_bytes, make_spec, new_driver  # noqa: F401
+from tests.kubernetes.conftest import make_spec, new_driver  # noqa: F401 (fixtures)
 from tests.microvm.conftest import make_host  # noqa: F401 (a fixture)
-from tests.openstack.conftest import Cleanup
+from tests.openstack.cloud_fixture import Cleanup
 from tests.openstack.support import (
     AIO_CLOUD,
     AIO_CLOUDS_YAML,

@@ -39,8 +39,7 @@ from tests.faults.cloud_support import (
     outage,
 )
 from tests.helpers import Api, wait_for
-from tests.kubernetes.conftest import KUBECONFIG, kube, kubeconfig_bytes  # noqa: F401 (fixtures)
-from tests.openstack.conftest import cloud  # noqa: F401 (fixture)
+from tests.kubernetes.cluster_fixture import KUBECONFIG
 from tests.openstack.support import PREFIX, Cloud
 
 KEPT = 3  # machines made before the outage, deleted during it
@@ -156,7 +155,7 @@ def _answers(url: str) -> Callable[[], bool]:
 # ---------------------------------------------------------------------------- OpenStack
 
 @pytest.fixture
-def vm_site(cloud: Cloud, pg_admin_url: str, tmp_path: Path) -> Iterator[LiveServer]:  # noqa: F811
+def vm_site(cloud: Cloud, pg_admin_url: str, tmp_path: Path) -> Iterator[LiveServer]:
     """The service with the throwaway project as its site-wide cloud (its servers are this
     test's alone), trying an operation up to 7 times: its retries wait 2 + 4 + ... + 64 s,
     longer than nova-api takes to stop and start again on a busy machine."""
@@ -175,7 +174,7 @@ def vm_site(cloud: Cloud, pg_admin_url: str, tmp_path: Path) -> Iterator[LiveSer
 @pytest.mark.openstack
 @pytest.mark.timeout(420)
 def test_nova_api_outage_while_creating_and_deleting(
-    cloud: Cloud, vm_site: LiveServer, http_client: httpx.Client  # noqa: F811
+    cloud: Cloud, vm_site: LiveServer, http_client: httpx.Client
 ) -> None:
     api = Api(vm_site, http_client)
     nova_api = ScriptService("nova-api", OPENSTACK_RUN, OPENSTACK_LOGS,
@@ -191,7 +190,7 @@ def _experiment_token(api: Api) -> str:
     return api.token("alice", "demo", f"outage-{uuid.uuid4().hex[:6]}")
 
 
-def _vm_catalog(api: Api, cloud: Cloud) -> tuple[str, str]:  # noqa: F811
+def _vm_catalog(api: Api, cloud: Cloud) -> tuple[str, str]:
     """The test cloud's flavor and image as the site's catalog sync imported them: their ids."""
     answer = api.http.post(f"{api.live.url}{API_PREFIX}/catalog/sync", json={"flavor_type": "vm"},
                            headers={"Authorization": f"Bearer {api.token('admin')}"})
@@ -202,7 +201,7 @@ def _vm_catalog(api: Api, cloud: Cloud) -> tuple[str, str]:  # noqa: F811
     return flavor["id"], image["id"]
 
 
-def _servers(cloud: Cloud) -> Listing:  # noqa: F811
+def _servers(cloud: Cloud) -> Listing:
     """The throwaway project's servers carrying our resource id, as the admin sees them."""
 
     def listed() -> dict[str, list[str]]:
@@ -219,7 +218,7 @@ def _servers(cloud: Cloud) -> Listing:  # noqa: F811
 @pytest.mark.openstack
 @pytest.mark.timeout(480)
 def test_nova_api_and_compute_outage_while_creating_and_deleting(
-    cloud: Cloud, vm_site: LiveServer, http_client: httpx.Client  # noqa: F811
+    cloud: Cloud, vm_site: LiveServer, http_client: httpx.Client
 ) -> None:
     """Nova's compute service stopped too, before the requests: the servers wait in BUILD;
     those it had taken end ERROR when it starts again (nova's rule, without a fault), and
@@ -250,7 +249,7 @@ def test_nova_api_and_compute_outage_while_creating_and_deleting(
 # ---------------------------------------------------------------------------- Kubernetes
 
 @pytest.fixture
-def pod_site(kubeconfig_bytes: bytes, pg_admin_url: str, tmp_path: Path  # noqa: F811
+def pod_site(kubeconfig_bytes: bytes, pg_admin_url: str, tmp_path: Path
              ) -> Iterator[LiveServer]:
     """The service with the AIO cluster as its site-wide cluster (pods: 1/100 of a CPU each,
     no termination grace), trying an operation up to 7 times."""
@@ -268,7 +267,7 @@ def pod_site(kubeconfig_bytes: bytes, pg_admin_url: str, tmp_path: Path  # noqa:
 @pytest.mark.kubernetes
 @pytest.mark.timeout(420)
 def test_kube_apiserver_outage_while_creating_and_deleting(
-    kube: k8s.CoreV1Api, pod_site: LiveServer, http_client: httpx.Client  # noqa: F811
+    kube: k8s.CoreV1Api, pod_site: LiveServer, http_client: httpx.Client
 ) -> None:
     api = Api(pod_site, http_client)
     admin = api.token("admin")

@@ -7,54 +7,21 @@ does not answer, integration tests skip, or fail when ``SLICES_BLUEPRINT_REQUIRE
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.config.config_exception import ConfigException
-from urllib3.exceptions import HTTPError
 
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.providers.base import NodeSpec
 from slices_blueprint.providers.kubernetes.driver import KubernetesDriver
 from slices_blueprint.providers.kubernetes.pods import namespace_name
+from tests.kubernetes.cluster_fixture import KUBECONFIG
 
-KUBECONFIG = Path(os.environ.get("K8S_AIO_KUBECONFIG", "/var/lib/k8s-aio/kubeconfig"))
 RUN = uuid.uuid4().hex[:6]  # tells this run's objects from any other's
-
-
-def _unavailable(why: str) -> None:
-    message = f"Kubernetes AIO not running: start ../shared/tools/k8s-apiserver.sh ({why})"
-    if os.environ.get("SLICES_BLUEPRINT_REQUIRE_INTEGRATION") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def kubeconfig_bytes() -> bytes:
-    """The AIO cluster's admin kubeconfig, once the API server has answered."""
-    try:
-        data = KUBECONFIG.read_bytes()
-        api = k8s_config.new_client_from_config(config_file=str(KUBECONFIG))
-        with api:
-            k8s.VersionApi(api).get_code(_request_timeout=(3, 5))
-    except (OSError, HTTPError, k8s.ApiException, ConfigException) as exc:
-        _unavailable(f"{type(exc).__name__}: {exc}")
-    return data
-
-
-@pytest.fixture(scope="session")
-def kube(kubeconfig_bytes: bytes) -> Iterator[k8s.CoreV1Api]:
-    """A plain client, independent of the driver, for checking and driving the cluster."""
-    api = k8s_config.new_client_from_config(config_file=str(KUBECONFIG))
-    with api:
-        yield k8s.CoreV1Api(api)
 
 
 @pytest.fixture

@@ -36,8 +36,6 @@ from slices_blueprint.providers.kubernetes.pods import (
 from tests.conftest import LiveServer
 from tests.helpers import Api
 from tests.kubernetes.conftest import (  # noqa: F401 (fixtures)
-    kube,
-    kubeconfig_bytes,
     make_spec,
     new_driver,
     progress,

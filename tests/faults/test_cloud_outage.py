@@ -29,7 +29,7 @@ from slices_blueprint.providers.kubernetes.pods import (
     namespace_name,
 )
 from slices_blueprint.providers.openstack.driver import META_RESOURCE
-from tests.conftest import LiveServer, free_port, fresh_database, make_settings, start_server
+from tests.conftest import LiveServer, service_of_its_own
 from tests.faults.cloud_support import (
     K8S_LOGS,
     K8S_RUN,
@@ -161,14 +161,9 @@ def vm_site(cloud: Cloud, pg_admin_url: str, tmp_path: Path) -> Iterator[LiveSer
     longer than nova-api takes to stop and start again on a busy machine."""
     clouds_yaml = tmp_path / "clouds.yaml"
     clouds_yaml.write_bytes(cloud.project_clouds_yaml)
-    with fresh_database(pg_admin_url) as url:
-        settings = make_settings(tmp_path, url, free_port(), providers=["vm"], task_max_attempts=7,
-                                 openstack_clouds_yaml=clouds_yaml, openstack_cloud="throwaway")
-        server = start_server(settings, url)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with service_of_its_own(pg_admin_url, tmp_path, providers=["vm"], task_max_attempts=7,
+                            openstack_clouds_yaml=clouds_yaml, openstack_cloud="throwaway") as server:
+        yield server
 
 
 @pytest.mark.openstack
@@ -253,15 +248,10 @@ def pod_site(kubeconfig_bytes: bytes, pg_admin_url: str, tmp_path: Path
              ) -> Iterator[LiveServer]:
     """The service with the AIO cluster as its site-wide cluster (pods: 1/100 of a CPU each,
     no termination grace), trying an operation up to 7 times."""
-    with fresh_database(pg_admin_url) as url:
-        settings = make_settings(tmp_path, url, free_port(), providers=["k8s"], task_max_attempts=7,
-                                 kubernetes_kubeconfig=KUBECONFIG, kubernetes_cpu_request_fraction=0.01,
-                                 kubernetes_delete_grace_seconds=0)
-        server = start_server(settings, url)
-        try:
-            yield server
-        finally:
-            server.stop()
+    with service_of_its_own(pg_admin_url, tmp_path, providers=["k8s"], task_max_attempts=7,
+                            kubernetes_kubeconfig=KUBECONFIG, kubernetes_cpu_request_fraction=0.01,
+                            kubernetes_delete_grace_seconds=0) as server:
+        yield server
 
 
 @pytest.mark.kubernetes

@@ -56,15 +56,20 @@ def test_capacity_availability(api: OwnApi, unique: str) -> None:
     assert [dt.datetime.fromisoformat(s["starts_at"]) for s in answer["slots"]] == [t + 3 * H]
 
 
-def test_microvms_outside_reservations_keep_clear_of_the_capacity_held_now(api: OwnApi, resv_live,
-                                                                            unique: str) -> None:
-    bi = Api(resv_live, api.http)
-    admin = api.token("admin")
+def _microvm_catalog(bi: Api, admin: str, unique: str) -> tuple[str, str]:
+    """A 3-vCPU microVM flavor and an image for it, added by an admin: their ids."""
     flavor = bi.ok("POST", "/flavors", admin, 201, json={
         "friendly_name": f"mv3-{unique}", "flavor_type": "microvm", "vcpus": 3, "ram_mib": 1024, "disk_mb": 1024})["id"]
     image = bi.ok("POST", "/disk-images", admin, 201, json={
         "friendly_name": f"alpine-{unique}", "flavor_type": "microvm", "location": f"https://127.0.0.1:1/{unique}.img",
         "default_username": "root", "min_ram_mib": 128})["id"]
+    return flavor, image
+
+
+def test_microvms_outside_reservations_keep_clear_of_the_capacity_held_now(api: OwnApi, resv_live,
+                                                                            unique: str) -> None:
+    bi = Api(resv_live, api.http)
+    flavor, image = _microvm_catalog(bi, api.token("admin"), unique)
     alice, bob = api.token("alice", f"a-{unique}", "e"), api.token("bob", f"b-{unique}", "e")
     held = api.reserve(bob, dt.datetime.now(dt.UTC), 1, vcpus=12, ram_mib=8192)  # of 16 vCPUs, from now
     assert held["status"] == "active"
@@ -90,12 +95,7 @@ def test_placement_keeps_clear_of_a_reservation_that_started_after_the_request(a
     ``domains.py`` wires tells ``hosts.place`` what the reservations active then hold beyond
     their VMs on a host (a VM of a reservation draws on its own share)."""
     bi = Api(resv_live, api.http)
-    admin = api.token("admin")
-    flavor = bi.ok("POST", "/flavors", admin, 201, json={
-        "friendly_name": f"mv3-{unique}", "flavor_type": "microvm", "vcpus": 3, "ram_mib": 1024, "disk_mb": 1024})["id"]
-    image = bi.ok("POST", "/disk-images", admin, 201, json={
-        "friendly_name": f"alpine-{unique}", "flavor_type": "microvm", "location": f"https://127.0.0.1:1/{unique}.img",
-        "default_username": "root", "min_ram_mib": 128})["id"]
+    flavor, image = _microvm_catalog(bi, api.token("admin"), unique)
     alice, bob = api.token("alice", f"a-{unique}", "e"), api.token("bob", f"b-{unique}", "e")
     bi.create(alice, ["early"], flavor, image)  # accepted: nothing held yet
     held = api.reserve(bob, dt.datetime.now(dt.UTC), 1, vcpus=12, ram_mib=8192)  # then a reservation starts

@@ -23,6 +23,7 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
 from slices_blueprint.core.errors import documented_errors, install_error_handlers
+from slices_blueprint.core.gc_tuning import tune_collector
 from slices_blueprint.core.live import ChangeHub
 from slices_blueprint.core.logging import configure_logging
 from slices_blueprint.core.metrics import (
@@ -70,8 +71,11 @@ def routers() -> list:
     ]
 
 
-def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None) -> FastAPI:
-    """Build the app for an already-migrated database at ``database_url``."""
+def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool | None = None,
+               tune_gc: bool = False) -> FastAPI:
+    """Build the app for an already-migrated database at ``database_url``; ``tune_gc``: the
+    process is the app's own (``serve``), set its garbage collector for serving
+    (:mod:`.core.gc_tuning`)."""
     with_worker = settings.run_worker_in_serve if run_worker_inside is None else run_worker_inside
     domains.wire()
 
@@ -103,6 +107,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
             if settings.qkd_kme_in_service:
                 background.append(asyncio.create_task(KmeHost(Runtime(settings=settings, db=db)).run()))
             await request_catalog_sync(queue)  # whichever worker comes first imports the catalogs
+            if tune_gc:
+                tune_collector()
             log.info("service.started", url=settings.service_url, dev_mode=settings.dev_mode, worker=with_worker, site=settings.site_id)
             try:
                 yield
@@ -196,4 +202,4 @@ def app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_json)
     assert settings.database_url, "serve --workers sets DATABASE_URL for its processes"
-    return create_app(settings, settings.database_url)
+    return create_app(settings, settings.database_url, tune_gc=True)

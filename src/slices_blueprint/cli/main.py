@@ -81,7 +81,7 @@ def serve(
         os.environ.update(serve_environment(settings, url))
         app_ = "slices_blueprint.app:app_from_environment"
     else:
-        app_ = create_app(settings, url)
+        app_ = create_app(settings, url, tune_gc=True)
         if local_agent is not None:
             app_.state.local_host_since = utcnow()  # /readyz waits for it to register
     try:

@@ -19,21 +19,31 @@ from typing import Any
 
 import psycopg
 import structlog
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 log = structlog.get_logger(__name__)
 CHANNEL = "slices_changes"
 RECONNECT_S = (0.5, 1, 2, 5)
-NOTIFY_ALL = text(f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(CAST(:payloads AS text[])) AS payload")
+NOTIFY_ALL = f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(%s::text[]) AS payload"  # psycopg's placeholder
 
 Change = dict[str, Any]
 Predicate = Callable[[Change], bool]
 
 
+def _payloads(changes: Sequence[Change]) -> list[str]:
+    return [json.dumps(c, default=str) for c in changes]
+
+
 def notify_all(connection: Connection, changes: Sequence[Change]) -> None:
     """Send ``changes`` on the channel when ``connection``'s transaction commits (one statement)."""
     if changes:
-        connection.execute(NOTIFY_ALL, {"payloads": [json.dumps(c, default=str) for c in changes]})
+        connection.exec_driver_sql(NOTIFY_ALL, (_payloads(changes),))
+
+
+async def notify_all_on(connection: psycopg.AsyncConnection, changes: Sequence[Change]) -> None:
+    """:func:`notify_all` on a psycopg connection (the one under a session: ``core.direct_sql``)."""
+    if changes:
+        await connection.execute(NOTIFY_ALL, (_payloads(changes),))
 
 
 @dataclass(eq=False)

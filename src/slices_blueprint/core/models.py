@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import DateTime, MetaData, delete, func, insert, inspect
+from sqlalchemy import DateTime, MetaData, delete, func, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     DeclarativeBase,
@@ -18,6 +18,7 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
+from slices_blueprint.core.direct_sql import insert_values
 from slices_blueprint.core.ids import new_uuid
 
 log = structlog.get_logger(__name__)
@@ -71,11 +72,10 @@ def set_values(row: Base) -> dict[str, object]:
 
 
 async def insert_rows(session: AsyncSession, rows: Sequence[Base]) -> None:
-    """Insert new objects of one model in one statement (SQLAlchemy Core: no unit of work), with
-    the values set on them; they stay outside the session. Each must set the same attributes."""
+    """Insert new objects of one model (no unit of work: :mod:`.direct_sql`), with the values
+    set on them; they stay outside the session. Each must set the same attributes."""
     if rows:
-        table = type(rows[0]).__table__
-        await session.execute(insert(table).values([set_values(row) for row in rows]))
+        await insert_values(session, type(rows[0]).__table__, [set_values(row) for row in rows])
 
 
 async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:

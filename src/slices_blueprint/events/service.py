@@ -7,10 +7,11 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.database import Database
+from slices_blueprint.core.direct_sql import insert_values
 from slices_blueprint.events.models import Event
 
 log = structlog.get_logger(__name__)
@@ -95,8 +96,7 @@ async def record_new(session: AsyncSession, *, actor: str, action: str, outcome:
         log.info(action, outcome=outcome, actor=actor, message=columns["message"], **detail,
                  resource_id=str(columns["resource_id"]) if columns["resource_id"] else None,
                  task_id=str(columns["task_id"]) if columns["task_id"] else None)
-    if rows:
-        await session.execute(insert(Event.__table__).values(rows))
+    await insert_values(session, Event.__table__, rows)
 
 
 async def for_resource(session: AsyncSession, resource_id: uuid.UUID, limit: int = 200) -> list[Event]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog.models import Flavor
 from slices_blueprint.core.config import Settings
+from slices_blueprint.core.direct_sql import fetch_one
 from slices_blueprint.core.errors import Forbidden
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.models import Project
@@ -54,9 +55,13 @@ def is_bounded(limits: QuotaLimits) -> bool:
     )
 
 
+OVERRIDE = select(ProjectQuota.limits).where(ProjectQuota.project_id == bindparam("project_id"))
+
+
 async def override_of(session: AsyncSession, project_id: str) -> dict:
-    row = await session.get(ProjectQuota, project_id)
-    return dict(row.limits) if row else {}
+    """The limits an admin set for the project (none: {})."""
+    row = await fetch_one(session, OVERRIDE, project_id=project_id)
+    return dict(row[0]) if row else {}
 
 
 UsageRow = tuple[str, int, int, int]

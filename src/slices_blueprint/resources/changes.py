@@ -15,7 +15,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from slices_blueprint.core.live import Change, notify_all
+from slices_blueprint.core.direct_sql import driver_connection
+from slices_blueprint.core.live import Change, notify_all, notify_all_on
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 
@@ -38,8 +39,7 @@ def _announce(session: Session, _flush: UOWTransaction) -> None:
 
 async def announce_written(session: AsyncSession, rows: Iterable[Any]) -> None:
     """Announce rows written with SQLAlchemy Core, which the flush hook does not see."""
-    changes = [c for row in rows if (c := change_of(row)) is not None]
-    await session.run_sync(lambda sync: notify_all(sync.connection(), changes))
+    await notify_all_on(await driver_connection(session), [c for row in rows if (c := change_of(row)) is not None])
 
 
 def announce_changes() -> None:

@@ -14,9 +14,9 @@ from typing import Protocol
 
 import procrastinate
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from slices_blueprint.core.direct_sql import insert_values
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.core.models import set_values, utcnow
 from slices_blueprint.tasks.models import Task
@@ -89,12 +89,9 @@ async def claim_request(session: AsyncSession, batch: Task) -> bool:
     """Insert ``batch`` unless its experiment has a task of its ``request_id`` already; whether
     it was inserted. While another transaction holds the same request_id, this waits for it
     to end (then the request is answered by its task, or claimed here if it rolled back)."""
-    table = Task.__table__
-    inserted = await session.execute(
-        pg_insert(table).values(set_values(batch))
-        .on_conflict_do_nothing(index_elements=[table.c.experiment_id, table.c.request_id])
-        .returning(table.c.id))
-    return inserted.first() is not None
+    inserted = await insert_values(session, Task.__table__, [set_values(batch)],
+                                   on_conflict_do_nothing=("experiment_id", "request_id"), returning="id")
+    return bool(inserted)
 
 
 def done_at_once(session: AsyncSession, *, kind: str, resource: Operated, created_by: str | None,

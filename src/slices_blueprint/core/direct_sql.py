@@ -1,0 +1,136 @@
+"""SQLAlchemy Core statements run straight on the psycopg connection under a session.
+
+Each statement shape is compiled once (SQL text with ``%(name)s`` placeholders and its
+columns' bind processors, e.g. JSONB); an execution then costs what psycopg costs, without
+SQLAlchemy's per-statement work (building the statement, its cache key, the result wrapper).
+It runs in the session's transaction: committed or rolled back with it, and fails as
+``session.execute`` would (psycopg's errors raised as SQLAlchemy's: ``IntegrityError``...).
+Used where requests are hot (accepting resource requests); everything else keeps the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import psycopg
+from sqlalchemy import ClauseElement, Table, bindparam
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection:
+    """The psycopg connection of ``session``'s transaction (begun if it was not)."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
+@asynccontextmanager
+async def cursor_of(session: AsyncSession, sql: str) -> AsyncIterator[psycopg.AsyncCursor]:
+    """A cursor on the session's connection; psycopg's errors come out as SQLAlchemy's
+    (``IntegrityError``, ``OperationalError``...), wrapping them, the parameters hidden."""
+    connection = await driver_connection(session)
+    try:
+        async with connection.cursor() as cursor:
+            yield cursor
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error, hide_parameters=True,
+                                  dialect=session.get_bind().dialect) from exc
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A statement's SQL for psycopg and the bind processors of its parameters."""
+
+    sql: str
+    processors: tuple[tuple[str, Callable[[Any], Any]], ...]
+    names: frozenset[str]
+
+    def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` as psycopg takes them (each through its column type's processor)."""
+        params = dict(values)
+        for name, process in self.processors:
+            params[name] = process(params[name])
+        return params
+
+
+def compile_for(dialect: Dialect, statement: ClauseElement) -> Compiled:
+    """Compile ``statement`` (its parameters given as ``bindparam``) for psycopg, once."""
+    compiled = statement.compile(dialect=dialect)
+    processors = tuple((name, process) for name, param in compiled.binds.items()
+                       if (process := param.type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+    return Compiled(str(compiled), processors, frozenset(compiled.params))
+
+
+@cache
+def _constant(dialect: Dialect, statement: ClauseElement) -> Compiled:
+    return compile_for(dialect, statement)
+
+
+async def fetch_one(session: AsyncSession, statement: ClauseElement, **params: Any) -> tuple | None:
+    r"""The first row of ``statement``, a module-level constant whose parameters are
+    ``bindparam``\ s named as ``params`` (compiled once per constant). Like any statement
+    here, it does not flush the session's pending ORM changes first."""
+    compiled = _constant(session.get_bind().dialect, statement)
+    async with cursor_of(session, compiled.sql) as cursor:
+        await cursor.execute(compiled.sql, compiled.params(params))
+        return await cursor.fetchone()
+
+
+@cache
+def _insert(dialect: Dialect, table: Table, keys: tuple[str, ...], conflict: tuple[str, ...],
+            returning: str | None) -> Compiled:
+    statement = insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
+    if conflict:
+        statement = statement.on_conflict_do_nothing(index_elements=[table.c[c] for c in conflict])
+    if returning:
+        statement = statement.returning(table.c[returning])
+    compiled = compile_for(dialect, statement)
+    unset = compiled.names - set(keys)
+    if unset:  # a column default the values did not fill: it would be sent as NULL
+        raise ValueError(f"insert into {table.name}: no value for {sorted(unset)}")
+    return compiled
+
+
+def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` plus the Python-side defaults of the columns it leaves out (as SQLAlchemy's
+    own insert would fill them); server-side defaults are left to PostgreSQL."""
+    filled = dict(row)
+    for column in table.columns:
+        default = column.default
+        if column.key in filled or default is None:
+            continue
+        if default.is_scalar:
+            filled[column.key] = default.arg
+        elif default.is_callable:
+            filled[column.key] = default.arg(None)
+    return filled
+
+
+async def insert_values(session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], *,
+                        on_conflict_do_nothing: Sequence[str] = (), returning: str | None = None) -> list[Any]:
+    """Insert ``rows`` (each setting the same columns) into ``table`` in the session's
+    transaction; answer the ``returning`` column of each row inserted (none skipped by
+    ``on_conflict_do_nothing``, the columns of a unique index)."""
+    if not rows:
+        return []
+    filled = [_with_defaults(table, row) for row in rows]
+    compiled = _insert(session.get_bind().dialect, table, tuple(filled[0]), tuple(on_conflict_do_nothing),
+                       returning)
+    async with cursor_of(session, compiled.sql) as cursor:
+        if len(filled) == 1:
+            await cursor.execute(compiled.sql, compiled.params(filled[0]))
+            return [row[0] for row in await cursor.fetchall()] if returning else []
+        await cursor.executemany(compiled.sql, [compiled.params(row) for row in filled], returning=bool(returning))
+        if not returning:
+            return []
+        inserted = []
+        while True:
+            inserted += [row[0] for row in await cursor.fetchall()]
+            if not cursor.nextset():
+                return inserted

@@ -23,11 +23,19 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+_DRIVER_CONNECTION = "direct_sql.driver_connection"
+
 
 async def driver_connection(session: AsyncSession) -> psycopg.AsyncConnection:
-    """The psycopg connection of ``session``'s transaction (begun if it was not)."""
-    connection = await session.connection()
-    return (await connection.get_raw_connection()).driver_connection
+    """The psycopg connection of ``session``'s transaction (begun if it was not); remembered
+    for that transaction (asking SQLAlchemy for it costs more than most statements)."""
+    transaction = session.sync_session.get_transaction()
+    known = session.info.get(_DRIVER_CONNECTION)
+    if transaction is not None and known is not None and known[0] is transaction:
+        return known[1]
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    session.info[_DRIVER_CONNECTION] = (session.sync_session.get_transaction(), connection)
+    return connection
 
 
 @asynccontextmanager

@@ -189,8 +189,7 @@ async def create_resources(
         raise _conflict(exc, body) from exc
     subtasks = [tasks.new_task(kind="create", experiment_id=experiment.id, created_by=creator,
                                resource_id=resource.id, parent_id=batch.id) for resource in resources]
-    for task in subtasks:
-        await tasks.defer_job(session, queue, task, placement.not_before)
+    await tasks.defer_jobs(session, queue, subtasks, placement.not_before)
     await insert_rows(session, subtasks)
     await record_new(session, actor=caller.actor, action="resource.create", outcome="requested", events=[
         {"resource_id": resource.id, "task_id": task.id, "experiment_id": experiment.id,

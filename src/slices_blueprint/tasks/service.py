@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from typing import Protocol
 
 import procrastinate
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slices_blueprint.core.direct_sql import insert_values
+from slices_blueprint.core.direct_sql import driver_connection, insert_values
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.core.models import set_values, utcnow
 from slices_blueprint.tasks.models import Task
@@ -61,7 +62,7 @@ async def enqueue_operation(
         result={},
     )
     session.add(task)
-    await defer_job(session, queue, task, not_before)
+    await defer_jobs(session, queue, [task], not_before)
     return task
 
 
@@ -75,14 +76,15 @@ def new_task(*, kind: str, experiment_id: str, created_by: str | None, resource_
                 attempts=0, job_id=None, result={}, created_at=now, updated_at=now)
 
 
-async def defer_job(session: AsyncSession, queue: procrastinate.App, task: Task,
-                    not_before: dt.datetime | None = None) -> None:
-    """Defer the job running ``task`` (on its resource's lock) in the session's transaction."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    task.job_id = await queue.configure_task(
-        OPERATION_JOB, lock=str(task.resource_id), connection=raw.driver_connection, schedule_at=not_before
-    ).defer_async(task_id=str(task.id))
+async def defer_jobs(session: AsyncSession, queue: procrastinate.App, tasks: Sequence[Task],
+                     not_before: dt.datetime | None = None) -> None:
+    """Defer the jobs running ``tasks`` (each on its resource's lock) in the session's
+    transaction, in one statement; set each task's ``job_id``."""
+    jobs = [queue.configure_task(OPERATION_JOB, lock=str(task.resource_id), schedule_at=not_before)
+            .make_new_job(task_id=str(task.id)) for task in tasks]
+    deferred = await queue.job_manager.batch_defer_jobs_async(jobs, connection=await driver_connection(session))
+    for task, job in zip(tasks, deferred, strict=True):
+        task.job_id = job.id
 
 
 async def claim_request(session: AsyncSession, batch: Task) -> bool:

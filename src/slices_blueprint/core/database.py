@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import psycopg
 import structlog
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import (
@@ -76,8 +77,8 @@ class Database:
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # the same pool, each statement committed by itself: no BEGIN and COMMIT round trips
-        self.reads = async_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
-                                        expire_on_commit=False)
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.reads = async_sessionmaker(self.autocommit, expire_on_commit=False)
 
     def share(self, key: str, value: object) -> None:
         """Put ``value`` in the ``info`` of every session opened from now on, under ``key``."""
@@ -97,6 +98,22 @@ class Database:
         error later; its commit hooks run when it ends without error."""
         async with self.reads() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def plain_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection of the pool in autocommit, as psycopg's own ``AsyncConnection``: for
+        reads that need neither the ORM nor SQLAlchemy's statements (plain SQL text). Each
+        statement commits by itself; leave its row factory and settings as they are. A
+        connection left broken or inside a statement (an error, a cancelled request) is
+        thrown away instead of going back to the pool."""
+        async with self.autocommit.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert isinstance(driver, psycopg.AsyncConnection)
+            try:
+                yield driver
+            finally:
+                if driver.broken or driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    await connection.invalidate()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -12,6 +12,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import psycopg
+import psycopg.errors
 import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import select
@@ -278,3 +280,51 @@ def test_the_routes_answer_resource_outs_bytes_and_hide_other_experiments(live, 
     assert api.call("GET", "/resources", None).status_code == 401
     assert api.call("GET", f"/resources/{models[0].id}", None).status_code == 401
     assert api.call("GET", f"/resources/{models[0].id}", mine[:-4] + "AAAA").status_code == 401
+
+
+async def test_a_plain_connection_goes_back_to_the_pool_as_it_came(database_url: str) -> None:
+    """Out of autocommit for the sessions after it; one that failed a statement is kept, one
+    killed under it or cancelled mid-statement is replaced; the pool is the sessions' pool."""
+    db = Database(database_url, pool_size=1)
+    pool = db.engine.sync_engine.pool
+    try:
+        async with db.plain_connection() as conn:
+            assert conn.autocommit and pool.checkedout() == 1
+            pid = conn.info.backend_pid
+            with pytest.raises(psycopg.errors.UndefinedTable):
+                await conn.execute("SELECT * FROM no_such_table")
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        assert pool.checkedout() == 0
+        with pytest.raises(RuntimeError):
+            async with db.session() as session:  # the same connection, in a transaction again
+                connection = await session.connection()
+                assert not (await connection.get_raw_connection()).driver_connection.autocommit
+                await connection.exec_driver_sql("CREATE TABLE plain_probe (x int)")
+                raise RuntimeError("rolled back")
+        async with db.plain_connection() as conn:
+            assert conn.info.backend_pid == pid
+            assert await (await conn.execute("SELECT to_regclass('plain_probe')")).fetchone() == (None,)
+
+        with psycopg.connect(database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):
+            async with db.plain_connection() as conn:
+                await conn.execute("SELECT 1")
+        async with db.plain_connection() as conn:
+            assert conn.info.backend_pid != pid
+            pid = conn.info.backend_pid
+
+        async def sleeping() -> None:
+            async with db.plain_connection() as conn:
+                await conn.execute("SELECT pg_sleep(30)")
+
+        task = asyncio.create_task(sleeping())
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        assert pool.checkedout() == 0
+        async with db.plain_connection() as conn:
+            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+    finally:
+        await db.dispose()

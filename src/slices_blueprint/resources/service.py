@@ -13,6 +13,8 @@ from typing import Any, NamedTuple, Protocol
 
 import procrastinate
 import psycopg
+import pydantic_core
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Result, Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -380,8 +382,12 @@ def _plain_select(scope: str, *, one: bool = False, include_deleted: bool = Fals
 
 
 async def _plain(conn: psycopg.AsyncConnection, sql: bytes, params: dict[str, Any]) -> list[ResourceRow]:
+    """Rows of ``sql`` as :class:`ResourceRow`: results in binary (timestamps and UUIDs are
+    read without parsing text), ``access`` parsed by pydantic's JSON parser (the same values
+    as ``json.loads``, in a fraction of its time; this cursor's only)."""
     async with conn.cursor(row_factory=_resource_rows) as cursor:
-        await cursor.execute(sql, params)
+        set_json_loads(pydantic_core.from_json, cursor)
+        await cursor.execute(sql, params, binary=True)
         return await cursor.fetchall()
 
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Protocol
 import procrastinate
 import psycopg
 import pydantic_core
-from psycopg.types.json import set_json_loads
+from psycopg.types.json import JsonbBinaryLoader
 from sqlalchemy import Result, Row, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -381,12 +381,18 @@ def _plain_select(scope: str, *, one: bool = False, include_deleted: bool = Fals
     return (sql if one else f"{sql} ORDER BY id LIMIT %(limit)s").encode()
 
 
+class _ParsedJsonb(JsonbBinaryLoader):
+    """``jsonb`` in binary, parsed by pydantic's JSON parser: the same values as psycopg's
+    ``json.loads``, in a fraction of its time."""
+
+    _loads = staticmethod(pydantic_core.from_json)
+
+
 async def _plain(conn: psycopg.AsyncConnection, sql: bytes, params: dict[str, Any]) -> list[ResourceRow]:
     """Rows of ``sql`` as :class:`ResourceRow`: results in binary (timestamps and UUIDs are
-    read without parsing text), ``access`` parsed by pydantic's JSON parser (the same values
-    as ``json.loads``, in a fraction of its time; this cursor's only)."""
+    read without parsing text), ``access`` by :class:`_ParsedJsonb` (this cursor's only)."""
     async with conn.cursor(row_factory=_resource_rows) as cursor:
-        set_json_loads(pydantic_core.from_json, cursor)
+        cursor.adapters.register_loader("jsonb", _ParsedJsonb)
         await cursor.execute(sql, params, binary=True)
         return await cursor.fetchall()
 

@@ -12,7 +12,7 @@ from slices_blueprint.core.api_paths import API_PREFIX, BI_PREFIX
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 
-__all__ = ["API_PREFIX", "BI_PREFIX", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep",
+__all__ = ["API_PREFIX", "BI_PREFIX", "DatabaseDep", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep",
            "read_only"]
 
 EndpointT = TypeVar("EndpointT", bound=Callable)
@@ -47,4 +47,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+DatabaseDep = Annotated[Database, Depends(get_db)]  # plain reads: Database.plain_connection, no session
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]  # commit before the response

@@ -48,6 +48,19 @@ class Caller:
         assert self.user is not None
         return query.where(project_id.in_(self.project_ids) | (created_by == self.user.id))
 
+    def visible_sql(self, *, experiment_id: str = "experiment_id", project_id: str = "project_id",
+                    created_by: str = "created_by") -> tuple[str, dict[str, Any]]:
+        """The rule of :meth:`visible` as a condition of plain SQL on the given columns, and its
+        parameters (psycopg's ``%(name)s``, named ``scope_*``). The text depends only on the
+        kind of caller, so a statement built with it can be built once and prepared."""
+        if self.experiment is not None:
+            return f"{experiment_id} = %(scope_experiment)s", {"scope_experiment": self.experiment.id}
+        if self.is_admin:
+            return "TRUE", {}
+        assert self.user is not None
+        return (f"({project_id} = ANY(%(scope_projects)s::text[]) OR {created_by} = %(scope_user)s)",
+                {"scope_projects": sorted(self.project_ids), "scope_user": self.user.id})
+
     def sees(self, *, experiment_id: str | None, project_id: str | None, created_by: str | None) -> bool:
         """The rule of :meth:`visible` for one row's values."""
         if self.experiment is not None:

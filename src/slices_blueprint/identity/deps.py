@@ -68,6 +68,11 @@ async def identity_from_token(request: Request, session: AsyncSession, token_tex
 async def caller_from_token(request: Request, session: AsyncSession, token_text: str) -> Caller:
     """Verify a token and upsert who it names (used by the API and the web UI)."""
     token, row = await identity_from_token(request, session, token_text)
+    return _caller(request, token, row)
+
+
+def _caller(request: Request, token: VerifiedToken, row: User | Experiment) -> Caller:
+    """The caller of a verified ``token`` recorded as ``row``."""
     if isinstance(row, Experiment):
         return Caller(kind="experiment", token=token, experiment=row, project_ids={row.project_id})
     user = row
@@ -93,3 +98,27 @@ async def get_caller(
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def get_reading_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The caller, as :func:`get_caller` finds it, for a view that reads with no session: a
+    token verified (``TokenVerifier.verify``, every check) whose user or experiment row is
+    remembered (:func:`_recorded`) makes no query; its caller holds the remembered copy,
+    belonging to no session (read it, never change it). Otherwise the row is recorded as
+    :func:`get_caller` does, in a transaction of its own, which remembers it on commit."""
+    if not credentials:
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <jwt>)")
+    token_text = credentials.credentials
+    token = await verifier(request).verify(token_text)
+    known = request.app.state.identities.get(token_key(token_text))
+    if known is not None:
+        return _caller(request, token, known)
+    async with request.app.state.db.session() as session:
+        return await caller_from_token(request, session, token_text)
+
+
+ReadingCallerDep = Annotated[Caller, Depends(get_reading_caller)]
+"""The caller of a view that reads with no session (``Database.plain_connection``)."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, read_only
+from slices_blueprint.core.deps import BI_PREFIX, DatabaseDep, SessionDep, SettingsDep, read_only
 from slices_blueprint.core.errors import (
     BODY_PROBLEMS,
     Conflict,
@@ -21,9 +21,9 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.live import ChangeHub, Subscription
-from slices_blueprint.core.responses import json_answer
+from slices_blueprint.core.responses import plain_json_answer
 from slices_blueprint.events.service import for_resource
-from slices_blueprint.identity.deps import CallerDep, identity_from_token
+from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep, identity_from_token
 from slices_blueprint.identity.models import User
 from slices_blueprint.resources import service, states
 from slices_blueprint.resources.logs import read_logs
@@ -63,10 +63,9 @@ async def create_resources(
 
 
 @router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))
-@read_only
 async def list_resources(
-    caller: CallerDep,
-    session: SessionDep,
+    caller: ReadingCallerDep,
+    db: DatabaseDep,
     settings: SettingsDep,
     status: states.Status | None = None,
     include_deleted: bool = False,
@@ -76,17 +75,19 @@ async def list_resources(
 ) -> Response:
     """The experiment's resources (experiment token), or the user's projects' (user token)."""
     after_id = body_id(after, "resource", "after") if after else None
-    rows = await service.list_resources(session, caller, include_deleted=include_deleted, status=status, limit=limit, after=after_id)
+    async with db.plain_connection() as conn:  # no session: plain SQL, plain values
+        rows = await service.list_plain(conn, caller, include_deleted=include_deleted, status=status, limit=limit,
+                                        after=after_id)
     headers = {"X-Next-After": format_id("resource", settings.site_id, rows[-1].id)} if len(rows) == limit else None
-    page = [service.resource_out(r, settings.site_id) for r in rows]
-    return json_answer(page, ResourceOut, headers=headers)
+    return plain_json_answer([service.resource_view(r, settings.site_id) for r in rows], headers=headers)
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
-@read_only
-async def get_resource(resource_id: str, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Response:
-    resource = await service.read_resource(session, caller, path_id(resource_id, "resource"))
-    return json_answer(service.resource_out(resource, settings.site_id))
+async def get_resource(resource_id: str, caller: ReadingCallerDep, db: DatabaseDep, settings: SettingsDep) -> Response:
+    rid = path_id(resource_id, "resource")
+    async with db.plain_connection() as conn:
+        resource = await service.read_plain(conn, caller, rid)
+    return plain_json_answer(service.resource_view(resource, settings.site_id))
 
 
 WAIT_FALLBACK_SECONDS = 5

@@ -157,8 +157,8 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
         for resource in world.resources:
             async with db.read_session() as session:
                 try:
-                    old = json_answer(service.resource_out(
-                        await service.read_resource(session, caller, resource.id), SITE)).body
+                    old = json_answer(service.resource_out(  # the ORM read the actions use
+                        await service.get_resource(session, caller, resource.id), SITE)).body
                 except NotFound as exc:
                     old = exc
             async with db.plain_connection() as conn:

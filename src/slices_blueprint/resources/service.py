@@ -345,15 +345,6 @@ async def list_resources(
     return list((await _core(session, query)).all())
 
 
-async def read_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID) -> Row:
-    """One resource the caller may see, as a :data:`LISTED` row (to be shown, never changed);
-    404 like :func:`get_resource` otherwise."""
-    row = (await _core(session, _listed(caller).where(ComputeResource.id == resource_id))).first()
-    if row is None:
-        raise NotFound("no such resource")
-    return row
-
-
 def _resource_rows(_cursor: object) -> Callable[[Sequence[Any]], ResourceRow]:
     """psycopg's row factory of :class:`ResourceRow` (built from the values, by position)."""
     return ResourceRow._make
@@ -413,8 +404,9 @@ async def list_plain(
 
 
 async def read_plain(conn: psycopg.AsyncConnection, caller: Caller, resource_id: uuid.UUID) -> ResourceRow:
-    """:func:`read_resource` with plain SQL on a psycopg connection: the same row, or the
-    same 404 (another experiment's resource is "no such resource", like a missing one)."""
+    """One resource the caller may see, as a :class:`ResourceRow` read with plain SQL on a
+    psycopg connection (to be shown, never changed); otherwise the 404 of :func:`get_resource`
+    (another experiment's resource is "no such resource", like a missing one)."""
     scope, params = caller.visible_sql()
     rows = await _plain(conn, _plain_select(scope, one=True), {**params, "id": resource_id})
     if not rows:

@@ -78,21 +78,30 @@ def test_direct_statements_fail_and_default_as_sqlalchemy_would(database_url: st
 def test_a_batch_of_jobs_is_deferred_at_once_each_on_its_resources_lock(database_url: str, data_dir) -> None:
     settings = Settings(data_dir=data_dir, database_url=database_url)
 
-    async def scenario() -> list[tuple[uuid.UUID, int | None]]:
+    class RolledBack(Exception):
+        """Ends the transaction: nothing is left for the suite's running workers to take."""
+
+    async def scenario() -> tuple[list[tuple[uuid.UUID, int | None]], list[tuple[int, str, str]]]:
         db = Database(database_url, pool_size=1)
         queue = domains.build_queue(settings, db)
         try:
-            async with queue.open_async(), db.session() as session:
-                batch = [new_task(kind="create", experiment_id="exp_direct", created_by=None,
-                                  resource_id=uuid.uuid4()) for _ in range(3)]
-                await defer_jobs(session, queue, batch)
-                return [(task.resource_id, task.job_id) for task in batch]
+            async with queue.open_async():
+                try:
+                    async with db.session() as session:
+                        batch = [new_task(kind="create", experiment_id="exp_direct", created_by=None,
+                                          resource_id=uuid.uuid4()) for _ in range(3)]
+                        await defer_jobs(session, queue, batch)
+                        connection = await driver_connection(session)
+                        cursor = await connection.execute(
+                            "SELECT id, lock, args->>'task_id' FROM procrastinate_jobs WHERE id = ANY(%s)",
+                            ([task.job_id for task in batch],))
+                        seen = await cursor.fetchall()  # in the transaction that deferred them
+                        raise RolledBack([(task.resource_id, task.job_id) for task in batch], seen)
+                except RolledBack as done:
+                    return done.args
         finally:
             await db.dispose()
 
-    deferred = asyncio.run(scenario())
+    deferred, rows = asyncio.run(scenario())
     assert len({job for _, job in deferred}) == 3 and all(job for _, job in deferred)
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute("SELECT id, lock, args->>'task_id' FROM procrastinate_jobs WHERE id = ANY(%s)",
-                            ([job for _, job in deferred],)).fetchall()
     assert {(job, lock) for job, lock, _ in rows} == {(job, str(resource)) for resource, job in deferred}

@@ -24,7 +24,8 @@ def test_sessions_and_plain_connections_run_in_utc_and_keep_the_urls_options(pg_
             assert conn.execute("SHOW TimeZone").fetchone()[0] == "Europe/Paris"
 
         async def scenario() -> tuple[str, str, dt.datetime, str]:
-            db = Database(f"{database_url}?options=-c%20application_name%3Dtz-test", pool_size=1)
+            with_options = f"{database_url}{'&' if '?' in database_url else '?'}options=-c%20application_name%3Dtz-test"
+            db = Database(with_options, pool_size=1)
             try:
                 async with db.session() as session:
                     zone = (await session.execute(text("SHOW TimeZone"))).scalar_one()

@@ -68,6 +68,23 @@ def test_serve_detach_returns_when_ready_and_the_next_line_works(service_env, tm
     assert late.returncode == 1 and "is not ready after 1 s" in late.stderr
 
 
+def test_serve_with_two_api_processes_answers_from_both_and_each_tunes_its_collector(service_env, tmp_path) -> None:
+    """``serve --workers 2``: each process builds its app from the environment the parent
+    passes (``app_from_environment``) and freezes its own start-up objects."""
+    started = cli(service_env, "serve", "--dev", "--detach", "--no-worker", "--workers", "2")
+    pid = detached_pid(started)
+    log = tmp_path / "data" / "serve.log"
+    try:
+        token = cli(service_env, "dev", "token", "--experiment", "two").stdout.strip()
+        for _ in range(20):  # connections spread over both processes; each answers in full
+            answer = httpx.get(f"{service_env['SLICES_BLUEPRINT_URL']}/apis/bi.slices.eu/v1alpha2/resources",
+                               headers={"Authorization": f"Bearer {token}"})
+            assert answer.status_code == 200 and answer.json() == [], answer.text
+    finally:
+        text = stop(pid, log)
+    assert len(re.findall(r"gc\.tuned", text)) == 2, text[-3000:]
+
+
 def test_serve_detach_says_why_the_service_did_not_start(service_env, tmp_path) -> None:
     env = {**service_env, "SLICES_BLUEPRINT_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
     result = cli(env, "serve", "--dev", "--detach", "--timeout", "60")

@@ -15,7 +15,7 @@ import procrastinate
 import psycopg
 import pydantic_core
 from psycopg.types.json import JsonbBinaryLoader
-from sqlalchemy import Result, Row, Select, select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,9 +78,9 @@ LISTED_SQL = ", ".join(column.expression.name for column in LISTED)
 assert ResourceRow._fields == tuple(column.key for column in LISTED)  # read by position
 
 
-def resource_view(resource: ComputeResource | Row | ResourceRow, site: str) -> dict[str, Any]:
-    """The API view of a resource (an ORM row, or a :data:`LISTED` row of SQLAlchemy or of
-    :func:`read_plain`) as plain values, in :class:`ResourceOut`'s field order: what
+def resource_view(resource: ComputeResource | ResourceRow, site: str) -> dict[str, Any]:
+    """The API view of a resource (an ORM row, or a :class:`ResourceRow` of the plain reads)
+    as plain values, in :class:`ResourceOut`'s field order: what
     :func:`resource_out` is made of, and what the plain reads serialize as they are."""
     access = resource.access or {}
     return {
@@ -106,7 +106,7 @@ def resource_view(resource: ComputeResource | Row | ResourceRow, site: str) -> d
     }
 
 
-def resource_out(resource: ComputeResource | Row | ResourceRow, site: str) -> ResourceOut:
+def resource_out(resource: ComputeResource | ResourceRow, site: str) -> ResourceOut:
     """The API view of a resource as its model, built without validation: every value comes
     from a column of the declared type."""
     return ResourceOut.model_construct(**resource_view(resource, site))
@@ -318,33 +318,6 @@ def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
 
 
-async def _core(session: AsyncSession, query: Select) -> Result:
-    """``query`` run on the session's connection, past the ORM (it selects columns, no objects)."""
-    return await (await session.connection()).execute(query)
-
-
-def _listed(caller: Caller) -> Select:
-    """:data:`LISTED` columns of the resources the caller may see (``Caller.visible``)."""
-    return caller.visible(select(*LISTED), experiment_id=ComputeResource.experiment_id,
-                          project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
-
-
-async def list_resources(
-    session: AsyncSession, caller: Caller, *, include_deleted: bool, status: str | None,
-    limit: int, after: uuid.UUID | None,
-) -> list[Row]:
-    """A page of the resources the caller may see, in id order: :data:`LISTED` rows (no ORM
-    objects: a page is read to be shown, never changed)."""
-    query = _listed(caller).order_by(ComputeResource.id).limit(limit)
-    if not include_deleted:
-        query = query.where(ComputeResource.status != "deleted")
-    if status:
-        query = query.where(ComputeResource.status == status)
-    if after:
-        query = query.where(ComputeResource.id > after)
-    return list((await _core(session, query)).all())
-
-
 def _resource_rows(_cursor: object) -> Callable[[Sequence[Any]], ResourceRow]:
     """psycopg's row factory of :class:`ResourceRow` (built from the values, by position)."""
     return ResourceRow._make
@@ -354,8 +327,9 @@ def _resource_rows(_cursor: object) -> Callable[[Sequence[Any]], ResourceRow]:
 def _plain_select(scope: str, *, one: bool = False, include_deleted: bool = False, status: bool = False,
                   after: bool = False) -> bytes:
     """The SQL text of a plain read: :data:`LISTED` columns of the resources ``scope`` (a
-    ``Caller.visible_sql`` condition) selects, and one by id, or a page with the filters of
-    :func:`list_resources` (``status <> 'deleted'`` written out: the partial indexes match).
+    ``Caller.visible_sql`` condition) selects, and one by id, or a page in id order (live ones
+    unless ``include_deleted``, of ``status`` if given, after the id ``after``;
+    ``status <> 'deleted'`` written out: the partial indexes match).
     Built once per shape."""
     where = [scope]
     if one:
@@ -391,8 +365,9 @@ async def list_plain(
     conn: psycopg.AsyncConnection, caller: Caller, *, include_deleted: bool, status: str | None,
     limit: int, after: uuid.UUID | None,
 ) -> list[ResourceRow]:
-    """:func:`list_resources` read with plain SQL on a psycopg connection (``Database.plain_connection``):
-    the same rows, in the same order."""
+    r"""A page of the resources the caller may see, in id order, read with plain SQL on a
+    psycopg connection (``Database.plain_connection``): :class:`ResourceRow`\ s, to be shown,
+    never changed."""
     scope, params = caller.visible_sql()
     params = {**params, "limit": limit}
     if status:

@@ -55,17 +55,18 @@ async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, cal
     usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
                   quotas=usage, rows_of=quota_rows, banners=await ending_soon(db, settings, caller),
-                  extend_hours=EXTEND_HOURS, **await _table(db, settings, caller))
+                  extend_hours=EXTEND_HOURS, **await _table(request, db, settings, caller))
 
 
 @router.get("/fragments/resources", response_class=HTMLResponse)
 async def resources_table(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """The resource table alone: polled by the dashboard."""
-    return render(request, "fragments/resources.html", **await _table(db, settings, caller))
+    return render(request, "fragments/resources.html", **await _table(request, db, settings, caller))
 
 
-async def _table(db: AsyncSession, settings: Settings, caller: Caller) -> dict:
-    rows = await service.list_resources(db, caller, include_deleted=False, status=None, limit=500, after=None)
+async def _table(request: Request, db: AsyncSession, settings: Settings, caller: Caller) -> dict:
+    async with request.app.state.db.plain_connection() as conn:  # the API's listing, 500 rows
+        rows = await service.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None)
     return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin,
             **await _names(db, rows)}
 

@@ -21,7 +21,7 @@ from slices_blueprint.core.errors import Conflict, Unauthorized
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.hosts import service
 from slices_blueprint.hosts.schemas import EnrolmentOut, EnrolmentRequest, HostOut
-from slices_blueprint.identity.deps import CallerDep, get_caller
+from slices_blueprint.identity.deps import CallerDep, caller_from_token
 
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
@@ -61,7 +61,7 @@ async def register(
         if known is not None:
             log.warning("hosts.registration_refused", name=body.name,
                         reason="not the host's own token")
-        caller = await get_caller(request, session, credentials)
+        caller = await caller_from_token(request, session, presented)
         caller.require_admin()
         if known is not None:
             raise Conflict(f"host {body.name} is already registered; only its own agent may "

@@ -86,32 +86,30 @@ def _caller(request: Request, token: VerifiedToken, row: User | Experiment) -> C
     )
 
 
-async def get_caller(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
-    """The caller named by the ``Authorization: Bearer`` token."""
+async def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    """The ``Authorization: Bearer`` token, unverified; 401 when there is none."""
     if not credentials:
         raise Unauthorized("a bearer token is required (Authorization: Bearer <jwt>)")
-    return await caller_from_token(request, session, credentials.credentials)
+    return credentials.credentials
+
+
+BearerDep = Annotated[str, Depends(bearer_token)]
+
+
+async def get_caller(request: Request, session: SessionDep, token_text: BearerDep) -> Caller:
+    """The caller named by the ``Authorization: Bearer`` token."""
+    return await caller_from_token(request, session, token_text)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def get_reading_caller(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Caller:
+async def get_reading_caller(request: Request, token_text: BearerDep) -> Caller:
     """The caller, as :func:`get_caller` finds it, for a view that reads with no session: a
     token verified (``TokenVerifier.verify``, every check) whose user or experiment row is
     remembered (:func:`_recorded`) makes no query; its caller holds the remembered copy,
     belonging to no session (read it, never change it). Otherwise the row is recorded as
     :func:`get_caller` does, in a transaction of its own, which remembers it on commit."""
-    if not credentials:
-        raise Unauthorized("a bearer token is required (Authorization: Bearer <jwt>)")
-    token_text = credentials.credentials
     token = await verifier(request).verify(token_text)
     known = request.app.state.identities.get(token_key(token_text))
     if known is not None:

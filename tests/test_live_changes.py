@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.database import Database
-from slices_blueprint.core.live import CHANNEL, Change, ChangeHub, notify_all
+from slices_blueprint.core.live import CHANNEL, PAYLOAD_BYTES, Change, ChangeHub, notify_all
 from tests.conftest import service_of_its_own
 from tests.helpers import Api
 
@@ -69,6 +69,57 @@ def test_accepted_resources_are_announced(pg_admin_url: str, data_dir, http) -> 
         with psycopg.connect(live.settings.database_url, autocommit=True) as listener:
             listener.execute(f"LISTEN {CHANNEL}")
             api.create(api.token("alice", "demo", "announced"), ["seen"], flavor, image)
-            changes = [json.loads(n.payload) for n in listener.notifies(timeout=10, stop_after=3)]
+            notifications = list(listener.notifies(timeout=3))
+    assert len(notifications) == 1, notifications  # one per transaction: listeners woken once
+    changes = json.loads(notifications[0].payload)
     assert sum("resource" in c for c in changes) == 1, changes
     assert sum("task" in c for c in changes) == 2, changes  # the batch and its create
+
+
+def test_a_large_transaction_is_split_within_the_payload_limit(database_url: str) -> None:
+    """Changes of one transaction past PostgreSQL's 8,000-byte payload limit go out as several
+    notifications, every change in one of them, each short enough (PostgreSQL refuses the
+    whole transaction otherwise); a listening process wakes the subscriber of the last one."""
+    changes = [{"resource": f"r{i:04d}", "experiment": "e" * 40, "project": "p" * 40} for i in range(300)]
+
+    async def scenario() -> list[str]:
+        db = Database(database_url)
+        hub = ChangeHub(db.url)
+        hub.start()
+        await asyncio.wait_for(hub.listening.wait(), 10)
+        try:
+            async with await psycopg.AsyncConnection.connect(database_url.replace("+psycopg", ""),
+                                                             autocommit=True) as listener:
+                await listener.execute(f"LISTEN {CHANNEL}")
+                async with hub.subscribe(lambda c: c.get("resource") == "r0299") as last, \
+                        hub.subscribe(lambda c: c.get("resource") == "r9999") as never:
+                    async with db.session() as session:
+                        await _notify(session, changes)
+                    assert await _woken(last.changed, 5)
+                    assert not never.changed.is_set()
+                received = []
+                async for notification in listener.notifies(timeout=3):
+                    received.append(notification.payload)
+                return received
+        finally:
+            await hub.stop()
+            await db.dispose()
+
+    received = asyncio.run(scenario())
+    assert len(received) >= 2, "300 changes of ~110 bytes do not fit one notification"
+    assert all(len(p.encode()) <= PAYLOAD_BYTES for p in received)
+    assert [c for p in received for c in json.loads(p)] == changes  # all of them, in order
+
+
+def test_a_lone_change_and_a_bad_payload_are_handled() -> None:
+    """A payload of one JSON object (an earlier release's replica) is one change; a payload
+    that is not a list of objects wakes nobody and breaks nothing."""
+    hub = ChangeHub("postgresql://unused.invalid/none")
+    async def scenario() -> None:
+        async with hub.subscribe(lambda c: c.get("resource") == "r1") as wanted:
+            for bad in ("not json", "[1, 2]", "42", "[{\"resource\": \"r2\"}]"):
+                hub.deliver(bad)
+            assert not wanted.changed.is_set()
+            hub.deliver('{"resource": "r1"}')
+            assert wanted.changed.is_set()
+    asyncio.run(scenario())

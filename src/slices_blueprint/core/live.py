@@ -3,7 +3,9 @@ connection per process fanning each change out to the subscribers it concerns.
 
 A change is sent with ``pg_notify`` in the transaction that makes it (:func:`notify_all`), so
 it reaches every process listening on the database only when it is committed, and never
-when it is rolled back. A subscriber gives a predicate on the change (a JSON object) and is
+when it is rolled back. A transaction's changes travel together, as one JSON array per
+notification (several only past PostgreSQL's payload limit): each listening process is
+woken once per transaction, not once per row. A subscriber gives a predicate on the change (a JSON object) and is
 woken, not handed the change: many changes before it looks are one wake-up, and nothing
 of a change it may not see leaves the process.
 """
@@ -24,26 +26,46 @@ from sqlalchemy import Connection
 log = structlog.get_logger(__name__)
 CHANNEL = "slices_changes"
 RECONNECT_S = (0.5, 1, 2, 5)
-NOTIFY_ALL = f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(%s::text[]) AS payload"  # psycopg's placeholder
+NOTIFY_ALL = f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(%b::text[]) AS payload"
+"""One statement for every payload; ``%b``: the array is sent in binary (no text escaping)."""
+PAYLOAD_BYTES = 7_999
+"""The longest payload PostgreSQL takes (``NOTIFY``: shorter than 8,000 bytes)."""
 
 Change = dict[str, Any]
 Predicate = Callable[[Change], bool]
 
 
-def _payloads(changes: Sequence[Change]) -> list[str]:
-    return [json.dumps(c, default=str) for c in changes]
+def payloads(changes: Sequence[Change]) -> list[str]:
+    """``changes`` as JSON arrays, each within :data:`PAYLOAD_BYTES` (a change too long for
+    any is refused): as few notifications as PostgreSQL allows, one for most transactions."""
+    out: list[str] = []
+    batch: list[str] = []
+    size = 2  # the brackets
+    for change in changes:
+        item = json.dumps(change, default=str, separators=(",", ":"))
+        length = len(item.encode())
+        if batch and size + 1 + length > PAYLOAD_BYTES:
+            out.append(f"[{','.join(batch)}]")
+            batch, size = [], 2
+        size += length + (1 if batch else 0)
+        if size > PAYLOAD_BYTES:
+            raise ValueError(f"a change of {length} bytes is longer than a notification may be")
+        batch.append(item)
+    if batch:
+        out.append(f"[{','.join(batch)}]")
+    return out
 
 
 def notify_all(connection: Connection, changes: Sequence[Change]) -> None:
     """Send ``changes`` on the channel when ``connection``'s transaction commits (one statement)."""
     if changes:
-        connection.exec_driver_sql(NOTIFY_ALL, (_payloads(changes),))
+        connection.exec_driver_sql(NOTIFY_ALL, (payloads(changes),))
 
 
 async def notify_all_on(connection: psycopg.AsyncConnection, changes: Sequence[Change]) -> None:
     """:func:`notify_all` on a psycopg connection (the one under a session: ``core.direct_sql``)."""
     if changes:
-        await connection.execute(NOTIFY_ALL, (_payloads(changes),))
+        await connection.execute(NOTIFY_ALL, (payloads(changes),))
 
 
 @dataclass(eq=False)
@@ -94,13 +116,17 @@ class ChangeHub:
                 subscription.changed.set()
 
     def deliver(self, payload: str) -> None:
-        """Wake the subscribers that want this change."""
+        """Wake the subscribers that want one of the changes of ``payload`` (a JSON array of
+        them; a lone object, as an earlier release sent, is one change)."""
         try:
-            change = json.loads(payload)
+            parsed = json.loads(payload)
         except ValueError:
+            parsed = None
+        changes = [parsed] if isinstance(parsed, dict) else parsed
+        if not isinstance(changes, list) or not all(isinstance(c, dict) for c in changes):
             log.warning("live.bad_payload", payload=payload[:200])
             return
-        self._wake(lambda subscription: subscription.wants(change))
+        self._wake(lambda subscription: any(subscription.wants(c) for c in changes))
 
     async def _listen_forever(self) -> None:
         failures = 0

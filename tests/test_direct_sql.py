@@ -1,11 +1,13 @@
 """Statements run straight on a session's psycopg connection (``core.direct_sql``) behave as
 ``session.execute`` would, on the real PostgreSQL: in the session's current transaction (also
 when the next transaction gets another pooled connection), with SQLAlchemy's errors and the
-columns' Python-side defaults; and a batch's jobs are deferred in one call, each on its lock."""
+columns' Python-side defaults; and a batch's jobs are deferred in one statement, each on its lock,
+as procrastinate's own API defers a job."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 import psycopg
@@ -18,7 +20,7 @@ from slices_blueprint.core.database import Database
 from slices_blueprint.core.direct_sql import driver_connection, insert_values
 from slices_blueprint.events.models import Event
 from slices_blueprint.identity.models import Project
-from slices_blueprint.tasks.service import defer_jobs, new_task
+from slices_blueprint.tasks.service import OPERATION_JOB, defer_jobs, new_task
 
 
 def _projects(database_url: str, ids: list[str]) -> set[str]:
@@ -76,12 +78,17 @@ def test_direct_statements_fail_and_default_as_sqlalchemy_would(database_url: st
 
 
 def test_a_batch_of_jobs_is_deferred_at_once_each_on_its_resources_lock(database_url: str, data_dir) -> None:
+    """The batch's jobs, deferred by one statement on procrastinate's SQL function, are the
+    jobs procrastinate's own API defers (queue, task, priority, schedule, status), each on
+    its resource's lock and naming its task."""
     settings = Settings(data_dir=data_dir, database_url=database_url)
+    not_before = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    columns = "queue_name, task_name, priority, scheduled_at, status, queueing_lock"
 
     class RolledBack(Exception):
         """Ends the transaction: nothing is left for the suite's running workers to take."""
 
-    async def scenario() -> tuple[list[tuple[uuid.UUID, int | None]], list[tuple[int, str, str]]]:
+    async def scenario() -> tuple:
         db = Database(database_url, pool_size=1)
         queue = domains.build_queue(settings, db)
         try:
@@ -90,18 +97,26 @@ def test_a_batch_of_jobs_is_deferred_at_once_each_on_its_resources_lock(database
                     async with db.session() as session:
                         batch = [new_task(kind="create", experiment_id="exp_direct", created_by=None,
                                           resource_id=uuid.uuid4()) for _ in range(3)]
-                        await defer_jobs(session, queue, batch)
+                        await defer_jobs(session, queue, batch, not_before)
                         connection = await driver_connection(session)
+                        reference = await queue.configure_task(
+                            OPERATION_JOB, lock="reference", schedule_at=not_before).defer_async(task_id="reference")
                         cursor = await connection.execute(
-                            "SELECT id, lock, args->>'task_id' FROM procrastinate_jobs WHERE id = ANY(%s)",
-                            ([task.job_id for task in batch],))
+                            f"SELECT id, lock, args->>'task_id', {columns} FROM procrastinate_jobs "
+                            "WHERE id = ANY(%s) ORDER BY id", ([task.job_id for task in batch],))
                         seen = await cursor.fetchall()  # in the transaction that deferred them
-                        raise RolledBack([(task.resource_id, task.job_id) for task in batch], seen)
+                        cursor = await connection.execute(
+                            f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (reference,))
+                        raise RolledBack([(task.id, task.resource_id, task.job_id) for task in batch], seen,
+                                         await cursor.fetchone())
                 except RolledBack as done:
                     return done.args
         finally:
             await db.dispose()
 
-    deferred, rows = asyncio.run(scenario())
-    assert len({job for _, job in deferred}) == 3 and all(job for _, job in deferred)
-    assert {(job, lock) for job, lock, _ in rows} == {(job, str(resource)) for resource, job in deferred}
+    deferred, rows, reference = asyncio.run(scenario())
+    assert len({job for _, _, job in deferred}) == 3 and all(job for _, _, job in deferred)
+    assert [(job, lock, task_id) for job, lock, task_id, *_ in rows] == [
+        (job, str(resource), str(task)) for task, resource, job in deferred]  # in the tasks' order
+    assert reference[1:4] == (OPERATION_JOB, 0, not_before)
+    assert all(tuple(row[3:]) == reference for row in rows)

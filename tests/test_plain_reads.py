@@ -16,6 +16,7 @@ import psycopg
 import psycopg.errors
 import pytest
 from pydantic import TypeAdapter
+from pydantic_core import to_json
 from sqlalchemy import select
 
 from slices_blueprint.catalog.models import DiskImage, Flavor
@@ -24,7 +25,7 @@ from slices_blueprint.core.dev_issuer import dev_ids
 from slices_blueprint.core.errors import NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.core.responses import json_answer, plain_json_answer
+from slices_blueprint.core.responses import json_answer, plain_json, plain_json_answer
 from slices_blueprint.core.security import VerifiedToken
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, Project, User
@@ -347,3 +348,14 @@ async def test_a_plain_connection_goes_back_to_the_pool_as_it_came(database_url:
             assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("value", [
+    {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "µs": dt.datetime(2026, 1, 1, 0, 0, 0, 5, tzinfo=dt.UTC),
+     "paris": dt.datetime(2026, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), "id": uuid.uuid4()},
+    {"text": "é\u2028\x00</script>", "float": -1e-7, "int": 2**63 - 1, "list": [None, True, 1.5]},
+    {"access": {"huge": 2**70}},  # past 64 bits: orjson refuses it, pydantic writes it
+])
+def test_plain_json_writes_pydantics_bytes(value: dict) -> None:
+    assert plain_json(value) == to_json(value)
+    assert plain_json([value, value]) == to_json([value, value])

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
+import orjson
 import pydantic_core
 from fastapi import Response
 from pydantic import BaseModel, TypeAdapter
@@ -34,6 +35,15 @@ def json_answer(value: BaseModel | Sequence[BaseModel], model: type[BaseModel] |
 def plain_json_answer(value: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, status_code: int = 200,
                       headers: Mapping[str, str] | None = None) -> Response:
     """``value`` (a dict of the route's model's fields in its order, or a list of them) as
-    JSON, serialized by pydantic's own serializer: the same bytes as the model's
-    (``datetime`` and the rest written alike), without building the model."""
-    return Response(pydantic_core.to_json(value), status_code=status_code, media_type=JSON, headers=headers)
+    JSON: the same bytes as the model's, without building the model (:func:`plain_json`)."""
+    return Response(plain_json(value), status_code=status_code, media_type=JSON, headers=headers)
+
+
+def plain_json(value: Any) -> bytes:
+    """``value`` as pydantic's serializer writes it (``datetime`` in UTC with ``Z``, UUIDs,
+    UTF-8 unescaped), by orjson, which writes the same bytes for plain values in half the
+    time; by pydantic itself where orjson refuses one (an integer past 64 bits)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+    except orjson.JSONEncodeError:
+        return pydantic_core.to_json(value)

@@ -10,6 +10,10 @@ from tests.helpers import Api, some_certificate
 def test_health_and_readiness(live, http) -> None:
     assert http.get(f"{live.url}/healthz").json() == {"status": "ok"}
     assert http.get(f"{live.url}/readyz").json() == {"status": "ready"}
+    # the probes are matched before the API's and the UI's routes (a hundred and more, each
+    # a regular expression tried in order: /healthz took 0.9 ms of CPU after them, 0.24 first)
+    paths = [getattr(route, "path", None) for route in live.server.config.app.routes]
+    assert paths[1:3] == ["/healthz", "/readyz"] and paths[0].endswith("/openapi.json")  # FastAPI's own first
 
 
 def test_metrics_count_requests_and_resources_by_state(live, http) -> None:

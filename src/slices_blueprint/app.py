@@ -132,6 +132,30 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         redoc_url=None,
     )
     install_error_handlers(app)
+
+    # the probes first: routes are matched in order, and the API and UI have more than a hundred
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        """The database answers and the schema is in place; with a local microVM host
+        started by ``serve`` (``app.state.local_host_since``), once it has registered."""
+        try:
+            async with app.state.db.session() as session:
+                await session.execute(text("SELECT 1 FROM procrastinate_jobs LIMIT 1"))
+                since = getattr(app.state, "local_host_since", None)
+                if since is not None and not await session.scalar(
+                        select(func.count()).select_from(Host).where(Host.name == LOCAL_HOST,
+                                                                     Host.last_heartbeat_at >= since)):
+                    return JSONResponse({"status": "starting", "detail": "waiting for the local microVM host "
+                                         "to register"}, status_code=503)
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return JSONResponse({"status": "unavailable", "detail": exc.__class__.__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     app.state.wait_slots = WaitSlots()
     install_metrics(app, settings)
     app.add_middleware(RefuseNul)  # reads text bodies whole: inside the size cap below
@@ -162,28 +186,6 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     async def api_docs(request: Request) -> HTMLResponse:
         """The API's interactive documentation (Swagger UI)."""
         return templates.TemplateResponse(request, "api_docs.html", {"ui": UI, "openapi_url": app.openapi_url})
-
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        """The process is up."""
-        return {"status": "ok"}
-
-    @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> JSONResponse:
-        """The database answers and the schema is in place; with a local microVM host
-        started by ``serve`` (``app.state.local_host_since``), once it has registered."""
-        try:
-            async with app.state.db.session() as session:
-                await session.execute(text("SELECT 1 FROM procrastinate_jobs LIMIT 1"))
-                since = getattr(app.state, "local_host_since", None)
-                if since is not None and not await session.scalar(
-                        select(func.count()).select_from(Host).where(Host.name == LOCAL_HOST,
-                                                                     Host.last_heartbeat_at >= since)):
-                    return JSONResponse({"status": "starting", "detail": "waiting for the local microVM host "
-                                         "to register"}, status_code=503)
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return JSONResponse({"status": "unavailable", "detail": exc.__class__.__name__}, status_code=503)
-        return JSONResponse({"status": "ready"})
 
     return app
 

@@ -65,9 +65,11 @@ def routers() -> list:
     from slices_blueprint.telemetry.views import router as telemetry
     from slices_blueprint.web.views import router as web
 
+    # routes are matched in this order (each a regular expression, tried one after another):
+    # the busiest first
     return [
-        experiments,
-        catalog, catalog_admin, resources, qkd, telemetry, tasks, credentials, hosts, quotas, reservations, dev, web
+        resources, catalog, tasks, experiments,
+        catalog_admin, qkd, telemetry, credentials, hosts, quotas, reservations, dev, web
     ]
 
 

@@ -20,12 +20,19 @@ from slices_blueprint.catalog.schemas import (
     SyncRequest,
     SyncResult,
 )
-from slices_blueprint.core.deps import API_PREFIX, BI_PREFIX, SessionDep, SettingsDep, read_only
+from slices_blueprint.core.deps import (
+    API_PREFIX,
+    BI_PREFIX,
+    DatabaseDep,
+    SessionDep,
+    SettingsDep,
+    read_only,
+)
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.responses import json_answer
 from slices_blueprint.events.service import record
-from slices_blueprint.identity.deps import CallerDep
+from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import enabled_types
 
@@ -59,8 +66,10 @@ KINDS = [
 def _routes(kind: CatalogKind) -> None:
     """List and get for any valid token; create and hide/show for admins."""
 
-    async def list_entries(caller: CallerDep, session: SessionDep, settings: SettingsDep, include_hidden: bool = False) -> Response:
-        rows = await kind.listing(session, enabled_types(settings), include_hidden and caller.is_admin)
+    async def list_entries(caller: ReadingCallerDep, db: DatabaseDep, settings: SettingsDep,
+                           include_hidden: bool = False) -> Response:
+        async with db.read_session() as session:  # no query while the process keeps the catalog
+            rows = await kind.listing(session, enabled_types(settings), include_hidden and caller.is_admin)
         return json_answer([kind.out(row, settings.site_id) for row in rows], kind.out_schema)
 
     async def create_entry(body: BaseModel, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
@@ -82,7 +91,7 @@ def _routes(kind: CatalogKind) -> None:
 
     create_entry.__annotations__["body"] = kind.create_schema  # the concrete body schema
     out = kind.out_schema
-    router.add_api_route(kind.path, read_only(list_entries), methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
+    router.add_api_route(kind.path, list_entries, methods=["GET"], response_model=list[out], summary=f"List {kind.label}s")  # type: ignore[valid-type]
     router.add_api_route(kind.path, create_entry, methods=["POST"], response_model=out, status_code=201, summary=f"Create a {kind.label} (admins)")
     entry = f"{kind.path}/{{entry_id}}"
     router.add_api_route(entry, read_only(get_entry), methods=["GET"], response_model=out,

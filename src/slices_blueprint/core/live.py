@@ -5,9 +5,9 @@ A change is sent with ``pg_notify`` in the transaction that makes it (:func:`not
 it reaches every process listening on the database only when it is committed, and never
 when it is rolled back. A transaction's changes travel together, as one JSON array per
 notification (several only past PostgreSQL's payload limit): each listening process is
-woken once per transaction, not once per row. A subscriber gives a predicate on the change (a JSON object) and is
-woken, not handed the change: many changes before it looks are one wake-up, and nothing
-of a change it may not see leaves the process.
+woken once per transaction, not once per row. A subscriber gives a predicate on a change (a
+JSON object) and is woken, not handed the change: many changes before it looks are one
+wake-up, and nothing of a change it may not see leaves the process.
 """
 
 from __future__ import annotations

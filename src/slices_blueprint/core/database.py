@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import psycopg
 import structlog
-from sqlalchemy import make_url
+from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -51,16 +51,19 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded_postgres(settings.data_dir)
 
 
+def _parsed(url: str) -> URL:
+    """Any ``postgres[ql]://`` URL (libpq's or SQLAlchemy's), parsed."""
+    return make_url(url.replace("postgres://", "postgresql://", 1))
+
+
 def sqlalchemy_url(libpq_url: str) -> str:
     """Turn any ``postgres[ql]://`` URL into SQLAlchemy's psycopg 3 dialect URL."""
-    url = make_url(libpq_url.replace("postgres://", "postgresql://", 1))
-    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return _parsed(libpq_url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
 def libpq_url(url: str) -> str:
     """The plain libpq form of a SQLAlchemy or libpq URL (for psycopg and Procrastinate)."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return _parsed(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def utc_sessions(url: str) -> str:
@@ -68,7 +71,7 @@ def utc_sessions(url: str) -> str:
     whatever the server's zone (the API writes them so), and psycopg reads them with
     ``datetime.timezone.utc`` (a zone named otherwise, even ``Etc/UTC``, costs a zoneinfo
     conversion per value: a tenth of a listed page's time)."""
-    given = make_url(url.replace("postgres://", "postgresql://", 1)).query.get("options", "")
+    given = _parsed(url).query.get("options", "")
     given = given if isinstance(given, str) else " ".join(given)
     return f"{given} -c TimeZone=UTC".strip()
 

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog import service as catalog
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.deps import SessionDep, SettingsDep
+from slices_blueprint.core.database import Database
+from slices_blueprint.core.deps import DatabaseDep, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ProblemError
 from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
@@ -50,28 +51,30 @@ Text = Annotated[str, Form()]
 
 
 @router.get("/", response_class=HTMLResponse)
-async def dashboard(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+async def dashboard(request: Request, db: SessionDep, database: DatabaseDep, settings: SettingsDep,
+                    caller: UserDep) -> HTMLResponse:
     """The user's projects and their quota usage, the experiment in use, its resources (live)."""
     usage = [await quotas.quota_out(db, settings, p) for p in sorted(caller.project_ids)]
     return render(request, "dashboard.html", caller=caller, projects=caller.token.claims.get("project_names") or {},
                   quotas=usage, rows_of=quota_rows, banners=await ending_soon(db, settings, caller),
-                  extend_hours=EXTEND_HOURS, **await _table(request, db, settings, caller))
+                  extend_hours=EXTEND_HOURS, **await _table(database, db, settings, caller))
 
 
 @router.get("/fragments/resources", response_class=HTMLResponse)
-async def resources_table(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
+async def resources_table(request: Request, db: SessionDep, database: DatabaseDep, settings: SettingsDep,
+                          caller: UserDep) -> HTMLResponse:
     """The resource table alone: polled by the dashboard."""
-    return render(request, "fragments/resources.html", **await _table(request, db, settings, caller))
+    return render(request, "fragments/resources.html", **await _table(database, db, settings, caller))
 
 
-async def _table(request: Request, db: AsyncSession, settings: Settings, caller: Caller) -> dict:
-    async with request.app.state.db.plain_connection() as conn:  # the API's listing, 500 rows
+async def _table(database: Database, db: AsyncSession, settings: Settings, caller: Caller) -> dict:
+    async with database.plain_connection() as conn:  # the API's listing, 500 rows
         rows = await service.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None)
     return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin,
             **await _names(db, rows)}
 
 
-async def _names(db: AsyncSession, rows: list[ComputeResource]) -> dict:
+async def _names(db: AsyncSession, rows: list[ComputeResource] | list[service.ResourceRow]) -> dict:
     """The names of the rows' experiments and projects, shown instead of their ids."""
     return {"experiment_names": await names_of(db, Experiment, {r.experiment_id for r in rows}),
             "project_names": await names_of(db, Project, {r.project_id for r in rows})}

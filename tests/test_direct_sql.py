@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from slices_blueprint import domains
+from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
-from slices_blueprint.core.direct_sql import driver_connection, insert_values
+from slices_blueprint.core.direct_sql import Writes, driver_connection, insert_values
 from slices_blueprint.events.models import Event
-from slices_blueprint.identity.models import Project
-from slices_blueprint.tasks.service import OPERATION_JOB, defer_jobs, new_task
+from slices_blueprint.identity.models import Experiment, Project
+from slices_blueprint.resources.models import ComputeResource
+from slices_blueprint.tasks.service import OPERATION_JOB, defer_jobs, insert_deferring, new_task
 
 
 def _projects(database_url: str, ids: list[str]) -> set[str]:
@@ -120,3 +122,96 @@ def test_a_batch_of_jobs_is_deferred_at_once_each_on_its_resources_lock(database
         (job, str(resource), str(task)) for task, resource, job in deferred]  # in the tasks' order
     assert reference[1:4] == (OPERATION_JOB, 0, not_before)
     assert all(tuple(row[3:]) == reference for row in rows)
+
+
+def _catalog_rows(session_id: str) -> tuple[dict, dict, dict, dict]:
+    """A project, its experiment, a flavor and an image, as rows to insert."""
+    project, experiment = f"proj_writes_{session_id}", f"exp_writes_{session_id}"
+    return ({"id": project}, {"id": experiment, "project_id": project},
+            {"id": uuid.uuid4(), "friendly_name": "w", "flavor_type": "test-double", "vcpus": 1, "ram_mib": 64},
+            {"id": uuid.uuid4(), "friendly_name": "w", "flavor_type": "test-double", "location": "w"})
+
+
+def _accepted(experiment: dict, flavor: dict, image: dict, names: list[str]) -> tuple[list[dict], list]:
+    """Resource rows named ``names`` and their create tasks, as an accepted request makes them."""
+    now = dt.datetime.now(dt.UTC)
+    resources = [{"id": uuid.uuid4(), "experiment_id": experiment["id"], "project_id": experiment["project_id"],
+                  "friendly_name": name, "flavor_id": flavor["id"], "disk_image_id": image["id"],
+                  "provider": "test-double", "status": "pending", "request_config": {"config": {"big": 2**70}},
+                  "expires_at": now + dt.timedelta(days=1), "created_at": now, "updated_at": now}
+                 for name in names]
+    subtasks = [new_task(kind="create", experiment_id=experiment["id"], created_by=None, resource_id=r["id"])
+                for r in resources]
+    return resources, subtasks
+
+
+def test_writes_are_one_statement_whose_rows_reference_each_other_and_fail_together(
+        database_url: str, data_dir) -> None:
+    """Resources, their tasks with the jobs deferred for them (each task naming its job, each
+    job its task, on its resource's lock, as ``defer_jobs`` defers one) and their events
+    written by one statement; one clash and none of it is written."""
+    settings = Settings(data_dir=data_dir, database_url=database_url)
+    project, experiment, flavor, image = _catalog_rows(uuid.uuid4().hex[:8])
+    columns = "queue_name, task_name, priority, scheduled_at, status"
+    jobs = ", ".join(f"j.{c}" for c in columns.split(", "))
+
+    class RolledBack(Exception):
+        """Ends the transaction: nothing is left for the suite's running workers to take."""
+
+    async def written(names: list[str]) -> tuple:
+        db = Database(database_url, pool_size=1)
+        queue = domains.build_queue(settings, db)
+        try:
+            async with queue.open_async():
+                try:
+                    async with db.session() as session:
+                        for table, row in ((Project.__table__, project), (Experiment.__table__, experiment),
+                                           (Flavor.__table__, flavor), (DiskImage.__table__, image)):
+                            await insert_values(session, table, [row])
+                        resources, subtasks = _accepted(experiment, flavor, image, names)
+                        writes = Writes()
+                        writes.insert("new_resources", ComputeResource.__table__, resources)
+                        insert_deferring(writes, queue, subtasks)
+                        writes.insert("new_events", Event.__table__, [
+                            {"actor": "t", "action": "direct.writes", "outcome": "ok", "resource_id": r["id"],
+                             "experiment_id": experiment["id"]} for r in resources])
+                        assert await writes.run(session, "SELECT count(*) FROM deferred_jobs") == [(len(names),)]
+                        reference = [task.id for task in subtasks]
+                        await defer_jobs(session, queue, subtasks[:1])  # the reference: one job, alone
+                        connection = await driver_connection(session)
+                        cursor = await connection.execute(
+                            f"SELECT t.id, t.resource_id, j.lock, j.args->>'task_id', {jobs} FROM tasks t "
+                            "JOIN procrastinate_jobs j ON j.id = t.job_id WHERE t.id = ANY(%s) ORDER BY j.id",
+                            (reference,))
+                        tasks = await cursor.fetchall()
+                        cursor = await connection.execute(
+                            f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (subtasks[0].job_id,))
+                        alone = await cursor.fetchone()
+                        cursor = await connection.execute(
+                            "SELECT count(*), min(r.request_config->'config'->>'big') FROM events e "
+                            "JOIN compute_resources r ON r.id = e.resource_id WHERE e.experiment_id = %s",
+                            (experiment["id"],))
+                        raise RolledBack(reference, tasks, alone, await cursor.fetchone())
+                except RolledBack as done:
+                    return done.args
+        finally:
+            await db.dispose()
+
+    reference, tasks, alone, events = asyncio.run(written(["a", "b", "c"]))
+    assert [row[0] for row in tasks] == reference  # jobs deferred in the tasks' order
+    assert all(lock == str(resource) and task_id == str(task) for task, resource, lock, task_id, *_ in tasks)
+    assert all(tuple(row[4:]) == alone for row in tasks)
+    assert events == (3, str(2**70))  # a value past 64 bits written as it was given
+
+    with pytest.raises(IntegrityError, match="uq_compute_resources_live_name"):
+        asyncio.run(written(["same", "same"]))  # nothing committed: the project is not there either
+    assert not _projects(database_url, [project["id"]])
+
+
+def test_writes_refuse_a_parameter_given_twice_and_an_empty_statement() -> None:
+    writes = Writes()
+    with pytest.raises(ValueError, match="nothing to write"):
+        asyncio.run(writes.run(None))  # type: ignore[arg-type]
+    writes.query("a", "SELECT %(x)s", x=1)
+    with pytest.raises(ValueError, match=r"given twice: \['x'\]"):
+        writes.query("b", "SELECT %(x)s", x=2)

@@ -6,22 +6,26 @@ SQLAlchemy's per-statement work (building the statement, its cache key, the resu
 It runs in the session's transaction: committed or rolled back with it, and fails as
 ``session.execute`` would (psycopg's errors raised as SQLAlchemy's: ``IntegrityError``...).
 Used where requests are hot (accepting resource requests); everything else keeps the ORM.
+:class:`Writes` gathers a transaction's inserts into one statement: one round trip for all.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import ClauseElement, Table, bindparam
+from sqlalchemy import ClauseElement, Table, TypeDecorator, bindparam
+from sqlalchemy.dialects.postgresql import dialect as postgresql_dialect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from slices_blueprint.core.responses import plain_json
 
 _DRIVER_CONNECTION = "direct_sql.driver_connection"
 
@@ -142,3 +146,71 @@ async def insert_values(session: AsyncSession, table: Table, rows: Sequence[Mapp
             inserted += [row[0] for row in await cursor.fetchall()]
             if not cursor.nextset():
                 return inserted
+
+
+_QUOTE = postgresql_dialect().identifier_preparer.quote
+
+
+def _merged(params: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    clash = params.keys() & more.keys()
+    if clash:
+        raise ValueError(f"parameters given twice: {sorted(clash)}")
+    return {**params, **more}
+
+
+@cache
+def _populated(table: Table, keys: tuple[str, ...]) -> tuple[str, str]:
+    """The quoted columns ``keys`` of ``table``, and the same read from the alias ``r``."""
+    columns = [table.c[key] for key in keys]
+    typed = [c.name for c in columns if isinstance(c.type, TypeDecorator)]
+    if typed:  # its Python-side conversion would be skipped: the values go as JSON
+        raise ValueError(f"insert into {table.name}: columns of a TypeDecorator {typed}")
+    names = [_QUOTE(c.name) for c in columns]
+    return ", ".join(names), ", ".join(f"r.{n}" for n in names)
+
+
+@dataclass
+class Writes:
+    r"""A transaction's writes as one statement: each a part of a ``WITH`` query (PostgreSQL's
+    data-modifying statements in ``WITH``), one round trip for all of them.
+
+    Every part runs, once, on the same snapshot: a part reads another's rows only through
+    what that one ``RETURNING``\s or selects (a name given to :meth:`query`); constraints are
+    checked at the statement's end, so the rows may reference each other. Rows go to
+    PostgreSQL as one JSON array per table (``jsonb_populate_recordset``), typed by the table
+    itself; the statement fails as one (``IntegrityError``... naming the constraint)."""
+
+    parts: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def query(self, name: str, sql: str, **params: Any) -> None:
+        """Add ``sql`` (``%(param)s`` placeholders, named as ``params``) as the part ``name``."""
+        self.parts.append(f"{name} AS ({sql})")
+        self.params = _merged(self.params, params)
+
+    def insert(self, name: str, table: Table, rows: Sequence[Mapping[str, Any]], *,
+               joined: str = "", extra: Mapping[str, str] | None = None) -> None:
+        """Insert ``rows`` (each setting the same columns; Python-side defaults filled) into
+        ``table`` as the part ``name``; ``extra`` columns are SQL expressions on the row
+        ``r`` (with ``ordinality``: its place in ``rows``, from 1) and what ``joined`` joins."""
+        if not rows:
+            return
+        filled = [_with_defaults(table, row) for row in rows]
+        columns, values = _populated(table, tuple(filled[0]))
+        if extra:
+            columns += "".join(f", {_QUOTE(table.c[key].name)}" for key in extra)
+            values += "".join(f", {sql}" for sql in extra.values())
+        self.query(name, f"INSERT INTO {_QUOTE(table.name)} ({columns}) SELECT {values} "
+                         f"FROM jsonb_populate_recordset(NULL::{_QUOTE(table.name)}, %({name})s::jsonb) "
+                         f"WITH ORDINALITY AS r {joined}",
+                   **{name: plain_json(filled).decode()})
+
+    async def run(self, session: AsyncSession, final: str = "SELECT", **params: Any) -> list[tuple]:
+        """Run every part, then ``final`` (a query on the parts, or on nothing), in the
+        session's transaction; answer ``final``'s rows."""
+        if not self.parts:
+            raise ValueError("nothing to write")
+        sql = f"WITH {', '.join(self.parts)} {final}"
+        async with cursor_of(session, sql) as cursor:
+            await cursor.execute(sql, _merged(self.params, params))
+            return await cursor.fetchall() if cursor.description else []

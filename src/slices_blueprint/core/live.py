@@ -26,8 +26,9 @@ from sqlalchemy import Connection
 log = structlog.get_logger(__name__)
 CHANNEL = "slices_changes"
 RECONNECT_S = (0.5, 1, 2, 5)
-NOTIFY_ALL = f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(%b::text[]) AS payload"
-"""One statement for every payload; ``%b``: the array is sent in binary (no text escaping)."""
+NOTIFY_ALL = f"SELECT pg_notify('{CHANNEL}', payload) FROM unnest(%(payloads)b::text[]) AS payload"
+"""One statement for every payload (the parameter ``payloads``: :func:`payloads`); ``%b``:
+the array is sent in binary (no text escaping)."""
 PAYLOAD_BYTES = 7_999
 """The longest payload PostgreSQL takes (``NOTIFY``: shorter than 8,000 bytes)."""
 
@@ -59,13 +60,7 @@ def payloads(changes: Sequence[Change]) -> list[str]:
 def notify_all(connection: Connection, changes: Sequence[Change]) -> None:
     """Send ``changes`` on the channel when ``connection``'s transaction commits (one statement)."""
     if changes:
-        connection.exec_driver_sql(NOTIFY_ALL, (payloads(changes),))
-
-
-async def notify_all_on(connection: psycopg.AsyncConnection, changes: Sequence[Change]) -> None:
-    """:func:`notify_all` on a psycopg connection (the one under a session: ``core.direct_sql``)."""
-    if changes:
-        await connection.execute(NOTIFY_ALL, (payloads(changes),))
+        connection.exec_driver_sql(NOTIFY_ALL, {"payloads": payloads(changes)})
 
 
 @dataclass(eq=False)

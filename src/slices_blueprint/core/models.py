@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
 from typing import TypeVar
 
 import structlog
@@ -18,7 +17,6 @@ from sqlalchemy.orm import (
     mapped_column,
 )
 
-from slices_blueprint.core.direct_sql import insert_values
 from slices_blueprint.core.ids import new_uuid
 
 log = structlog.get_logger(__name__)
@@ -69,13 +67,6 @@ def set_values(row: Base) -> dict[str, object]:
     """The column values set on ``row`` (for a Core insert of a new object)."""
     state = inspect(row)
     return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
-
-
-async def insert_rows(session: AsyncSession, rows: Sequence[Base]) -> None:
-    """Insert new objects of one model (no unit of work: :mod:`.direct_sql`), with the values
-    set on them; they stay outside the session. Each must set the same attributes."""
-    if rows:
-        await insert_values(session, type(rows[0]).__table__, [set_values(row) for row in rows])
 
 
 async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.database import Database
-from slices_blueprint.core.direct_sql import insert_values
 from slices_blueprint.events.models import Event
 
 log = structlog.get_logger(__name__)
@@ -81,10 +80,10 @@ async def record(
         log.info(action, **fields)
 
 
-async def record_new(session: AsyncSession, *, actor: str, action: str, outcome: str,
-                     events: list[dict[str, Any]]) -> None:
-    """Append one event per entry of ``events`` (``resource_id``, ``task_id``, ``experiment_id``,
-    ``project_id``, ``message``, other keys: detail) in one statement, and log each.
+def new_rows(*, actor: str, action: str, outcome: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of one event per entry of ``events`` (``resource_id``, ``task_id``,
+    ``experiment_id``, ``project_id``, ``message``, other keys: detail), each logged, for one
+    insert (``core.direct_sql``).
 
     For resources created in this transaction: they have no earlier events, so the
     per-resource rate bound of :func:`record` cannot apply."""
@@ -96,7 +95,7 @@ async def record_new(session: AsyncSession, *, actor: str, action: str, outcome:
         log.info(action, outcome=outcome, actor=actor, message=columns["message"], **detail,
                  resource_id=str(columns["resource_id"]) if columns["resource_id"] else None,
                  task_id=str(columns["task_id"]) if columns["task_id"] else None)
-    await insert_values(session, Event.__table__, rows)
+    return rows
 
 
 async def for_resource(session: AsyncSession, resource_id: uuid.UUID, limit: int = 200) -> list[Event]:

@@ -12,11 +12,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
-from slices_blueprint.core.direct_sql import driver_connection
-from slices_blueprint.core.live import Change, notify_all, notify_all_on
+from slices_blueprint.core.live import Change, notify_all
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
 
@@ -32,14 +30,15 @@ def change_of(row: Any) -> Change | None:
     return None
 
 
+def changes_of(rows: Iterable[Any]) -> list[Change]:
+    """The changes to announce for ``rows`` (the resources and tasks among them); rows written
+    with SQLAlchemy Core, which the flush hook does not see, are announced with these
+    (``core.live.NOTIFY_ALL``)."""
+    return [c for row in rows if (c := change_of(row)) is not None]
+
+
 def _announce(session: Session, _flush: UOWTransaction) -> None:
-    changes = [c for row in (*session.new, *session.dirty) if (c := change_of(row)) is not None]
-    notify_all(session.connection(), changes)
-
-
-async def announce_written(session: AsyncSession, rows: Iterable[Any]) -> None:
-    """Announce rows written with SQLAlchemy Core, which the flush hook does not see."""
-    await notify_all_on(await driver_connection(session), [c for row in rows if (c := change_of(row)) is not None])
+    notify_all(session.connection(), changes_of((*session.new, *session.dirty)))
 
 
 def announce_changes() -> None:

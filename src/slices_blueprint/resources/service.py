@@ -22,10 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from slices_blueprint.catalog.cache import entry as catalog_entry
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
+from slices_blueprint.core.direct_sql import Writes
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
-from slices_blueprint.core.models import insert_rows, utcnow
-from slices_blueprint.events.service import record, record_new
+from slices_blueprint.core.live import NOTIFY_ALL, payloads
+from slices_blueprint.core.models import set_values, utcnow
+from slices_blueprint.events.models import Event
+from slices_blueprint.events.service import new_rows as new_events
+from slices_blueprint.events.service import record
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
@@ -33,7 +37,7 @@ from slices_blueprint.providers.registry import driver_class, enabled_types, off
 from slices_blueprint.quotas.service import admit
 from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources import replacement, reserved, states
-from slices_blueprint.resources.changes import announce_written
+from slices_blueprint.resources.changes import changes_of
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import (
     ExtendResult,
@@ -204,8 +208,9 @@ async def create_resources(
     the batch task and its create tasks (None when the batch was recorded earlier).
 
     The same ``request_id`` answers the task recorded the first time; reusing it for a
-    different request is a conflict. The rows are written with SQLAlchemy Core (a statement
-    per table), the batch first: its insert claims the request_id.
+    different request is a conflict. The batch is written first: its insert claims the
+    request_id. The rest (resources, create tasks and their jobs, audit events, the change
+    notification) is one statement (``core.direct_sql.Writes``).
     """
     experiment = caller.require_experiment()
     digest = _request_hash(body)
@@ -219,20 +224,21 @@ async def create_resources(
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
     resources, resolved, placement = await _new_resources(session, settings, caller, body, user)
-    try:
-        await insert_rows(session, resources)
-    except IntegrityError as exc:
-        raise _conflict(exc, body) from exc
     subtasks = [tasks.new_task(kind="create", experiment_id=experiment.id, created_by=creator,
                                resource_id=resource.id, parent_id=batch.id) for resource in resources]
-    await tasks.defer_jobs(session, queue, subtasks, placement.not_before)
-    await insert_rows(session, subtasks)
-    await record_new(session, actor=caller.actor, action="resource.create", outcome="requested", events=[
+    writes = Writes()
+    writes.insert("new_resources", ComputeResource.__table__, [set_values(resource) for resource in resources])
+    tasks.insert_deferring(writes, queue, subtasks, placement.not_before)
+    writes.insert("new_events", Event.__table__, new_events(actor=caller.actor, action="resource.create",
+                                                            outcome="requested", events=[
         {"resource_id": resource.id, "task_id": task.id, "experiment_id": experiment.id,
          "project_id": experiment.project_id, "name": resource.friendly_name, "flavor": flavor.friendly_name,
          "image": image.friendly_name, "reservation": body.reservation_id, "message": placement.reason}
-        for resource, task, (flavor, image) in zip(resources, subtasks, resolved, strict=True)])
-    await announce_written(session, [batch, *resources, *subtasks])
+        for resource, task, (flavor, image) in zip(resources, subtasks, resolved, strict=True)]))
+    try:
+        await writes.run(session, NOTIFY_ALL, payloads=payloads(changes_of([batch, *resources, *subtasks])))
+    except IntegrityError as exc:
+        raise _conflict(exc, body) from exc
     return batch, subtasks
 
 

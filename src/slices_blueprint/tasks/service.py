@@ -12,13 +12,13 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import procrastinate
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slices_blueprint.core.direct_sql import cursor_of, insert_values
+from slices_blueprint.core.direct_sql import Writes, cursor_of, insert_values
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.core.models import set_values, utcnow
 from slices_blueprint.tasks.models import Task
@@ -77,13 +77,24 @@ def new_task(*, kind: str, experiment_id: str, created_by: str | None, resource_
                 attempts=0, job_id=None, result={}, created_at=now, updated_at=now)
 
 
-DEFER_JOBS = (
-    "SELECT unnest(procrastinate_defer_jobs_v1(array_agg(ROW(%(queue)s, %(task)s, %(priority)s, job.lock, NULL, "
-    "job.args::jsonb, %(at)s)::procrastinate_job_to_defer_v1 ORDER BY job.n))) "
-    "FROM unnest(%(locks)b::text[], %(args)b::text[]) WITH ORDINALITY AS job(lock, args, n)")
+JOBS_DEFERRED = (
+    "SELECT job.id, job.n FROM unnest(procrastinate_defer_jobs_v1(ARRAY("
+    "SELECT ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, j.lock, NULL, j.args::jsonb, %(job_at)s)"
+    "::procrastinate_job_to_defer_v1 FROM unnest(%(job_locks)b::text[], %(job_args)b::text[]) "
+    "WITH ORDINALITY AS j(lock, args, n) ORDER BY j.n))) WITH ORDINALITY AS job(id, n)")
 """Procrastinate's own SQL function, called as its ``defer_jobs`` query calls it, with the
 jobs as two arrays sent in binary (procrastinate's batch defer makes a job object and a
-composite value of each, dumped as text: a third of a request's acceptance time)."""
+composite value of each, dumped as text: a third of a request's acceptance time); answers
+each job's id and its place (``n``, from 1) in the arrays."""
+DEFER_JOBS = f"SELECT id FROM ({JOBS_DEFERRED}) AS deferred ORDER BY n"
+
+
+def _job_params(queue: procrastinate.App, tasks: Sequence[Task], not_before: dt.datetime | None) -> dict[str, Any]:
+    """:data:`JOBS_DEFERRED`'s parameters: a job per task, on its resource's lock."""
+    job = queue.tasks[OPERATION_JOB]
+    return {"job_queue": job.queue, "job_task": job.name, "job_priority": job.priority, "job_at": not_before,
+            "job_locks": [str(task.resource_id) for task in tasks],
+            "job_args": [json.dumps({"task_id": str(task.id)}) for task in tasks]}
 
 
 async def defer_jobs(session: AsyncSession, queue: procrastinate.App, tasks: Sequence[Task],
@@ -91,15 +102,22 @@ async def defer_jobs(session: AsyncSession, queue: procrastinate.App, tasks: Seq
     """Defer the jobs running ``tasks`` (each on its resource's lock, in the queue and at the
     priority of the operation job) in the session's transaction, in one statement; set each
     task's ``job_id``."""
-    job = queue.tasks[OPERATION_JOB]
     async with cursor_of(session, DEFER_JOBS) as cursor:
-        await cursor.execute(DEFER_JOBS, {
-            "queue": job.queue, "task": job.name, "priority": job.priority, "at": not_before,
-            "locks": [str(task.resource_id) for task in tasks],
-            "args": [json.dumps({"task_id": str(task.id)}) for task in tasks]})
+        await cursor.execute(DEFER_JOBS, _job_params(queue, tasks, not_before))
         ids = await cursor.fetchall()
     for task, (job_id,) in zip(tasks, ids, strict=True):
         task.job_id = job_id
+
+
+def insert_deferring(writes: Writes, queue: procrastinate.App, tasks: Sequence[Task],
+                     not_before: dt.datetime | None = None) -> None:
+    """Insert ``tasks`` (new: :func:`new_task`) as part of ``writes``, each with the job that
+    runs it (:func:`defer_jobs`'s), deferred by the same statement: their ``job_id`` is
+    written, not set on the objects."""
+    writes.query("deferred_jobs", JOBS_DEFERRED, **_job_params(queue, tasks, not_before))
+    rows = [{key: value for key, value in set_values(task).items() if key != "job_id"} for task in tasks]
+    writes.insert("new_tasks", Task.__table__, rows, joined="JOIN deferred_jobs ON deferred_jobs.n = r.ordinality",
+                  extra={"job_id": "deferred_jobs.id"})
 
 
 async def claim_request(session: AsyncSession, batch: Task) -> bool:

@@ -21,7 +21,7 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.live import ChangeHub, Subscription
-from slices_blueprint.core.responses import plain_json_answer
+from slices_blueprint.core.responses import json_answer, plain_json_answer
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep, identity_from_token
 from slices_blueprint.identity.models import User
@@ -54,12 +54,12 @@ async def _body_user(request: Request, session: SessionDep, body: ResourcesReque
              responses=problem_responses(401, 403, *BODY_PROBLEMS))
 async def create_resources(
     body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
-) -> TaskOut:
+) -> Response:
     """Create resources in the caller's experiment; answers the task to follow."""
     caller.require_experiment()
     user = await _body_user(request, session, body)
     batch, subtasks = await service.create_resources(session, settings, request.app.state.queue, caller, body, user)
-    return await task_out(session, batch, settings.site_id, subtasks)
+    return json_answer(await task_out(session, batch, settings.site_id, subtasks), status_code=202)
 
 
 @router.get("/resources", response_model=list[ResourceOut], responses=problem_responses(422))

@@ -12,17 +12,26 @@ import uuid
 
 import psycopg
 import pytest
+from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint import domains
 from slices_blueprint.catalog.models import DiskImage, Flavor
 from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
-from slices_blueprint.core.direct_sql import Writes, driver_connection, insert_values
+from slices_blueprint.core.direct_sql import Writes, driver_connection
 from slices_blueprint.events.models import Event
 from slices_blueprint.identity.models import Experiment, Project
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.service import OPERATION_JOB, defer_jobs, insert_deferring, new_task
+
+
+async def insert_values(session: AsyncSession, table: Table, rows: list[dict]) -> None:
+    """``rows`` inserted into ``table`` by a statement of their own."""
+    writes = Writes()
+    writes.insert("rows", table, rows)
+    await writes.run(session)
 
 
 def _projects(database_url: str, ids: list[str]) -> set[str]:

@@ -18,9 +18,8 @@ from functools import cache
 from typing import Any
 
 import psycopg
-from sqlalchemy import ClauseElement, Table, TypeDecorator, bindparam
+from sqlalchemy import ClauseElement, Table, TypeDecorator
 from sqlalchemy.dialects.postgresql import dialect as postgresql_dialect
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -94,21 +93,6 @@ async def fetch_one(session: AsyncSession, statement: ClauseElement, **params: A
         return await cursor.fetchone()
 
 
-@cache
-def _insert(dialect: Dialect, table: Table, keys: tuple[str, ...], conflict: tuple[str, ...],
-            returning: str | None) -> Compiled:
-    statement = insert(table).values({key: bindparam(key, type_=table.c[key].type) for key in keys})
-    if conflict:
-        statement = statement.on_conflict_do_nothing(index_elements=[table.c[c] for c in conflict])
-    if returning:
-        statement = statement.returning(table.c[returning])
-    compiled = compile_for(dialect, statement)
-    unset = compiled.names - set(keys)
-    if unset:  # a column default the values did not fill: it would be sent as NULL
-        raise ValueError(f"insert into {table.name}: no value for {sorted(unset)}")
-    return compiled
-
-
 def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
     """``row`` plus the Python-side defaults of the columns it leaves out (as SQLAlchemy's
     own insert would fill them); server-side defaults are left to PostgreSQL."""
@@ -122,30 +106,6 @@ def _with_defaults(table: Table, row: Mapping[str, Any]) -> dict[str, Any]:
         elif default.is_callable:
             filled[column.key] = default.arg(None)
     return filled
-
-
-async def insert_values(session: AsyncSession, table: Table, rows: Sequence[Mapping[str, Any]], *,
-                        on_conflict_do_nothing: Sequence[str] = (), returning: str | None = None) -> list[Any]:
-    """Insert ``rows`` (each setting the same columns) into ``table`` in the session's
-    transaction; answer the ``returning`` column of each row inserted (none skipped by
-    ``on_conflict_do_nothing``, the columns of a unique index)."""
-    if not rows:
-        return []
-    filled = [_with_defaults(table, row) for row in rows]
-    compiled = _insert(session.get_bind().dialect, table, tuple(filled[0]), tuple(on_conflict_do_nothing),
-                       returning)
-    async with cursor_of(session, compiled.sql) as cursor:
-        if len(filled) == 1:
-            await cursor.execute(compiled.sql, compiled.params(filled[0]))
-            return [row[0] for row in await cursor.fetchall()] if returning else []
-        await cursor.executemany(compiled.sql, [compiled.params(row) for row in filled], returning=bool(returning))
-        if not returning:
-            return []
-        inserted = []
-        while True:
-            inserted += [row[0] for row in await cursor.fetchall()]
-            if not cursor.nextset():
-                return inserted
 
 
 _QUOTE = postgresql_dialect().identifier_preparer.quote
@@ -189,10 +149,13 @@ class Writes:
         self.params = _merged(self.params, params)
 
     def insert(self, name: str, table: Table, rows: Sequence[Mapping[str, Any]], *,
-               joined: str = "", extra: Mapping[str, str] | None = None) -> None:
+               joined: str = "", extra: Mapping[str, str] | None = None,
+               on_conflict_do_nothing: Sequence[str] = (), returning: str | None = None) -> None:
         """Insert ``rows`` (each setting the same columns; Python-side defaults filled) into
         ``table`` as the part ``name``; ``extra`` columns are SQL expressions on the row
-        ``r`` (with ``ordinality``: its place in ``rows``, from 1) and what ``joined`` joins."""
+        ``r`` (with ``ordinality``: its place in ``rows``, from 1) and what ``joined`` joins.
+        Rows clashing on the unique index of the ``on_conflict_do_nothing`` columns are
+        skipped; the part selects the ``returning`` column of those inserted."""
         if not rows:
             return
         filled = [_with_defaults(table, row) for row in rows]
@@ -200,10 +163,14 @@ class Writes:
         if extra:
             columns += "".join(f", {_QUOTE(table.c[key].name)}" for key in extra)
             values += "".join(f", {sql}" for sql in extra.values())
-        self.query(name, f"INSERT INTO {_QUOTE(table.name)} ({columns}) SELECT {values} "
-                         f"FROM jsonb_populate_recordset(NULL::{_QUOTE(table.name)}, %({name})s::jsonb) "
-                         f"WITH ORDINALITY AS r {joined}",
-                   **{name: plain_json(filled).decode()})
+        sql = (f"INSERT INTO {_QUOTE(table.name)} ({columns}) SELECT {values} "
+               f"FROM jsonb_populate_recordset(NULL::{_QUOTE(table.name)}, %({name})s::jsonb) "
+               f"WITH ORDINALITY AS r {joined}")
+        if on_conflict_do_nothing:
+            sql += f" ON CONFLICT ({', '.join(_QUOTE(table.c[c].name) for c in on_conflict_do_nothing)}) DO NOTHING"
+        if returning:
+            sql += f" RETURNING {_QUOTE(table.c[returning].name)}"
+        self.query(name, sql, **{name: plain_json(filled).decode()})
 
     async def run(self, session: AsyncSession, final: str = "SELECT", **params: Any) -> list[tuple]:
         """Run every part, then ``final`` (a query on the parts, or on nothing), in the

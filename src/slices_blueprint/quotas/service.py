@@ -55,12 +55,15 @@ def is_bounded(limits: QuotaLimits) -> bool:
     )
 
 
-OVERRIDE = select(ProjectQuota.limits).where(ProjectQuota.project_id == bindparam("project_id"))
+OVERRIDE = select(ProjectQuota.limits).where(ProjectQuota.project_id == bindparam("quota_project_id"))
+OVERRIDE_SQL = "SELECT limits FROM project_quotas WHERE project_id = %(quota_project_id)s"
+""":data:`OVERRIDE` as a subquery of a statement (``core.direct_sql.Writes``): the limits an
+admin set for the project ``quota_project_id`` (NULL: none)."""
 
 
 async def override_of(session: AsyncSession, project_id: str) -> dict:
     """The limits an admin set for the project (none: {})."""
-    row = await fetch_one(session, OVERRIDE, project_id=project_id)
+    row = await fetch_one(session, OVERRIDE, quota_project_id=project_id)
     return dict(row[0]) if row else {}
 
 
@@ -124,16 +127,20 @@ def excesses(limits: QuotaLimits, used: QuotaUsage, requested: QuotaUsage) -> li
 
 
 async def admit(
-    session: AsyncSession, settings: Settings, project_id: str, flavors: list[Flavor]
+    session: AsyncSession, settings: Settings, project_id: str, flavors: list[Flavor],
+    override: dict | None = None,
 ) -> None:
     """Refuse (403, naming used, requested and allowed) new resources of these flavors when
-    they would take the project past a limit.
+    they would take the project past a limit (``override``: the project's, read in this
+    transaction already; read here if not given).
 
     The project's row is locked first (``SELECT ... FOR UPDATE``, held until the request's
     transaction ends), so the concurrent requests of one project are counted one after
     another and cannot all pass on the same usage.
     """
-    limits = effective(settings, await override_of(session, project_id))
+    if override is None:
+        override = await override_of(session, project_id)
+    limits = effective(settings, override)
     if not is_bounded(limits):
         return
     await session.execute(select(Project.id).where(Project.id == project_id).with_for_update())

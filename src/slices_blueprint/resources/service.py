@@ -34,7 +34,7 @@ from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, User
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
-from slices_blueprint.quotas.service import admit
+from slices_blueprint.quotas.service import OVERRIDE_SQL, admit
 from slices_blueprint.reservations.models import Reservation
 from slices_blueprint.resources import replacement, reserved, states
 from slices_blueprint.resources.changes import changes_of
@@ -217,13 +217,18 @@ async def create_resources(
     creator = user.id if user else None
     batch = tasks.new_task(kind="batch", experiment_id=experiment.id, created_by=creator,
                            request_id=body.request_id, request_hash=digest)
-    if not await tasks.claim_request(session, batch):
+    claim = Writes()
+    claimed = tasks.claim_request(claim, batch)
+    # the project's quota override read in the same round trip
+    [(inserted, override)] = await claim.run(session, f"SELECT {claimed}, ({OVERRIDE_SQL})",
+                                             quota_project_id=experiment.project_id)
+    if not inserted:
         existing = await tasks.find_by_request(session, experiment.id, body.request_id)
         assert existing is not None
         if existing.request_hash != digest:
             raise Conflict(f"request_id {body.request_id} was used for a different request")
         return existing, None
-    resources, resolved, placement = await _new_resources(session, settings, caller, body, user)
+    resources, resolved, placement = await _new_resources(session, settings, caller, body, user, override or {})
     subtasks = [tasks.new_task(kind="create", experiment_id=experiment.id, created_by=creator,
                                resource_id=resource.id, parent_id=batch.id) for resource in resources]
     writes = Writes()
@@ -261,15 +266,16 @@ async def replace_resources(session: AsyncSession, settings: Settings, queue: pr
 
 
 async def _new_resources(session: AsyncSession, settings: Settings, caller: Caller, body: ResourcesRequest,
-                         user: User | None) -> tuple[list[ComputeResource], list[tuple[Flavor, DiskImage]],
-                                                     reserved.Placement]:
-    """The rows of the resources ``body`` asks for, checked, admitted and placed (not added)."""
+                         user: User | None, quota_override: dict | None = None,
+                         ) -> tuple[list[ComputeResource], list[tuple[Flavor, DiskImage]], reserved.Placement]:
+    """The rows of the resources ``body`` asks for, checked, admitted (``quota_override``: the
+    project's, if read already) and placed (not added)."""
     experiment = caller.require_experiment()
     expires_at = requested_expiry(settings, experiment, body.expires_at)
     for i, spec in enumerate(body.resources):
         check_sizes(settings, spec, i)
     resolved = [await _resolve_catalog(session, settings, spec, i) for i, spec in enumerate(body.resources)]
-    await admit(session, settings, experiment.project_id, [flavor for flavor, _ in resolved])
+    await admit(session, settings, experiment.project_id, [flavor for flavor, _ in resolved], quota_override)
     placement = await reserved.place(session, caller, settings.site_id, body.reservation_id,
                                      [flavor for flavor, _ in resolved], expires_at, body.expires_at is not None,
                                      experiment_cap(settings, experiment))

@@ -18,7 +18,7 @@ import procrastinate
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from slices_blueprint.core.direct_sql import Writes, cursor_of, insert_values
+from slices_blueprint.core.direct_sql import Writes, cursor_of
 from slices_blueprint.core.ids import format_id, new_uuid
 from slices_blueprint.core.models import set_values, utcnow
 from slices_blueprint.tasks.models import Task
@@ -70,7 +70,7 @@ async def enqueue_operation(
 def new_task(*, kind: str, experiment_id: str, created_by: str | None, resource_id: uuid.UUID | None = None,
              parent_id: uuid.UUID | None = None, request_id: uuid.UUID | None = None,
              request_hash: str | None = None) -> Task:
-    """A pending task, every column set (for :func:`claim_request` and ``insert_rows``)."""
+    """A pending task, every column set (for :func:`claim_request` and ``insert_deferring``)."""
     now = utcnow()
     return Task(id=new_uuid(), kind=kind, status="pending", completed=0, parent_id=parent_id, resource_id=resource_id,
                 experiment_id=experiment_id, created_by=created_by, request_id=request_id, request_hash=request_hash,
@@ -120,13 +120,14 @@ def insert_deferring(writes: Writes, queue: procrastinate.App, tasks: Sequence[T
                   extra={"job_id": "deferred_jobs.id"})
 
 
-async def claim_request(session: AsyncSession, batch: Task) -> bool:
-    """Insert ``batch`` unless its experiment has a task of its ``request_id`` already; whether
-    it was inserted. While another transaction holds the same request_id, this waits for it
+def claim_request(writes: Writes, batch: Task) -> str:
+    """Add to ``writes`` the insert of ``batch`` unless its experiment has a task of its
+    ``request_id`` already; answer an SQL expression on the statement's parts: whether it was
+    inserted. While another transaction holds the same request_id, the statement waits for it
     to end (then the request is answered by its task, or claimed here if it rolled back)."""
-    inserted = await insert_values(session, Task.__table__, [set_values(batch)],
-                                   on_conflict_do_nothing=("experiment_id", "request_id"), returning="id")
-    return bool(inserted)
+    writes.insert("claimed", Task.__table__, [set_values(batch)],
+                  on_conflict_do_nothing=("experiment_id", "request_id"), returning="id")
+    return "EXISTS (SELECT FROM claimed)"
 
 
 def done_at_once(session: AsyncSession, *, kind: str, resource: Operated, created_by: str | None,

@@ -7,9 +7,12 @@ as procrastinate's own API defers a job."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
+from collections.abc import AsyncIterator
 
+import procrastinate
 import psycopg
 import pytest
 from sqlalchemy import Table
@@ -32,6 +35,27 @@ async def insert_values(session: AsyncSession, table: Table, rows: list[dict]) -
     writes = Writes()
     writes.insert("rows", table, rows)
     await writes.run(session)
+
+
+class _RolledBack(Exception):
+    """Ends the transaction: nothing is left for the suite's running workers to take."""
+
+
+@contextlib.asynccontextmanager
+async def _rolled_back(database_url: str, settings: Settings) -> AsyncIterator[tuple[AsyncSession, procrastinate.App]]:
+    """A session and the job queue on it; the session's transaction is rolled back at the end."""
+    db = Database(database_url, pool_size=1)
+    queue = domains.build_queue(settings, db)
+    try:
+        async with queue.open_async():
+            try:
+                async with db.session() as session:
+                    yield session, queue
+                    raise _RolledBack
+            except _RolledBack:
+                pass
+    finally:
+        await db.dispose()
 
 
 def _projects(database_url: str, ids: list[str]) -> set[str]:
@@ -96,34 +120,21 @@ def test_a_batch_of_jobs_is_deferred_at_once_each_on_its_resources_lock(database
     not_before = dt.datetime(2031, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     columns = "queue_name, task_name, priority, scheduled_at, status, queueing_lock"
 
-    class RolledBack(Exception):
-        """Ends the transaction: nothing is left for the suite's running workers to take."""
-
     async def scenario() -> tuple:
-        db = Database(database_url, pool_size=1)
-        queue = domains.build_queue(settings, db)
-        try:
-            async with queue.open_async():
-                try:
-                    async with db.session() as session:
-                        batch = [new_task(kind="create", experiment_id="exp_direct", created_by=None,
-                                          resource_id=uuid.uuid4()) for _ in range(3)]
-                        await defer_jobs(session, queue, batch, not_before)
-                        connection = await driver_connection(session)
-                        reference = await queue.configure_task(
-                            OPERATION_JOB, lock="reference", schedule_at=not_before).defer_async(task_id="reference")
-                        cursor = await connection.execute(
-                            f"SELECT id, lock, args->>'task_id', {columns} FROM procrastinate_jobs "
-                            "WHERE id = ANY(%s) ORDER BY id", ([task.job_id for task in batch],))
-                        seen = await cursor.fetchall()  # in the transaction that deferred them
-                        cursor = await connection.execute(
-                            f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (reference,))
-                        raise RolledBack([(task.id, task.resource_id, task.job_id) for task in batch], seen,
-                                         await cursor.fetchone())
-                except RolledBack as done:
-                    return done.args
-        finally:
-            await db.dispose()
+        async with _rolled_back(database_url, settings) as (session, queue):
+            batch = [new_task(kind="create", experiment_id="exp_direct", created_by=None,
+                              resource_id=uuid.uuid4()) for _ in range(3)]
+            await defer_jobs(session, queue, batch, not_before)
+            connection = await driver_connection(session)
+            reference = await queue.configure_task(
+                OPERATION_JOB, lock="reference", schedule_at=not_before).defer_async(task_id="reference")
+            cursor = await connection.execute(
+                f"SELECT id, lock, args->>'task_id', {columns} FROM procrastinate_jobs "
+                "WHERE id = ANY(%s) ORDER BY id", ([task.job_id for task in batch],))
+            seen = await cursor.fetchall()  # in the transaction that deferred them
+            cursor = await connection.execute(
+                f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (reference,))
+            return [(task.id, task.resource_id, task.job_id) for task in batch], seen, await cursor.fetchone()
 
     deferred, rows, reference = asyncio.run(scenario())
     assert len({job for _, _, job in deferred}) == 3 and all(job for _, _, job in deferred)
@@ -164,47 +175,35 @@ def test_writes_are_one_statement_whose_rows_reference_each_other_and_fail_toget
     columns = "queue_name, task_name, priority, scheduled_at, status"
     jobs = ", ".join(f"j.{c}" for c in columns.split(", "))
 
-    class RolledBack(Exception):
-        """Ends the transaction: nothing is left for the suite's running workers to take."""
-
     async def written(names: list[str]) -> tuple:
-        db = Database(database_url, pool_size=1)
-        queue = domains.build_queue(settings, db)
-        try:
-            async with queue.open_async():
-                try:
-                    async with db.session() as session:
-                        for table, row in ((Project.__table__, project), (Experiment.__table__, experiment),
-                                           (Flavor.__table__, flavor), (DiskImage.__table__, image)):
-                            await insert_values(session, table, [row])
-                        resources, subtasks = _accepted(experiment, flavor, image, names)
-                        writes = Writes()
-                        writes.insert("new_resources", ComputeResource.__table__, resources)
-                        insert_deferring(writes, queue, subtasks)
-                        writes.insert("new_events", Event.__table__, [
-                            {"actor": "t", "action": "direct.writes", "outcome": "ok", "resource_id": r["id"],
-                             "experiment_id": experiment["id"]} for r in resources])
-                        assert await writes.run(session, "SELECT count(*) FROM deferred_jobs") == [(len(names),)]
-                        reference = [task.id for task in subtasks]
-                        await defer_jobs(session, queue, subtasks[:1])  # the reference: one job, alone
-                        connection = await driver_connection(session)
-                        cursor = await connection.execute(
-                            f"SELECT t.id, t.resource_id, j.lock, j.args->>'task_id', {jobs} FROM tasks t "
-                            "JOIN procrastinate_jobs j ON j.id = t.job_id WHERE t.id = ANY(%s) ORDER BY j.id",
-                            (reference,))
-                        tasks = await cursor.fetchall()
-                        cursor = await connection.execute(
-                            f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (subtasks[0].job_id,))
-                        alone = await cursor.fetchone()
-                        cursor = await connection.execute(
-                            "SELECT count(*), min(r.request_config->'config'->>'big') FROM events e "
-                            "JOIN compute_resources r ON r.id = e.resource_id WHERE e.experiment_id = %s",
-                            (experiment["id"],))
-                        raise RolledBack(reference, tasks, alone, await cursor.fetchone())
-                except RolledBack as done:
-                    return done.args
-        finally:
-            await db.dispose()
+        async with _rolled_back(database_url, settings) as (session, queue):
+            for table, row in ((Project.__table__, project), (Experiment.__table__, experiment),
+                               (Flavor.__table__, flavor), (DiskImage.__table__, image)):
+                await insert_values(session, table, [row])
+            resources, subtasks = _accepted(experiment, flavor, image, names)
+            writes = Writes()
+            writes.insert("new_resources", ComputeResource.__table__, resources)
+            insert_deferring(writes, queue, subtasks)
+            writes.insert("new_events", Event.__table__, [
+                {"actor": "t", "action": "direct.writes", "outcome": "ok", "resource_id": r["id"],
+                 "experiment_id": experiment["id"]} for r in resources])
+            assert await writes.run(session, "SELECT count(*) FROM deferred_jobs") == [(len(names),)]
+            reference = [task.id for task in subtasks]
+            await defer_jobs(session, queue, subtasks[:1])  # the reference: one job, alone
+            connection = await driver_connection(session)
+            cursor = await connection.execute(
+                f"SELECT t.id, t.resource_id, j.lock, j.args->>'task_id', {jobs} FROM tasks t "
+                "JOIN procrastinate_jobs j ON j.id = t.job_id WHERE t.id = ANY(%s) ORDER BY j.id",
+                (reference,))
+            tasks = await cursor.fetchall()
+            cursor = await connection.execute(
+                f"SELECT {columns} FROM procrastinate_jobs WHERE id = %s", (subtasks[0].job_id,))
+            alone = await cursor.fetchone()
+            cursor = await connection.execute(
+                "SELECT count(*), min(r.request_config->'config'->>'big') FROM events e "
+                "JOIN compute_resources r ON r.id = e.resource_id WHERE e.experiment_id = %s",
+                (experiment["id"],))
+            return reference, tasks, alone, await cursor.fetchone()
 
     reference, tasks, alone, events = asyncio.run(written(["a", "b", "c"]))
     assert [row[0] for row in tasks] == reference  # jobs deferred in the tasks' order

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 import structlog
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.catalog.models import Flavor
@@ -56,9 +57,9 @@ def is_bounded(limits: QuotaLimits) -> bool:
 
 
 OVERRIDE = select(ProjectQuota.limits).where(ProjectQuota.project_id == bindparam("quota_project_id"))
-OVERRIDE_SQL = "SELECT limits FROM project_quotas WHERE project_id = %(quota_project_id)s"
-""":data:`OVERRIDE` as a subquery of a statement (``core.direct_sql.Writes``): the limits an
-admin set for the project ``quota_project_id`` (NULL: none)."""
+OVERRIDE_SQL = str(OVERRIDE.compile(dialect=psycopg_dialect()))
+""":data:`OVERRIDE`'s SQL, for a subquery of a statement (``core.direct_sql.Writes``): the
+limits an admin set for the project ``quota_project_id`` (NULL: none)."""
 
 
 async def override_of(session: AsyncSession, project_id: str) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Hashable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -29,18 +29,20 @@ RELISTEN_SECONDS = 1.0
 
 
 class CatalogCache:
-    """Catalog rows by (model, id), and listings by what they select: copies belonging to no
-    session, valid while listening."""
+    """Catalog rows by (model, id), listings by what they select and the API's listed answers:
+    copies belonging to no session, valid while listening."""
 
     def __init__(self) -> None:
         self._rows: dict[tuple[type, uuid.UUID], Flavor | DiskImage] = {}
         self._lists: dict[Hashable, list] = {}
+        self._answers: dict[Hashable, bytes] = {}
         self._generation = 0  # counts the changes heard: a row read across one is not kept
         self.listening = False
 
     def forget(self) -> None:
         self._rows.clear()
         self._lists.clear()
+        self._answers.clear()
         self._generation += 1
 
     async def get(self, session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> EntryT | None:
@@ -56,14 +58,28 @@ class CatalogCache:
 
     async def listing(self, session: AsyncSession, key: Hashable, query: Select) -> list:
         """The rows ``query`` selects, kept under ``key`` (which names what it selects)."""
-        kept = self._lists.get(key) if self.listening else None
+        async def read() -> list:
+            return list(await session.scalars(query))
+        return list(await self._kept(self._lists, key, read, lambda rows: [detached_copy(row) for row in rows]))
+
+    async def answer(self, key: Hashable, render: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The answer ``render`` writes (from the tables, not from this cache's rows), kept
+        under ``key`` (which names what it answers): a listing asked again is neither read
+        nor serialized again."""
+        return await self._kept(self._answers, key, render, lambda body: body)
+
+    async def _kept(self, store: dict[Hashable, Any], key: Hashable, compute: Callable[[], Awaitable[Any]],
+                    copy: Callable[[Any], Any]) -> Any:
+        """What ``store`` keeps under ``key``, else what ``compute`` answers, kept (a ``copy``
+        of it) unless a change was heard meanwhile."""
+        kept = store.get(key) if self.listening else None
         if kept is not None:
-            return list(kept)
+            return kept
         generation = self._generation
-        rows = list(await session.scalars(query))
+        computed = await compute()
         if self.listening and generation == self._generation:
-            self._lists[key] = [detached_copy(row) for row in rows]
-        return rows
+            store[key] = copy(computed)
+        return computed
 
     async def listen(self, database_url: str) -> None:
         """Forget the kept rows at every catalog change, until cancelled; a lost connection
@@ -94,6 +110,13 @@ async def entry(session: AsyncSession, model: type[EntryT], key: uuid.UUID) -> E
     else from the table. A cached row belongs to no session: read it, never change it."""
     cache: CatalogCache | None = session.info.get(CACHE_KEY)
     return await cache.get(session, model, key) if cache else await session.get(model, key)
+
+
+async def answer(db: Database, key: Hashable, render: Callable[[], Awaitable[bytes]]) -> bytes:
+    """An answer listing catalog entries (``key`` names it): through ``db``'s cache when it
+    has one, else rendered every time."""
+    cache = db.shared(CACHE_KEY)
+    return await cache.answer(key, render) if isinstance(cache, CatalogCache) else await render()
 
 
 async def entries(session: AsyncSession, key: Hashable, query: Select) -> list:

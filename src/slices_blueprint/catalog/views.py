@@ -10,6 +10,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from slices_blueprint.catalog import service
+from slices_blueprint.catalog.cache import answer
 from slices_blueprint.catalog.flows import sync_from_provider
 from slices_blueprint.catalog.schemas import (
     CatalogEntryPatch,
@@ -30,7 +31,7 @@ from slices_blueprint.core.deps import (
 )
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
-from slices_blueprint.core.responses import json_answer
+from slices_blueprint.core.responses import JSON, json_answer, model_json
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep
 from slices_blueprint.providers.base import ProviderError
@@ -68,9 +69,15 @@ def _routes(kind: CatalogKind) -> None:
 
     async def list_entries(caller: ReadingCallerDep, db: DatabaseDep, settings: SettingsDep,
                            include_hidden: bool = False) -> Response:
-        async with db.read_session() as session:  # no query while the process keeps the catalog
-            rows = await kind.listing(session, enabled_types(settings), include_hidden and caller.is_admin)
-        return json_answer([kind.out(row, settings.site_id) for row in rows], kind.out_schema)
+        offered, hidden = enabled_types(settings), include_hidden and caller.is_admin
+
+        async def render() -> bytes:
+            async with db.read_session() as session:
+                rows = await kind.listing(session, offered, hidden)
+            return model_json([kind.out(row, settings.site_id) for row in rows], kind.out_schema)
+
+        # no query and no serializing while the process keeps the catalog
+        return Response(await answer(db, (kind.path, tuple(offered), hidden), render), media_type=JSON)
 
     async def create_entry(body: BaseModel, caller: CallerDep, session: SessionDep, settings: SettingsDep) -> Any:
         admin = caller.require_admin()

@@ -100,6 +100,10 @@ class Database:
         for maker in (self.sessions, self.reads):
             maker.configure(info={**maker.kw.get("info", {}), key: value})
 
+    def shared(self, key: str) -> object | None:
+        """What :meth:`share` put under ``key`` (None: nothing)."""
+        return self.sessions.kw.get("info", {}).get(key)
+
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session whose transaction commits on success and rolls back on error."""

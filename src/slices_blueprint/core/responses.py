@@ -24,12 +24,15 @@ def _list_of(model: type[BaseModel]) -> TypeAdapter:
 def json_answer(value: BaseModel | Sequence[BaseModel], model: type[BaseModel] | None = None, *,
                 status_code: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     """``value`` (a model, or a list of ``model``) as the JSON the route documents."""
+    return Response(model_json(value, model), status_code=status_code, media_type=JSON, headers=headers)
+
+
+def model_json(value: BaseModel | Sequence[BaseModel], model: type[BaseModel] | None = None) -> bytes:
+    """The body of :func:`json_answer`."""
     if isinstance(value, BaseModel):
-        body = value.__pydantic_serializer__.to_json(value)
-    else:
-        assert model is not None, "a list needs its item model"
-        body = _list_of(model).dump_json(list(value))
-    return Response(body, status_code=status_code, media_type=JSON, headers=headers)
+        return value.__pydantic_serializer__.to_json(value)
+    assert model is not None, "a list needs its item model"
+    return _list_of(model).dump_json(list(value))
 
 
 def plain_json_answer(value: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, status_code: int = 200,

@@ -53,7 +53,7 @@ async def _body_user(request: Request, session: SessionDep, body: ResourcesReque
 @router.post("/resources", response_model=TaskOut, status_code=202,
              responses=problem_responses(401, 403, *BODY_PROBLEMS))
 async def create_resources(
-    body: ResourcesRequest, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep
+    body: ResourcesRequest, request: Request, caller: ReadingCallerDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     """Create resources in the caller's experiment; answers the task to follow."""
     caller.require_experiment()

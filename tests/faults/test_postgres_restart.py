@@ -15,7 +15,10 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from slices_blueprint.core.database import Database
+from slices_blueprint.core.errors import database_unavailable
 from tests.conftest import fresh_database
 from tests.faults.support import (
     Client,
@@ -124,3 +127,37 @@ def test_postgres_restart_mid_run_answers_503_then_recovers_losing_nothing(resta
     print_latencies(tally)
     assert tally.accepted_creates, "no create was accepted"
     assert (lost, ledger.duplicated, ledger.orphaned, ledger.missing) == (0, 0, 0, 0), running.logs_tail()
+
+
+async def test_reads_and_sessions_fail_at_once_while_postgres_is_down() -> None:
+    """Longer outages than the run above: with the cluster stopped, every plain read and every
+    session fails at once with an error the API answers 503, none waits for a pool's timeout
+    (a pool that connects in the background with backoff, such as psycopg's, makes a request
+    wait its whole timeout, 30 s); the first ones after the restart work."""
+    with own_postgres() as server:
+        db = Database(server.url, pool_size=2)
+
+        async def attempts() -> list[tuple[float, BaseException | None]]:
+            results = []
+            for _ in range(3):
+                for use in (db.plain_connection, db.session):
+                    start = time.monotonic()
+                    try:
+                        async with use() as conn_or_session:
+                            await conn_or_session.execute(text("SELECT 1") if use == db.session else "SELECT 1")
+                        results.append((time.monotonic() - start, None))
+                    except Exception as exc:  # noqa: BLE001 - what the API would answer is checked below
+                        results.append((time.monotonic() - start, exc))
+            return results
+
+        try:
+            assert all(error is None for _, error in await attempts())  # pooled connections open
+            await asyncio.to_thread(server.stop)
+            down = await attempts()
+            await asyncio.to_thread(server.start)
+            back = await attempts()
+        finally:
+            await db.dispose()
+    assert all(error is not None and database_unavailable(error) for _, error in down), down
+    assert max(seconds for seconds, _ in down) < 2, down
+    assert all(error is None for _, error in back), back

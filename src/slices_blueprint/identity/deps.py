@@ -113,9 +113,10 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 async def get_reading_caller(request: Request, token_text: BearerDep) -> Caller:
     """The caller, as :func:`get_caller` finds it, for a view that never changes the caller's
-    row (one reading with no session, or writing other rows in its own): a token verified (``TokenVerifier.verify``, every check) whose user or experiment row is
-    remembered (:func:`_recorded`) makes no query; its caller holds the remembered copy,
-    belonging to no session (read it, never change it). Otherwise the row is recorded as
+    row (one reading with no session, or writing other rows in its own): a token verified
+    (``TokenVerifier.verify``, every check) whose user or experiment row is remembered
+    (:func:`_recorded`) makes no query; its caller holds the remembered copy, belonging to no
+    session (read it, never change it). Otherwise the row is recorded as
     :func:`get_caller` does, in a transaction of its own, which remembers it on commit."""
     token = await verifier(request).verify(token_text)
     known = request.app.state.identities.get(token_key(token_text))

@@ -60,7 +60,6 @@ class Compiled:
 
     sql: str
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
-    names: frozenset[str]
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """``values`` as psycopg takes them (each through its column type's processor)."""
@@ -70,17 +69,13 @@ class Compiled:
         return params
 
 
-def compile_for(dialect: Dialect, statement: ClauseElement) -> Compiled:
-    """Compile ``statement`` (its parameters given as ``bindparam``) for psycopg, once."""
+@cache
+def _constant(dialect: Dialect, statement: ClauseElement) -> Compiled:
+    """``statement`` (its parameters given as ``bindparam``) compiled for psycopg, once."""
     compiled = statement.compile(dialect=dialect)
     processors = tuple((name, process) for name, param in compiled.binds.items()
                        if (process := param.type.dialect_impl(dialect).bind_processor(dialect)) is not None)
-    return Compiled(str(compiled), processors, frozenset(compiled.params))
-
-
-@cache
-def _constant(dialect: Dialect, statement: ClauseElement) -> Compiled:
-    return compile_for(dialect, statement)
+    return Compiled(str(compiled), processors)
 
 
 async def fetch_one(session: AsyncSession, statement: ClauseElement, **params: Any) -> tuple | None:

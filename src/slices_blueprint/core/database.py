@@ -94,10 +94,13 @@ class Database:
         # the same pool, each statement committed by itself: no BEGIN and COMMIT round trips
         self.reads = async_sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"),
                                         expire_on_commit=False)
+        # the same pool, every statement of the transaction on its first one's snapshot
+        self.snapshots = async_sessionmaker(self.engine.execution_options(isolation_level="REPEATABLE READ"),
+                                            expire_on_commit=False)
 
     def share(self, key: str, value: object) -> None:
         """Put ``value`` in the ``info`` of every session opened from now on, under ``key``."""
-        for maker in (self.sessions, self.reads):
+        for maker in (self.sessions, self.reads, self.snapshots):
             maker.configure(info={**maker.kw.get("info", {}), key: value})
 
     def shared(self, key: str) -> object | None:
@@ -116,6 +119,15 @@ class Database:
         trip, no BEGIN or COMMIT. What it writes (a caller's first record) is not undone by an
         error later; its commit hooks run when it ends without error."""
         async with self.reads() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def snapshot_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads of rows that change together (a QKD network, its nodes, SAEs and
+        links): its transaction (``REPEATABLE READ``) sees the database as of its first
+        statement, whatever commits meanwhile. It may write, but a row changed by another
+        transaction since that instant cannot be changed in it (a serialization error)."""
+        async with self.snapshots() as session, session.begin():
             yield session
 
     @asynccontextmanager

@@ -13,7 +13,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 
 __all__ = ["API_PREFIX", "BI_PREFIX", "DatabaseDep", "SessionDep", "SettingsDep", "get_db", "get_session", "get_settings_dep",
-           "read_only"]
+           "one_snapshot", "read_only"]
 
 EndpointT = TypeVar("EndpointT", bound=Callable)
 
@@ -37,12 +37,30 @@ def read_only(endpoint: EndpointT) -> EndpointT:
     return endpoint
 
 
+ONE_SNAPSHOT = "_one_snapshot"
+
+
+def one_snapshot(endpoint: EndpointT) -> EndpointT:
+    """Mark a view that reads rows changing together in several statements: its request's
+    session is a ``Database.snapshot_session``, whose statements all see one instant (read
+    committed, a commit between two of them would show half of a change)."""
+    setattr(endpoint, ONE_SNAPSHOT, True)
+    return endpoint
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the view returns, rolled back on error
-    (a :func:`read_only` view's reads: one implicit transaction per statement)."""
+    (a :func:`read_only` view's reads: one implicit transaction per statement; a
+    :func:`one_snapshot` view's: one snapshot for all)."""
     db: Database = request.app.state.db
-    reads = getattr(request.scope.get("endpoint"), READ_ONLY, False)
-    async with db.read_session() if reads else db.session() as session:
+    endpoint = request.scope.get("endpoint")
+    if getattr(endpoint, READ_ONLY, False):
+        opened = db.read_session()
+    elif getattr(endpoint, ONE_SNAPSHOT, False):
+        opened = db.snapshot_session()
+    else:
+        opened = db.session()
+    async with opened as session:
         yield session
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Query
 
-from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
+from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, one_snapshot
 from slices_blueprint.core.errors import BODY_PROBLEMS, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
-from slices_blueprint.identity.deps import CallerDep
+from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep
 from slices_blueprint.qkd import service
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.qkd.schemas import LinkUpdate, NetworkOut, SaeCredentials
@@ -30,7 +30,8 @@ async def create_network(body: NetworkDescription, caller: CallerDep, session: S
 
 
 @router.get("", response_model=list[NetworkOut])
-async def list_networks(caller: CallerDep, session: SessionDep, settings: SettingsDep,
+@one_snapshot
+async def list_networks(caller: ReadingCallerDep, session: SessionDep, settings: SettingsDep,
                         include_deleted: bool = Query(default=False)) -> list[NetworkOut]:
     """The experiment's QKD networks (experiment token), or the user's projects' (user token)."""
     networks = await service.list_networks(session, caller, include_deleted=include_deleted)
@@ -38,7 +39,8 @@ async def list_networks(caller: CallerDep, session: SessionDep, settings: Settin
 
 
 @router.get("/{network_id}", response_model=NetworkOut, responses=PER_NETWORK)
-async def get_network(caller: CallerDep, session: SessionDep, settings: SettingsDep,
+@one_snapshot
+async def get_network(caller: ReadingCallerDep, session: SessionDep, settings: SettingsDep,
                       network_id: str = NETWORK_ID) -> NetworkOut:
     """A network with its KMEs, SAEs and links: live key rate, QBER, pool and state."""
     network = await service.get_network(session, caller, path_id(network_id, service.ID_TYPE))

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.config import Settings
-from slices_blueprint.core.deps import SessionDep, SettingsDep
+from slices_blueprint.core.deps import SessionDep, SettingsDep, one_snapshot
 from slices_blueprint.core.errors import Invalid, ProblemError
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.models import utcnow
@@ -85,6 +85,7 @@ async def _list_context(db: AsyncSession, settings: Settings, caller: Caller) ->
 
 
 @router.get("/qkd-networks", response_class=HTMLResponse)
+@one_snapshot
 async def networks_page(request: Request, db: SessionDep, settings: SettingsDep, caller: UserDep) -> HTMLResponse:
     """The networks the user may see, each with its links' states, and the create form."""
     return render(request, "qkd_networks.html", description="", errors={},
@@ -121,6 +122,7 @@ async def _live_context(db: AsyncSession, settings: Settings, network: QkdNetwor
 
 
 @router.get("/qkd-networks/{network_id}", response_class=HTMLResponse)
+@one_snapshot
 async def network_page(network_id: str, request: Request, db: SessionDep, settings: SettingsDep,
                        caller: UserDep) -> HTMLResponse:
     """The drawing, the links with their figures and charts (live), the link forms, the SAEs."""
@@ -132,6 +134,7 @@ async def network_page(network_id: str, request: Request, db: SessionDep, settin
 
 
 @router.get("/fragments/qkd-networks/{network_id}", response_class=HTMLResponse)
+@one_snapshot
 async def network_live(network_id: str, request: Request, db: SessionDep, settings: SettingsDep,
                        caller: UserDep) -> HTMLResponse:
     """The network's live part: drawing, link table, charts (polled by its page)."""
@@ -164,6 +167,7 @@ async def update_link(network_id: str, link: str, request: Request, db: SessionD
 
 
 @router.get("/qkd-networks/{network_id}/delete", response_class=HTMLResponse)
+@one_snapshot
 async def confirm_delete(network_id: str, request: Request, db: SessionDep, settings: SettingsDep,
                          caller: ExperimentDep) -> HTMLResponse:
     """Ask before deleting a network."""

@@ -30,9 +30,11 @@ def test_sessions_and_plain_connections_run_in_utc_and_keep_the_urls_options(pg_
                 async with db.session() as session:
                     zone = (await session.execute(text("SHOW TimeZone"))).scalar_one()
                     app_name = (await session.execute(text("SHOW application_name"))).scalar_one()
-                async with db.plain_connection() as conn:
+                async def now_and_zone(conn: psycopg.AsyncConnection) -> tuple[dt.datetime, str]:
                     moment = (await (await conn.execute("SELECT now()")).fetchone())[0]
-                    plain_zone = (await (await conn.execute("SHOW TimeZone")).fetchone())[0]
+                    return moment, (await (await conn.execute("SHOW TimeZone")).fetchone())[0]
+
+                moment, plain_zone = await db.plain_read(now_and_zone)
                 return zone, app_name, moment, plain_zone
             finally:
                 await db.dispose()

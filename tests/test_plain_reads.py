@@ -11,6 +11,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from functools import partial
 
 import psycopg
 import psycopg.errors
@@ -130,6 +131,10 @@ async def world(db: Database) -> World:
     return await _world(db)
 
 
+async def _ids(conn: psycopg.AsyncConnection, *, sql: str, params: dict) -> set[uuid.UUID]:
+    return {row[0] for row in await (await conn.execute(sql, params)).fetchall()}
+
+
 async def test_the_sql_scope_selects_the_rows_of_the_orm_scope(db: Database, world: World) -> None:
     ids = [r.id for r in world.resources]
     name = {r.id: r.friendly_name for r in world.resources}
@@ -139,10 +144,8 @@ async def test_the_sql_scope_selects_the_rows_of_the_orm_scope(db: Database, wor
         async with db.read_session() as session:
             by_orm = set((await session.scalars(query.where(ComputeResource.id.in_(ids)))).all())
         scope, params = caller.visible_sql()
-        async with db.plain_connection() as conn:
-            cursor = await conn.execute(f"SELECT id FROM compute_resources WHERE {scope} AND id = ANY(%(ids)s)",
-                                        {**params, "ids": ids})
-            by_sql = {row[0] for row in await cursor.fetchall()}
+        by_sql = await db.plain_read(partial(_ids, sql=f"SELECT id FROM compute_resources WHERE {scope} "
+                                                       "AND id = ANY(%(ids)s)", params={**params, "ids": ids}))
         assert by_sql == by_orm, kind
         assert {name[i] for i in by_sql} == EXPECTED[kind], kind
         by_rule = {r.id for r in world.resources
@@ -181,12 +184,11 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
                         await service.get_resource(session, caller, resource.id), SITE)).body
                 except NotFound as exc:
                     old = exc
-            async with db.plain_connection() as conn:
-                try:
-                    new = plain_json_answer(service.resource_view(
-                        await service.read_plain(conn, caller, resource.id), SITE)).body
-                except NotFound as exc:
-                    new = exc
+            try:
+                new = plain_json_answer(service.resource_view(
+                    await db.plain_read(partial(service.read_plain, caller=caller, resource_id=resource.id)), SITE)).body
+            except NotFound as exc:
+                new = exc
             if isinstance(old, NotFound):
                 assert isinstance(new, NotFound) and str(new) == str(old), (kind, resource.friendly_name)
                 assert resource.friendly_name not in EXPECTED[kind]
@@ -199,8 +201,7 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
                         {"include_deleted": False, "status": "running", "limit": 100, "after": None}):
             async with db.read_session() as session:
                 old_rows = await _orm_page(session, caller, **filters)
-            async with db.plain_connection() as conn:
-                new_rows = await service.list_plain(conn, caller, **filters)
+            new_rows = await db.plain_read(partial(service.list_plain, caller=caller, **filters))
             old_rows = [r for r in old_rows if r.id in world_ids]
             new_rows = [r for r in new_rows if r.id in world_ids]
             assert {r.friendly_name for r in new_rows} <= EXPECTED[kind]
@@ -215,9 +216,8 @@ async def test_the_plain_answer_is_resource_outs_serialization(db: Database, wor
     async with db.read_session() as session:
         orm = {r.id: r for r in (await session.scalars(
             select(ComputeResource).where(ComputeResource.id.in_([r.id for r in world.resources])))).all()}
-    async with db.plain_connection() as conn:
-        rows = await service.list_plain(conn, _callers(world)["admin"], include_deleted=True, status=None,
-                                        limit=1000, after=None)
+    rows = await db.plain_read(lambda conn: service.list_plain(conn, _callers(world)["admin"], include_deleted=True,
+                                                               status=None, limit=1000, after=None))
     rows = [r for r in rows if r.id in orm]
     assert len(rows) == len(world.resources)
     models = [ResourceOut.model_validate(service.resource_view(orm[r.id], SITE)) for r in rows]
@@ -302,18 +302,28 @@ def test_the_routes_answer_resource_outs_bytes_and_hide_other_experiments(live, 
     assert api.call("GET", f"/resources/{models[0].id}", mine[:-4] + "AAAA").status_code == 401
 
 
-async def test_a_plain_connection_goes_back_to_the_pool_as_it_came(database_url: str) -> None:
+async def test_a_plain_read_gives_its_connection_back_as_it_came(database_url: str) -> None:
     """Out of autocommit for the sessions after it; one that failed a statement is kept, one
-    killed under it or cancelled mid-statement is replaced; the pool is the sessions' pool."""
+    killed under it is replaced, one cancelled mid-statement comes back with the statement
+    cancelled (psycopg cancels it) or is replaced; the pool is the sessions' pool."""
     db = Database(database_url, pool_size=1)
     pool = db.engine.sync_engine.pool
+
+    async def pid_of(conn: psycopg.AsyncConnection) -> int:
+        return conn.info.backend_pid
+
+    async def select_1(conn: psycopg.AsyncConnection) -> tuple | None:
+        return await (await conn.execute("SELECT 1")).fetchone()
+
     try:
-        async with db.plain_connection() as conn:
+        async def failing_then_working(conn: psycopg.AsyncConnection) -> int:
             assert conn.autocommit and pool.checkedout() == 1
-            pid = conn.info.backend_pid
             with pytest.raises(psycopg.errors.UndefinedTable):
                 await conn.execute("SELECT * FROM no_such_table")
-            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+            assert await select_1(conn) == (1,)
+            return conn.info.backend_pid
+
+        pid = await db.plain_read(failing_then_working)
         assert pool.checkedout() == 0
         with pytest.raises(RuntimeError):
             async with db.session() as session:  # the same connection, in a transaction again
@@ -321,31 +331,32 @@ async def test_a_plain_connection_goes_back_to_the_pool_as_it_came(database_url:
                 assert not (await connection.get_raw_connection()).driver_connection.autocommit
                 await connection.exec_driver_sql("CREATE TABLE plain_probe (x int)")
                 raise RuntimeError("rolled back")
-        async with db.plain_connection() as conn:
-            assert conn.info.backend_pid == pid
-            assert await (await conn.execute("SELECT to_regclass('plain_probe')")).fetchone() == (None,)
+
+        async def probe(conn: psycopg.AsyncConnection) -> tuple[int, tuple | None]:
+            return conn.info.backend_pid, await (await conn.execute("SELECT to_regclass('plain_probe')")).fetchone()
+
+        assert await db.plain_read(probe) == (pid, (None,))
 
         with psycopg.connect(database_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(psycopg.OperationalError):
-            async with db.plain_connection() as conn:
-                await conn.execute("SELECT 1")
-        async with db.plain_connection() as conn:
-            assert conn.info.backend_pid != pid
-            pid = conn.info.backend_pid
+            await db.plain_read(select_1)
+        replaced = await db.plain_read(pid_of)
+        assert replaced != pid
 
-        async def sleeping() -> None:
-            async with db.plain_connection() as conn:
-                await conn.execute("SELECT pg_sleep(30)")
+        async def sleeping(conn: psycopg.AsyncConnection) -> None:
+            await conn.execute("SELECT pg_sleep(30)")
 
-        task = asyncio.create_task(sleeping())
+        task = asyncio.create_task(db.plain_read(sleeping))
         await asyncio.sleep(0.5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)
         assert pool.checkedout() == 0
-        async with db.plain_connection() as conn:
-            assert await (await conn.execute("SELECT 1")).fetchone() == (1,)
+        assert await db.plain_read(select_1) == (1,)
+        with psycopg.connect(database_url, autocommit=True) as admin:  # its statement did not run on
+            assert admin.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                 "AND query LIKE '%%pg_sleep(30)%%' AND pid <> pg_backend_pid()").fetchone() == (0,)
     finally:
         await db.dispose()
 

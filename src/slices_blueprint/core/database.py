@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import psycopg
@@ -16,13 +17,14 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from slices_blueprint.core.config import Settings
 
 log = structlog.get_logger(__name__)
 
 EMBEDDED_DB_NAME = "slices_blueprint"
+T = TypeVar("T")
 
 
 def start_embedded_postgres(data_dir: Path) -> str:
@@ -130,30 +132,36 @@ class Database:
         async with self.snapshots() as session, session.begin():
             yield session
 
-    @asynccontextmanager
-    async def plain_connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection of the pool in autocommit, as psycopg's own ``AsyncConnection``: for
-        reads that need neither the ORM nor SQLAlchemy's statements (plain SQL text). Each
-        statement commits by itself; leave its row factory and settings as they are.
+    async def plain_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """What ``read`` answers, given a connection of the pool in autocommit as psycopg's own
+        ``AsyncConnection``: for reads that need neither the ORM nor SQLAlchemy's statements
+        (plain SQL text). Each statement commits by itself; leave the connection's row factory
+        and settings as they are, and do not keep it past ``read``.
 
         Borrowed from the engine's pool itself (the same ``pool_size``, waited for the same
-        way): an ``engine.connect()`` costs four times as much, in SQLAlchemy's events and
-        greenlets, for nothing used here. It goes back out of autocommit, or, left broken or
-        inside a statement (an error, a cancelled request), is thrown away."""
-        pooled = await greenlet_spawn(self.engine.sync_engine.pool.connect)
+        way, connecting in the request: it fails at once while PostgreSQL is down), checked out
+        and back in within one greenlet: an ``engine.connect()`` costs four times as much, in
+        SQLAlchemy's events and greenlets, for nothing used here. It goes back out of
+        autocommit, or, left broken or inside a statement (an error, a cancelled request), is
+        thrown away."""
+        return await greenlet_spawn(self._plain_read, read)
+
+    def _plain_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+        """:meth:`plain_read` inside its greenlet (``await_only`` runs a coroutine)."""
+        pooled = self.engine.sync_engine.pool.connect()
         driver = pooled.driver_connection
         assert isinstance(driver, psycopg.AsyncConnection)
         try:
-            await driver.set_autocommit(True)
-            yield driver
+            await_only(driver.set_autocommit(True))
+            return await_only(read(driver))
         finally:
             try:
                 if driver.broken or driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    await greenlet_spawn(pooled.invalidate)
+                    pooled.invalidate()
                 else:
-                    await driver.set_autocommit(False)
+                    await_only(driver.set_autocommit(False))
             finally:
-                await greenlet_spawn(pooled.close)
+                pooled.close()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -65,5 +65,5 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-DatabaseDep = Annotated[Database, Depends(get_db)]  # plain reads: Database.plain_connection, no session
+DatabaseDep = Annotated[Database, Depends(get_db)]  # plain reads: Database.plain_read, no session
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]  # commit before the response

@@ -378,7 +378,7 @@ async def list_plain(
     limit: int, after: uuid.UUID | None,
 ) -> list[ResourceRow]:
     r"""A page of the resources the caller may see, in id order, read with plain SQL on a
-    psycopg connection (``Database.plain_connection``): :class:`ResourceRow`\ s, to be shown,
+    psycopg connection (``Database.plain_read``): :class:`ResourceRow`\ s, to be shown,
     never changed."""
     scope, params = caller.visible_sql()
     params = {**params, "limit": limit}

@@ -68,8 +68,8 @@ async def resources_table(request: Request, db: SessionDep, database: DatabaseDe
 
 
 async def _table(database: Database, db: AsyncSession, settings: Settings, caller: Caller) -> dict:
-    async with database.plain_connection() as conn:  # the API's listing, 500 rows
-        rows = await service.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None)
+    rows = await database.plain_read(  # the API's listing, 500 rows
+        lambda conn: service.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None))
     return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin,
             **await _names(db, rows)}
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime
 
 
 def refuse_repeats(names: Iterable[str], what: str) -> None:
@@ -12,3 +16,16 @@ def refuse_repeats(names: Iterable[str], what: str) -> None:
     repeated = sorted(name for name, count in Counter(names).items() if count > 1)
     if repeated:
         raise ValueError(f"{what} repeated: {', '.join(repeated)}")
+
+
+def _in_utc(moment: dt.datetime) -> dt.datetime:
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("outside the years 1 to 9999 once in UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+"""A moment given with its UTC offset (a naive one is refused), kept in UTC: Python accepts
+offsets up to ±24 h, PostgreSQL only up to ±15:59, so a moment is never sent with the offset
+it was given in (``9537-07-24T09:52-17:18`` once answered 500)."""

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slices_blueprint.core.validation import refuse_repeats
+from slices_blueprint.core.validation import UtcDatetime, refuse_repeats
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.reservations.schemas import ReservationAsk
 from slices_blueprint.resources.schemas import NAME_PATTERN, SSH_KEY_PATTERN, EventOut
@@ -56,7 +56,7 @@ class ResourceEntry(BaseModel):
 class ReservationEntry(ReservationAsk):
     """What a reservation asks for, when it starts and how long it lasts."""
 
-    start: AwareDatetime
+    start: UtcDatetime
     duration_hours: float = Field(gt=0, le=24 * 366 * 5)
 
 

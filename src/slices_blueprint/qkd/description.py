@@ -17,13 +17,12 @@ Example (YAML, as ``slices-blueprint qkd create --from-file`` reads it)::
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from slices_blueprint.core.ids import id_schema
-from slices_blueprint.core.validation import refuse_repeats
+from slices_blueprint.core.validation import UtcDatetime, refuse_repeats
 from slices_blueprint.qkd.physics import LinkParameters
 from slices_blueprint.resources.schemas import NAME_PATTERN
 
@@ -69,7 +68,7 @@ class NetworkDescription(BaseModel):
     name: Name = Field(description="unique among the experiment's live QKD networks")
     nodes: list[NodeSpec] = Field(min_length=2, max_length=16)
     links: list[LinkSpec] = Field(min_length=1, max_length=64)
-    expires_at: dt.datetime | None = Field(
+    expires_at: UtcDatetime | None = Field(
         default=None, description="default: the site's default lifetime, capped by the experiment's")
     reservation_id: str | None = Field(
         default=None, json_schema_extra=id_schema("reservation"),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from slices_blueprint.core.validation import UtcDatetime
 
 NAME_PATTERN = r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
@@ -66,15 +68,15 @@ class ReservationCreate(ReservationAsk):
     project_id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="with a user token: which of your projects (default: your only one); "
                                   "an experiment token reserves for its experiment")
-    starts_at: AwareDatetime | None = Field(default=None, description="default: now")
-    ends_at: AwareDatetime | None = Field(default=None, description="give ends_at or hours")
+    starts_at: UtcDatetime | None = Field(default=None, description="default: now")
+    ends_at: UtcDatetime | None = Field(default=None, description="give ends_at or hours")
     hours: Hours | None = None
 
 
 class ReservationExtend(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    ends_at: AwareDatetime | None = Field(default=None, description="the new end (later than the current)")
+    ends_at: UtcDatetime | None = Field(default=None, description="the new end (later than the current)")
     hours: Hours | None = Field(default=None, description="or: hours added to the current end")
 
 

@@ -350,6 +350,9 @@ async def availability(session: AsyncSession, settings: Settings, ask: Reservati
     start = max(after or now, now)
     window = Window(start, start + dt.timedelta(hours=hours))
     until = _horizon(settings, now)
+    if start >= until:
+        raise Invalid(f"after: reservations may end at most {settings.reservation_horizon_days} days ahead "
+                      f"({until.isoformat()}); nothing can start after that")
     demand, items = await _demand(session, ask)
     calendar = await _calendar(session, items, demand, start, until)
     if demand.wants_capacity:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import BODY_PROBLEMS, NotFound, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
+from slices_blueprint.core.validation import UtcDatetime
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.reservations import equipment, limits, service
 from slices_blueprint.reservations.schemas import (
@@ -95,7 +95,7 @@ async def availability(
     equipment_names: Annotated[list[Name], Query(alias="equipment", max_length=MAX_ITEMS)] = [],  # noqa: B006 - FastAPI copies it
     vcpus: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     ram_mib: Annotated[int, Query(ge=0, le=1 << 40)] = 0,
-    after: AwareDatetime | None = None,
+    after: UtcDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=20)] = 5,
 ) -> AvailabilityOut:
     """The next start times (from ``after``, default now) at which ``count`` items of

@@ -7,12 +7,12 @@ import re
 import uuid
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import id_schema
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.core.validation import refuse_repeats
+from slices_blueprint.core.validation import UtcDatetime, refuse_repeats
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SSH_KEY_PATTERN = r"^\s*(ssh-|ecdsa-|sk-)\S*\s+\S"  # a key type, then its base64 (a comment may follow)
@@ -62,7 +62,7 @@ class ResourcesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: uuid.UUID = Field(description="idempotency key: the same id answers the same task")
-    expires_at: AwareDatetime | None = Field(default=None, description="defaults to the site's default lifetime, capped at the experiment's expiry")
+    expires_at: UtcDatetime | None = Field(default=None, description="defaults to the site's default lifetime, capped at the experiment's expiry")
     resources: list[ResourceSpec] = Field(min_length=1, max_length=100)
     tokens: list[TokenIn] = Field(default_factory=list, max_length=4, description="the user's id-token")
     reservation_id: str | None = Field(
@@ -82,7 +82,7 @@ class ExtendRequest(BaseModel):
         "oneOf": [{"required": ["expires_at"]}, {"required": ["duration_hours"]}]})
 
     # exactly one of the two; not nullable (an explicit null is refused like a wrong type)
-    expires_at: AwareDatetime = Field(default=None)  # type: ignore[assignment]
+    expires_at: UtcDatetime = Field(default=None)  # type: ignore[assignment]
     duration_hours: float = Field(default=None, gt=0, le=24 * 366, description="from now")  # type: ignore[assignment]
 
     def requested(self) -> dt.datetime:

@@ -142,8 +142,8 @@ class Database:
         way, connecting in the request: it fails at once while PostgreSQL is down), checked out
         and back in within one greenlet: an ``engine.connect()`` costs four times as much, in
         SQLAlchemy's events and greenlets, for nothing used here. It goes back out of
-        autocommit, or, left broken or inside a statement (an error, a cancelled request), is
-        thrown away."""
+        autocommit (a cancelled request's statement is cancelled by psycopg), or, left broken
+        or not idle, is thrown away."""
         return await greenlet_spawn(self._plain_read, read)
 
     def _plain_read(self, read: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:

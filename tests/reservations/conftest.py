@@ -50,6 +50,12 @@ def api(resv_live: LiveServer, http: httpx.Client) -> OwnApi:
     return OwnApi(resv_live, http)
 
 
+@pytest.fixture(scope="module")
+def bi(resv_live: LiveServer, http: httpx.Client) -> Api:
+    """A client of the Blueprint Interface routes (resources, tasks, QKD networks)."""
+    return Api(resv_live, http)
+
+
 @pytest.fixture
 def unique() -> str:
     """A suffix for names and kinds of one test."""

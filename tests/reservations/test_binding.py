@@ -14,22 +14,14 @@ import sys
 import uuid
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
 from slices_blueprint.core.ids import parse_id
-from tests.conftest import LiveServer
 from tests.helpers import Api, wait_for
 from tests.reservations.conftest import OwnApi, add_host, day
 
 S = dt.timedelta(seconds=1)
-
-
-@pytest.fixture(scope="module")
-def bi(resv_live: LiveServer, http: httpx.Client) -> Api:
-    """A client of the Blueprint Interface routes (resources, tasks, QKD networks)."""
-    return Api(resv_live, http)
 
 
 @pytest.fixture(scope="module")

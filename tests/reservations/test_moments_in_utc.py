@@ -9,19 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-import httpx
 import pytest
 
-from tests.conftest import LiveServer
 from tests.helpers import Api
 from tests.reservations.conftest import OwnApi, day
 
 FAR_WEST = dt.timezone(-dt.timedelta(hours=17, minutes=18))  # beyond PostgreSQL's ±15:59
-
-
-@pytest.fixture(scope="module")
-def bi(resv_live: LiveServer, http: httpx.Client) -> Api:
-    return Api(resv_live, http)
 
 
 def test_the_fuzzers_availability_query_is_answered(api: OwnApi, unique: str) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import event
 
@@ -25,11 +24,6 @@ from slices_blueprint.reservations.models import Reservation
 from tests.conftest import LiveServer
 from tests.helpers import Api
 from tests.reservations.conftest import OwnApi, day
-
-
-@pytest.fixture(scope="module")
-def bi(resv_live: LiveServer, http: httpx.Client) -> Api:
-    return Api(resv_live, http)
 
 
 async def _start(live: LiveServer, reservation_id: uuid.UUID) -> list[str]:

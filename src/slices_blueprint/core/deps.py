@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
@@ -27,40 +28,33 @@ async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-READ_ONLY = "_reads_only"
+SESSION_OPENER = "_session_opener"  # the Database method a marked view's session comes from
+
+
+def _opened_by(endpoint: EndpointT, opener: Callable[[Database], AbstractAsyncContextManager[AsyncSession]]) -> EndpointT:
+    setattr(endpoint, SESSION_OPENER, opener)
+    return endpoint
 
 
 def read_only(endpoint: EndpointT) -> EndpointT:
     """Mark a view that only reads: its request's session is a ``Database.read_session`` (no
     BEGIN/COMMIT round trips), whose single-statement reads need no transaction."""
-    setattr(endpoint, READ_ONLY, True)
-    return endpoint
-
-
-ONE_SNAPSHOT = "_one_snapshot"
+    return _opened_by(endpoint, Database.read_session)
 
 
 def one_snapshot(endpoint: EndpointT) -> EndpointT:
     """Mark a view that reads rows changing together in several statements: its request's
     session is a ``Database.snapshot_session``, whose statements all see one instant (read
     committed, a commit between two of them would show half of a change)."""
-    setattr(endpoint, ONE_SNAPSHOT, True)
-    return endpoint
+    return _opened_by(endpoint, Database.snapshot_session)
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One transaction per request: committed when the view returns, rolled back on error
     (a :func:`read_only` view's reads: one implicit transaction per statement; a
     :func:`one_snapshot` view's: one snapshot for all)."""
-    db: Database = request.app.state.db
-    endpoint = request.scope.get("endpoint")
-    if getattr(endpoint, READ_ONLY, False):
-        opened = db.read_session()
-    elif getattr(endpoint, ONE_SNAPSHOT, False):
-        opened = db.snapshot_session()
-    else:
-        opened = db.session()
-    async with opened as session:
+    opener = getattr(request.scope.get("endpoint"), SESSION_OPENER, Database.session)
+    async with opener(request.app.state.db) as session:
         yield session
 
 

@@ -73,7 +73,8 @@ async def list_resources(
                               json_schema_extra=id_schema("resource", or_empty=True)),
 ) -> Response:
     """The experiment's resources (experiment token), or the user's projects' (user token)."""
-    after_id, state = body_id(after, "resource", "after") if after else None, request.app.state
+    after_id = body_id(after, "resource", "after") if after else None
+    state = request.app.state
     rows = await state.db.plain_read(  # no session: plain SQL, plain values
         lambda conn: service.list_plain(conn, caller, include_deleted=include_deleted, status=status, limit=limit,
                                         after=after_id))

@@ -1,7 +1,7 @@
-"""The plain reads of resources (GET /resources and /resources/{id}: psycopg, no session, no
-ORM) answer what the SQLAlchemy reads answered: the same rows for each kind of caller
-(``Caller.visible_sql`` against ``Caller.visible`` in PostgreSQL), and the same bytes as
-``ResourceOut``'s serialization, over real HTTP."""
+"""The plain reads of resources (GET /resources and /resources/{id}, the web pages: psycopg,
+no session, no ORM) answer what the SQLAlchemy reads answered: the same rows for each kind of
+caller (``Caller.visible_sql`` against ``Caller.visible`` in PostgreSQL), and the same bytes as
+``ResourceOut``'s serialization, over real HTTP; a row's remembered JSON follows its changes."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 
+import orjson
 import psycopg
 import psycopg.errors
 import pytest
+from psycopg.types.json import Jsonb
 from pydantic import TypeAdapter
 from pydantic_core import to_json
 from sqlalchemy import select
@@ -26,12 +28,17 @@ from slices_blueprint.core.dev_issuer import dev_ids
 from slices_blueprint.core.errors import NotFound
 from slices_blueprint.core.ids import format_id
 from slices_blueprint.core.models import utcnow
-from slices_blueprint.core.responses import json_answer, plain_json, plain_json_answer
+from slices_blueprint.core.responses import (
+    json_answer,
+    json_items_answer,
+    plain_json,
+    plain_json_answer,
+)
 from slices_blueprint.core.security import VerifiedToken
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, Project, User
 from slices_blueprint.reservations.models import Reservation
-from slices_blueprint.resources import service
+from slices_blueprint.resources import plain_reads, service
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.schemas import ResourceOut
 from tests.helpers import Api
@@ -168,8 +175,8 @@ async def _orm_page(session, caller: Caller, *, include_deleted: bool, status: s
 
 
 def _listed(resource: ComputeResource) -> tuple:
-    """An ORM row's values in :class:`service.ResourceRow`'s order."""
-    return tuple(getattr(resource, name) for name in service.ResourceRow._fields)
+    """An ORM row's values in :class:`plain_reads.ResourceRow`'s order."""
+    return tuple(getattr(resource, name) for name in plain_reads.ResourceRow._fields)
 
 
 async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Database, world: World) -> None:
@@ -184,16 +191,16 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
                         await service.get_resource(session, caller, resource.id), SITE)).body
                 except NotFound as exc:
                     old = exc
-            try:
-                new = plain_json_answer(service.resource_view(
-                    await db.plain_read(partial(service.read_plain, caller=caller, resource_id=resource.id)), SITE)).body
-            except NotFound as exc:
-                new = exc
-            if isinstance(old, NotFound):
-                assert isinstance(new, NotFound) and str(new) == str(old), (kind, resource.friendly_name)
-                assert resource.friendly_name not in EXPECTED[kind]
-            else:
-                assert new == old, (kind, resource.friendly_name)
+            for read in (_read_as_row, _read_as_shown):
+                try:
+                    new = await read(db, caller, resource.id)
+                except NotFound as exc:
+                    new = exc
+                if isinstance(old, NotFound):
+                    assert isinstance(new, NotFound) and str(new) == str(old), (kind, resource.friendly_name)
+                    assert resource.friendly_name not in EXPECTED[kind]
+                else:
+                    assert new == old, (kind, resource.friendly_name, read.__name__)
         for filters in ({"include_deleted": False, "status": None, "limit": 100, "after": None},
                         {"include_deleted": True, "status": None, "limit": 3, "after": None},
                         {"include_deleted": True, "status": None, "limit": 100, "after": min(world.resources,
@@ -201,14 +208,29 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
                         {"include_deleted": False, "status": "running", "limit": 100, "after": None}):
             async with db.read_session() as session:
                 old_rows = await _orm_page(session, caller, **filters)
-            new_rows = await db.plain_read(partial(service.list_plain, caller=caller, **filters))
+            new_rows = await db.plain_read(partial(plain_reads.list_plain, caller=caller, **filters))
+            shown = await db.plain_read(partial(plain_reads.list_shown, caller=caller, site=SITE, **filters))
+            assert len(shown.items) == len(new_rows) and shown.last_id == (new_rows[-1].id if new_rows else None)
+            world_names = {format_id("resource", SITE, i) for i in world_ids}
             old_rows = [r for r in old_rows if r.id in world_ids]
             new_rows = [r for r in new_rows if r.id in world_ids]
             assert {r.friendly_name for r in new_rows} <= EXPECTED[kind]
             assert [tuple(r) for r in new_rows] == [_listed(r) for r in old_rows], (kind, filters)
             old_page = json_answer([service.resource_out(r, SITE) for r in old_rows], ResourceOut).body
             new_page = plain_json_answer([service.resource_view(r, SITE) for r in new_rows]).body
-            assert new_page == old_page, (kind, filters)
+            shown_page = json_items_answer([item for item in shown.items if orjson.loads(item)["id"] in world_names]).body
+            assert new_page == shown_page == old_page, (kind, filters)
+
+
+async def _read_as_row(db: Database, caller: Caller, resource_id: uuid.UUID) -> bytes:
+    """One resource's API answer from its :class:`plain_reads.ResourceRow`."""
+    row = await db.plain_read(partial(plain_reads.read_plain, caller=caller, resource_id=resource_id))
+    return plain_json_answer(service.resource_view(row, SITE)).body
+
+
+async def _read_as_shown(db: Database, caller: Caller, resource_id: uuid.UUID) -> bytes:
+    """One resource's API answer as :func:`plain_reads.read_shown` gives it."""
+    return await db.plain_read(partial(plain_reads.read_shown, caller=caller, site=SITE, resource_id=resource_id))
 
 
 async def test_the_plain_answer_is_resource_outs_serialization(db: Database, world: World) -> None:
@@ -216,8 +238,8 @@ async def test_the_plain_answer_is_resource_outs_serialization(db: Database, wor
     async with db.read_session() as session:
         orm = {r.id: r for r in (await session.scalars(
             select(ComputeResource).where(ComputeResource.id.in_([r.id for r in world.resources])))).all()}
-    rows = await db.plain_read(lambda conn: service.list_plain(conn, _callers(world)["admin"], include_deleted=True,
-                                                               status=None, limit=1000, after=None))
+    rows = await db.plain_read(lambda conn: plain_reads.list_plain(conn, _callers(world)["admin"], include_deleted=True,
+                                                                   status=None, limit=1000, after=None))
     rows = [r for r in rows if r.id in orm]
     assert len(rows) == len(world.resources)
     models = [ResourceOut.model_validate(service.resource_view(orm[r.id], SITE)) for r in rows]
@@ -228,6 +250,36 @@ async def test_the_plain_answer_is_resource_outs_serialization(db: Database, wor
     shown = {m.friendly_name: m for m in models}
     assert shown["a"].ssh_command == "ssh -p 2222 debian@198.51.100.9" and shown["a"].reservation_id
     assert shown["b"].ssh_command is None and shown["b"].reservation_id is None and shown["b"].access == {}
+
+
+async def _execute(conn: psycopg.AsyncConnection, *, sql: str, params: dict) -> None:
+    await conn.execute(sql, params)
+
+
+async def test_a_rows_remembered_json_follows_every_change_of_the_row(db: Database, world: World) -> None:
+    """The JSON is remembered by the row's bytes, not by its id or ``updated_at``: a change
+    written with plain SQL that leaves ``updated_at`` as it was is shown at once, and the
+    row as it was is shown as it was once its values are back; each site shows its ids."""
+    caller = _callers(world)["admin"]
+    resource = next(r for r in world.resources if r.friendly_name == "c")
+    before = await _read_as_shown(db, caller, resource.id)
+    change = ("UPDATE compute_resources SET status = %(status)s, access = %(access)s WHERE id = %(id)s")
+    try:
+        await db.plain_read(partial(_execute, sql=change, params={
+            "status": "error", "access": Jsonb({"ipv4": "10.1.0.2", "ssh_user": "u2"}),
+            "id": resource.id}))
+        changed = await _read_as_shown(db, caller, resource.id)
+        assert orjson.loads(changed)["status"] == "error" and orjson.loads(changed)["ssh_command"] == "ssh u2@10.1.0.2"
+        assert orjson.loads(changed)["updated_at"] == orjson.loads(before)["updated_at"]
+        assert changed == await _read_as_row(db, caller, resource.id)
+    finally:
+        await db.plain_read(partial(_execute, sql=change, params={
+            "status": resource.status, "access": Jsonb(resource.access), "id": resource.id}))
+    assert await _read_as_shown(db, caller, resource.id) == before
+    elsewhere = await db.plain_read(partial(plain_reads.read_shown, caller=caller, site="other-site",
+                                            resource_id=resource.id))
+    assert orjson.loads(elsewhere)["id"] == format_id("resource", "other-site", resource.id)
+    assert orjson.loads(before)["id"] == format_id("resource", SITE, resource.id)
 
 
 def test_the_routes_answer_resource_outs_bytes_and_hide_other_experiments(live, http, database_url: str) -> None:

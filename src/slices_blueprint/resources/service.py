@@ -6,15 +6,11 @@ import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import procrastinate
-import psycopg
-import pydantic_core
-from psycopg.types.json import JsonbBinaryLoader
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,39 +44,8 @@ from slices_blueprint.resources.schemas import (
 from slices_blueprint.tasks import service as tasks
 from slices_blueprint.tasks.models import Task
 
-LISTED = (ComputeResource.id, ComputeResource.friendly_name, ComputeResource.experiment_id,
-          ComputeResource.project_id, ComputeResource.created_by, ComputeResource.flavor_id,
-          ComputeResource.disk_image_id, ComputeResource.provider, ComputeResource.status,
-          ComputeResource.status_reason, ComputeResource.provider_resource_id, ComputeResource.access,
-          ComputeResource.expires_at, ComputeResource.reservation_id, ComputeResource.created_at,
-          ComputeResource.updated_at)
-"""What a listing shows: the request and provider details stay unread (JSON is costly)."""
-
-
-class ResourceRow(NamedTuple):
-    """A :data:`LISTED` row read with plain SQL (:func:`read_plain`, :func:`list_plain`)."""
-
-    id: uuid.UUID
-    friendly_name: str
-    experiment_id: str
-    project_id: str
-    created_by: str | None
-    flavor_id: uuid.UUID
-    disk_image_id: uuid.UUID
-    provider: str
-    status: str
-    status_reason: str | None
-    provider_resource_id: str | None
-    access: dict[str, Any]
-    expires_at: dt.datetime
-    reservation_id: uuid.UUID | None
-    created_at: dt.datetime
-    updated_at: dt.datetime
-
-
-LISTED_SQL = ", ".join(column.expression.name for column in LISTED)
-assert ResourceRow._fields == tuple(column.key for column in LISTED)  # read by position
-
+if TYPE_CHECKING:
+    from slices_blueprint.resources.plain_reads import ResourceRow
 
 def resource_view(resource: ComputeResource | ResourceRow, site: str) -> dict[str, Any]:
     """The API view of a resource (an ORM row, or a :class:`ResourceRow` of the plain reads)
@@ -328,77 +293,6 @@ def scoped_query(caller: Caller) -> Select[tuple[ComputeResource]]:
     """Resources the caller may see (``Caller.visible``)."""
     return caller.visible(select(ComputeResource), experiment_id=ComputeResource.experiment_id,
                           project_id=ComputeResource.project_id, created_by=ComputeResource.created_by)
-
-
-def _resource_rows(_cursor: object) -> Callable[[Sequence[Any]], ResourceRow]:
-    """psycopg's row factory of :class:`ResourceRow` (built from the values, by position)."""
-    return ResourceRow._make
-
-
-@cache
-def _plain_select(scope: str, *, one: bool = False, include_deleted: bool = False, status: bool = False,
-                  after: bool = False) -> bytes:
-    """The SQL text of a plain read: :data:`LISTED` columns of the resources ``scope`` (a
-    ``Caller.visible_sql`` condition) selects, and one by id, or a page in id order (live ones
-    unless ``include_deleted``, of ``status`` if given, after the id ``after``;
-    ``status <> 'deleted'`` written out: the partial indexes match).
-    Built once per shape."""
-    where = [scope]
-    if one:
-        where.append("id = %(id)s")
-    else:
-        if not include_deleted:
-            where.append("status <> 'deleted'")
-        if status:
-            where.append("status = %(status)s")
-        if after:
-            where.append("id > %(after)s")
-    sql = f"SELECT {LISTED_SQL} FROM compute_resources WHERE {' AND '.join(where)}"
-    return (sql if one else f"{sql} ORDER BY id LIMIT %(limit)s").encode()
-
-
-class _ParsedJsonb(JsonbBinaryLoader):
-    """``jsonb`` in binary, parsed by pydantic's JSON parser: the same values as psycopg's
-    ``json.loads``, in a fraction of its time."""
-
-    _loads = staticmethod(pydantic_core.from_json)
-
-
-async def _plain(conn: psycopg.AsyncConnection, sql: bytes, params: dict[str, Any]) -> list[ResourceRow]:
-    """Rows of ``sql`` as :class:`ResourceRow`: results in binary (timestamps and UUIDs are
-    read without parsing text), ``access`` by :class:`_ParsedJsonb` (this cursor's only)."""
-    async with conn.cursor(row_factory=_resource_rows) as cursor:
-        cursor.adapters.register_loader("jsonb", _ParsedJsonb)
-        await cursor.execute(sql, params, binary=True)
-        return await cursor.fetchall()
-
-
-async def list_plain(
-    conn: psycopg.AsyncConnection, caller: Caller, *, include_deleted: bool, status: str | None,
-    limit: int, after: uuid.UUID | None,
-) -> list[ResourceRow]:
-    r"""A page of the resources the caller may see, in id order, read with plain SQL on a
-    psycopg connection (``Database.plain_read``): :class:`ResourceRow`\ s, to be shown,
-    never changed."""
-    scope, params = caller.visible_sql()
-    params = {**params, "limit": limit}
-    if status:
-        params["status"] = status
-    if after:
-        params["after"] = after
-    sql = _plain_select(scope, include_deleted=include_deleted, status=bool(status), after=bool(after))
-    return await _plain(conn, sql, params)
-
-
-async def read_plain(conn: psycopg.AsyncConnection, caller: Caller, resource_id: uuid.UUID) -> ResourceRow:
-    """One resource the caller may see, as a :class:`ResourceRow` read with plain SQL on a
-    psycopg connection (to be shown, never changed); otherwise the 404 of :func:`get_resource`
-    (another experiment's resource is "no such resource", like a missing one)."""
-    scope, params = caller.visible_sql()
-    rows = await _plain(conn, _plain_select(scope, one=True), {**params, "id": resource_id})
-    if not rows:
-        raise NotFound("no such resource")
-    return rows[0]
 
 
 async def get_resource(session: AsyncSession, caller: Caller, resource_id: uuid.UUID, *, write: bool = False) -> ComputeResource:

@@ -21,11 +21,11 @@ from slices_blueprint.core.errors import (
 )
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.live import ChangeHub, Subscription
-from slices_blueprint.core.responses import json_answer, plain_json_answer
+from slices_blueprint.core.responses import JSON, json_answer, json_items_answer
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep, identity_from_token
 from slices_blueprint.identity.models import User
-from slices_blueprint.resources import service, states
+from slices_blueprint.resources import plain_reads, service, states
 from slices_blueprint.resources.logs import read_logs
 from slices_blueprint.resources.schemas import (
     EventOut,
@@ -75,20 +75,21 @@ async def list_resources(
     """The experiment's resources (experiment token), or the user's projects' (user token)."""
     after_id = body_id(after, "resource", "after") if after else None
     state = request.app.state
-    rows = await state.db.plain_read(  # no session: plain SQL, plain values
-        lambda conn: service.list_plain(conn, caller, include_deleted=include_deleted, status=status, limit=limit,
-                                        after=after_id))
     site = state.settings.site_id
-    headers = {"X-Next-After": format_id("resource", site, rows[-1].id)} if len(rows) == limit else None
-    return plain_json_answer([service.resource_view(r, site) for r in rows], headers=headers)
+    page = await state.db.plain_read(  # no session: plain SQL, each row's JSON remembered
+        lambda conn: plain_reads.list_shown(conn, caller, site, include_deleted=include_deleted, status=status,
+                                            limit=limit, after=after_id))
+    headers = {"X-Next-After": format_id("resource", site, page.last_id)} \
+        if len(page.items) == limit and page.last_id else None
+    return json_items_answer(page.items, headers=headers)
 
 
 @router.get("/resources/{resource_id}", response_model=ResourceOut, responses=PER_RESOURCE)
 async def get_resource(resource_id: str, request: Request, caller: ReadingCallerDep) -> Response:
     # the app's database and settings from the request: two dependencies fewer on the hottest read
     rid, state = path_id(resource_id, "resource"), request.app.state
-    resource = await state.db.plain_read(lambda conn: service.read_plain(conn, caller, rid))
-    return plain_json_answer(service.resource_view(resource, state.settings.site_id))
+    shown = await state.db.plain_read(lambda conn: plain_reads.read_shown(conn, caller, state.settings.site_id, rid))
+    return Response(shown, media_type=JSON)
 
 
 WAIT_FALLBACK_SECONDS = 5

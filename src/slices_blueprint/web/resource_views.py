@@ -25,7 +25,7 @@ from slices_blueprint.identity.service import names_of
 from slices_blueprint.providers.registry import driver_class, enabled_types, offers
 from slices_blueprint.quotas import service as quotas
 from slices_blueprint.quotas.service import QuotaExceeded
-from slices_blueprint.resources import service, states
+from slices_blueprint.resources import plain_reads, service, states
 from slices_blueprint.resources.logs import read_logs
 from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.tasks.models import Task
@@ -69,12 +69,12 @@ async def resources_table(request: Request, db: SessionDep, database: DatabaseDe
 
 async def _table(database: Database, db: AsyncSession, settings: Settings, caller: Caller) -> dict:
     rows = await database.plain_read(  # the API's listing, 500 rows
-        lambda conn: service.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None))
+        lambda conn: plain_reads.list_plain(conn, caller, include_deleted=False, status=None, limit=500, after=None))
     return {"resources": [service.resource_out(r, settings.site_id) for r in rows], "all_projects": caller.is_admin,
             **await _names(db, rows)}
 
 
-async def _names(db: AsyncSession, rows: list[ComputeResource] | list[service.ResourceRow]) -> dict:
+async def _names(db: AsyncSession, rows: list[ComputeResource] | list[plain_reads.ResourceRow]) -> dict:
     """The names of the rows' experiments and projects, shown instead of their ids."""
     return {"experiment_names": await names_of(db, Experiment, {r.experiment_id for r in rows}),
             "project_names": await names_of(db, Project, {r.project_id for r in rows})}

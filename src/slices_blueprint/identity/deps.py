@@ -35,8 +35,9 @@ class _Bearer(HTTPBearer):
         return credentials.credentials
 
 
-bearer = _Bearer(auto_error=False, scheme_name="HTTPBearer",  # the OpenAPI name it always had
-                 description="A SLICES user id-token or experiment JWT")
+_SCHEME = {"auto_error": False, "scheme_name": "HTTPBearer",  # the OpenAPI name it always had
+           "description": "A SLICES user id-token or experiment JWT"}
+bearer = _Bearer(**_SCHEME)
 
 
 def verifier(request: Request) -> TokenVerifier:
@@ -126,5 +127,13 @@ async def get_reading_caller(request: Request, token_text: BearerDep) -> Caller:
         return await caller_from_token(request, session, token_text)
 
 
-ReadingCallerDep = Annotated[Caller, Depends(get_reading_caller)]
+class _ReadingCaller(_Bearer):
+    """:func:`get_reading_caller` as the security scheme itself: one dependency where the
+    token and its caller were two."""
+
+    async def __call__(self, request: Request) -> Caller:  # type: ignore[override]
+        return await get_reading_caller(request, await super().__call__(request))
+
+
+ReadingCallerDep = Annotated[Caller, Depends(_ReadingCaller(**_SCHEME))]
 """The caller of a view that never changes the caller's row: no query, no session merge."""

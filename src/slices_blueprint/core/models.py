@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from functools import cache
 from typing import TypeVar
 
 import structlog
@@ -63,10 +64,25 @@ def detached_copy(row: ModelT) -> ModelT:
     return copy
 
 
+def new_row(model: type[ModelT], **values: object) -> ModelT:
+    """A new ``model`` object holding ``values`` as a loaded row holds its own: no attribute
+    events (a sixth of the constructor's time), for a row written with Core
+    (:class:`.direct_sql.Writes`, :func:`set_values`); added to a session, it is inserted
+    with these values all the same."""
+    row = model.__mapper__.class_manager.new_instance()
+    row.__dict__.update(values)
+    return row
+
+
+@cache
+def _column_keys(model: type[Base]) -> tuple[str, ...]:
+    return tuple(attribute.key for attribute in inspect(model).column_attrs)
+
+
 def set_values(row: Base) -> dict[str, object]:
     """The column values set on ``row`` (for a Core insert of a new object)."""
-    state = inspect(row)
-    return {a.key: state.dict[a.key] for a in state.mapper.column_attrs if a.key in state.dict}
+    values = row.__dict__  # the instance's state: what the columns hold
+    return {key: values[key] for key in _column_keys(type(row)) if key in values}
 
 
 async def get_or_404(session: AsyncSession, model: type[ModelT], key: object, what: str) -> ModelT:

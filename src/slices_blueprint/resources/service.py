@@ -22,7 +22,7 @@ from slices_blueprint.core.direct_sql import Writes
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound
 from slices_blueprint.core.ids import body_id, format_id, new_uuid
 from slices_blueprint.core.live import NOTIFY_ALL, payloads
-from slices_blueprint.core.models import set_values, utcnow
+from slices_blueprint.core.models import new_row, set_values, utcnow
 from slices_blueprint.events.models import Event
 from slices_blueprint.events.service import new_rows as new_events
 from slices_blueprint.events.service import record
@@ -248,7 +248,8 @@ async def _new_resources(session: AsyncSession, settings: Settings, caller: Call
     creator = user.id if user else None
     now = utcnow()
     resources = [
-        ComputeResource(
+        new_row(
+            ComputeResource,
             id=new_uuid(),
             experiment_id=experiment.id,
             project_id=experiment.project_id,

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from slices_blueprint.core.direct_sql import Writes, cursor_of
 from slices_blueprint.core.ids import format_id, new_uuid
-from slices_blueprint.core.models import set_values, utcnow
+from slices_blueprint.core.models import new_row, set_values, utcnow
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 
@@ -72,9 +72,9 @@ def new_task(*, kind: str, experiment_id: str, created_by: str | None, resource_
              request_hash: str | None = None) -> Task:
     """A pending task, every column set (for :func:`claim_request` and ``insert_deferring``)."""
     now = utcnow()
-    return Task(id=new_uuid(), kind=kind, status="pending", completed=0, parent_id=parent_id, resource_id=resource_id,
-                experiment_id=experiment_id, created_by=created_by, request_id=request_id, request_hash=request_hash,
-                attempts=0, job_id=None, result={}, created_at=now, updated_at=now)
+    return new_row(Task, id=new_uuid(), kind=kind, status="pending", completed=0, parent_id=parent_id,
+                   resource_id=resource_id, experiment_id=experiment_id, created_by=created_by, request_id=request_id,
+                   request_hash=request_hash, attempts=0, job_id=None, result={}, created_at=now, updated_at=now)
 
 
 JOBS_DEFERRED = (

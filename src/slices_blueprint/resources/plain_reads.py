@@ -20,6 +20,7 @@ import pydantic_core
 from psycopg.pq import Format
 from psycopg.types.json import JsonbBinaryLoader
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstrumentedAttribute
 
 from slices_blueprint.core.errors import NotFound
 from slices_blueprint.core.responses import plain_json
@@ -79,9 +80,13 @@ def _binary_loader(oid: int) -> Callable[[bytes], Any]:
     return loader(oid).load  # no connection: timestamps in UTC, as the service's sessions read them
 
 
-_LISTED_OIDS = tuple(psycopg.postgres.types[re.sub(r"\(.*\)", "", column.type.compile(dialect=postgresql.dialect())).lower()].oid
-                     for column in LISTED)
-"""The PostgreSQL types of :data:`LISTED` (``VARCHAR(63)`` is ``varchar``), known to psycopg."""
+def _type_oid(column: InstrumentedAttribute[Any]) -> int:
+    """The PostgreSQL type of a column, as psycopg knows it (``VARCHAR(63)`` is ``varchar``)."""
+    declared = column.type.compile(dialect=postgresql.dialect())
+    return psycopg.postgres.types[re.sub(r"\(.*\)", "", declared).lower()].oid
+
+
+_LISTED_OIDS = tuple(_type_oid(column) for column in LISTED)
 _LOADS = tuple(_binary_loader(oid) for oid in _LISTED_OIDS)
 _AS_SENT = psycopg.postgres.adapters.get_loader(psycopg.postgres.types["bytea"].oid, Format.BINARY)
 """A loader keeping a binary value's bytes as they are."""
@@ -163,7 +168,7 @@ async def _shown_rows(conn: psycopg.AsyncConnection, query: tuple[bytes, dict[st
             cursor.adapters.register_loader(oid, _AS_SENT)
         await cursor.execute(*query, binary=True)
         rows = await cursor.fetchall()
-    return ShownPage([_shown(sent, site) for sent in rows], _LOADS[0](rows[-1][0]) if rows else None)
+    return ShownPage([_shown(sent, site) for sent in rows], uuid.UUID(bytes=rows[-1][0]) if rows else None)
 
 
 def _one_of(rows: list[Any]) -> Any:

@@ -47,6 +47,7 @@ from slices_blueprint.tasks.models import Task
 if TYPE_CHECKING:
     from slices_blueprint.resources.plain_reads import ResourceRow
 
+
 def resource_view(resource: ComputeResource | ResourceRow, site: str) -> dict[str, Any]:
     """The API view of a resource (an ORM row, or a :class:`ResourceRow` of the plain reads)
     as plain values, in :class:`ResourceOut`'s field order: what

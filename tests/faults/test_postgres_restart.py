@@ -51,7 +51,9 @@ def test_postgres_restart_mid_run_answers_503_then_recovers_losing_nothing(resta
     flavor, image = make_catalog(base, running.token())
     tally = Tally()
     outage: dict[str, float] = {}
-    probes: list[tuple[float, int]] = []  # (time, status) of a steady reader, to time recovery
+    # (time, status) of a steady reader, to time recovery; a request that got no answer is
+    # recorded by its error's name and when it started (a hang shows as a ReadTimeout)
+    probes: list[tuple[float, int | str]] = []
 
     def restart() -> None:
         time.sleep(OUTAGE_AT)
@@ -79,11 +81,12 @@ def test_postgres_restart_mid_run_answers_503_then_recovers_losing_nothing(resta
     async def reader(http: httpx.AsyncClient, end: float) -> None:
         headers = {"Authorization": f"Bearer {running.token('alice', 'faults', 'exp-0')}"}
         while time.monotonic() < end:
+            started = time.monotonic()
             try:
                 response = await http.get(f"{base}/apis/bi.slices.eu/v1alpha2/resources", headers=headers)
                 probes.append((time.monotonic(), response.status_code))
-            except httpx.TransportError:
-                probes.append((time.monotonic(), 0))
+            except httpx.TransportError as exc:
+                probes.append((started, type(exc).__name__))
             await asyncio.sleep(0.1)
 
     async def load() -> None:
@@ -98,7 +101,7 @@ def test_postgres_restart_mid_run_answers_503_then_recovers_losing_nothing(resta
 
     assert "up" in outage, "the cluster did not come back"
     statuses = {status for _, status in probes}
-    assert 503 in statuses, f"no request saw the outage: {sorted(statuses)}"
+    assert 503 in statuses, f"no request saw the outage: {sorted(map(str, statuses))}, {outage}, {probes}"
     assert tally.server_errors(allowed=frozenset({503})) == {}, running.logs_tail()
     assert tally.unavailable_without_retry_after == 0
     slowest = max(max(v) for v in tally.latencies.values())

@@ -32,7 +32,6 @@ from slices_blueprint.core.responses import (
     json_answer,
     json_items_answer,
     plain_json,
-    plain_json_answer,
 )
 from slices_blueprint.core.security import VerifiedToken
 from slices_blueprint.identity.caller import Caller
@@ -217,7 +216,7 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
             assert {r.friendly_name for r in new_rows} <= EXPECTED[kind]
             assert [tuple(r) for r in new_rows] == [_listed(r) for r in old_rows], (kind, filters)
             old_page = json_answer([service.resource_out(r, SITE) for r in old_rows], ResourceOut).body
-            new_page = plain_json_answer([service.resource_view(r, SITE) for r in new_rows]).body
+            new_page = plain_json([service.resource_view(r, SITE) for r in new_rows])
             shown_page = json_items_answer([item for item in shown.items if orjson.loads(item)["id"] in world_names]).body
             assert new_page == shown_page == old_page, (kind, filters)
 
@@ -225,7 +224,7 @@ async def test_plain_reads_find_and_answer_what_the_session_reads_do(db: Databas
 async def _read_as_row(db: Database, caller: Caller, resource_id: uuid.UUID) -> bytes:
     """One resource's API answer from its :class:`plain_reads.ResourceRow`."""
     row = await db.plain_read(partial(plain_reads.read_plain, caller=caller, resource_id=resource_id))
-    return plain_json_answer(service.resource_view(row, SITE)).body
+    return plain_json(service.resource_view(row, SITE))
 
 
 async def _read_as_shown(db: Database, caller: Caller, resource_id: uuid.UUID) -> bytes:
@@ -243,10 +242,10 @@ async def test_the_plain_answer_is_resource_outs_serialization(db: Database, wor
     rows = [r for r in rows if r.id in orm]
     assert len(rows) == len(world.resources)
     models = [ResourceOut.model_validate(service.resource_view(orm[r.id], SITE)) for r in rows]
-    assert plain_json_answer([service.resource_view(r, SITE) for r in rows]).body == \
+    assert plain_json([service.resource_view(r, SITE) for r in rows]) == \
         TypeAdapter(list[ResourceOut]).dump_json(models)
     for row, model in zip(rows, models, strict=True):
-        assert plain_json_answer(service.resource_view(row, SITE)).body == model.model_dump_json().encode()
+        assert plain_json(service.resource_view(row, SITE)) == model.model_dump_json().encode()
     shown = {m.friendly_name: m for m in models}
     assert shown["a"].ssh_command == "ssh -p 2222 debian@198.51.100.9" and shown["a"].reservation_id
     assert shown["b"].ssh_command is None and shown["b"].reservation_id is None and shown["b"].access == {}

@@ -35,13 +35,6 @@ def model_json(value: BaseModel | Sequence[BaseModel], model: type[BaseModel] | 
     return _list_of(model).dump_json(list(value))
 
 
-def plain_json_answer(value: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, status_code: int = 200,
-                      headers: Mapping[str, str] | None = None) -> Response:
-    """``value`` (a dict of the route's model's fields in its order, or a list of them) as
-    JSON: the same bytes as the model's, without building the model (:func:`plain_json`)."""
-    return Response(plain_json(value), status_code=status_code, media_type=JSON, headers=headers)
-
-
 def json_items_answer(items: Sequence[bytes], *, headers: Mapping[str, str] | None = None) -> Response:
     """A JSON array of ``items``, each already a JSON value (a row's JSON remembered)."""
     return Response(b"[" + b",".join(items) + b"]", media_type=JSON, headers=headers)

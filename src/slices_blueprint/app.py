@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import func, select, text
 
@@ -22,7 +22,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.database import Database
 from slices_blueprint.core.deps import BI_PREFIX
 from slices_blueprint.core.dev_guard import LoopbackHostOnly
-from slices_blueprint.core.errors import documented_errors, install_error_handlers
+from slices_blueprint.core.errors import install_error_handlers
 from slices_blueprint.core.gc_tuning import tune_collector
 from slices_blueprint.core.live import ChangeHub
 from slices_blueprint.core.logging import configure_logging
@@ -34,6 +34,7 @@ from slices_blueprint.core.metrics import (
 )
 from slices_blueprint.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from slices_blueprint.core.nul_guard import RefuseNul
+from slices_blueprint.core.routing import add_routes
 from slices_blueprint.core.runtime import Runtime
 from slices_blueprint.core.security import TokenVerifier
 from slices_blueprint.events.service import limit_rate
@@ -45,12 +46,13 @@ from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
 from slices_blueprint.tasks.queue import run_worker
 from slices_blueprint.web.deps import UI, install_web, templates
+from slices_blueprint.web.views import router as web_router
 
 log = structlog.get_logger(__name__)
 
 
-def routers() -> list:
-    """Every domain's router, in one place."""
+def api_routers() -> list[APIRouter]:
+    """Every domain's API router, in one place (the web UI's router is included after them)."""
     from slices_blueprint.catalog.views import admin_router as catalog_admin
     from slices_blueprint.catalog.views import router as catalog
     from slices_blueprint.core.dev_views import router as dev
@@ -63,13 +65,12 @@ def routers() -> list:
     from slices_blueprint.resources.views import router as resources
     from slices_blueprint.tasks.views import router as tasks
     from slices_blueprint.telemetry.views import router as telemetry
-    from slices_blueprint.web.views import router as web
 
     # routes are matched in this order (each a regular expression, tried one after another):
     # the busiest first
     return [
         resources, catalog, tasks, experiments,
-        catalog_admin, qkd, telemetry, credentials, hosts, quotas, reservations, dev, web
+        catalog_admin, qkd, telemetry, credentials, hosts, quotas, reservations, dev
     ]
 
 
@@ -129,7 +130,6 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
         summary="SLICES BI site: OpenStack VMs, Kubernetes pods and microVMs for SLICES experiments",
         lifespan=lifespan,
         openapi_url=f"{BI_PREFIX}/openapi.json",
-        responses=documented_errors(),
         docs_url=None,  # our own page below: vendored Swagger UI, no CDN, no inline script
         redoc_url=None,
     )
@@ -166,8 +166,9 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     if settings.dev_mode:
         app.add_middleware(LoopbackHostOnly, networks=settings.dev_allowed_networks)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)
-    for router in routers():
-        app.include_router(router)
+    for router in api_routers():
+        add_routes(app, router)
+    app.include_router(web_router)
 
     async def refresh_counts() -> None:
         """Resources and hosts by status, and what the domains registered, for ``/metrics``."""

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 from pydantic import BaseModel
 
 from slices_blueprint.catalog import service
@@ -32,13 +32,14 @@ from slices_blueprint.core.deps import (
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, problem_responses
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.responses import JSON, json_answer, model_json
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.events.service import record
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep
 from slices_blueprint.providers.base import ProviderError
 from slices_blueprint.providers.registry import enabled_types
 
-router = APIRouter(prefix=BI_PREFIX, tags=["catalog"])
-admin_router = APIRouter(prefix=f"{API_PREFIX}/catalog", tags=["catalog"])
+router = api_router(BI_PREFIX, "catalog")
+admin_router = api_router(f"{API_PREFIX}/catalog", "catalog")
 
 
 @dataclass(frozen=True)

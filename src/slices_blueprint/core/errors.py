@@ -166,13 +166,14 @@ PROBLEM_DESCRIPTIONS = {
 BODY_PROBLEMS = (400, 413, 422)  # what a route with a JSON body may answer besides its own
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def problem_responses(*statuses: int, described: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the problem-details statuses a route may answer (declaring
-    422 here replaces the framework's plain-JSON validation error schema)."""
+    422 here replaces the framework's plain-JSON validation error schema); ``described``:
+    statuses with the route's own description."""
+    descriptions = {**{status: PROBLEM_DESCRIPTIONS[status] for status in statuses}, **(described or {})}
     responses: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        response = {"description": PROBLEM_DESCRIPTIONS[status],
-                    "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+    for status, description in descriptions.items():
+        response = {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
         if status in (429, 503):
             response["headers"] = {"Retry-After": {"description": "seconds to wait before retrying",
                                                    "schema": {"type": "integer"}}}

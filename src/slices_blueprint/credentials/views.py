@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Forbidden
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.credentials import service
 from slices_blueprint.credentials.schemas import CredentialOut, CredentialUpload
 from slices_blueprint.identity.deps import Caller, CallerDep
 
-router = APIRouter(prefix=f"{API_PREFIX}/credentials", tags=["credentials"])
+router = api_router(f"{API_PREFIX}/credentials", "credentials")
 
 
 def _owner(caller: Caller) -> str:

@@ -3,16 +3,17 @@ packs. All need the experiment token: the file is one experiment's."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import BODY_PROBLEMS, problem_responses
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.experiments import service
 from slices_blueprint.experiments.schemas import ApplyOut, ExperimentFile, ExperimentRecord, PlanOut
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.tasks.service import task_out
 
-router = APIRouter(prefix=f"{BI_PREFIX}/experiment", tags=["experiment file"])
+router = api_router(f"{BI_PREFIX}/experiment", "experiment file")
 
 
 @router.get("/export", response_model=ExperimentFile, responses=problem_responses(403))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import structlog
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from slices_blueprint.agent.protocol import (
@@ -19,12 +19,13 @@ from slices_blueprint.agent.protocol import (
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Conflict, Unauthorized
 from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.hosts import service
 from slices_blueprint.hosts.schemas import EnrolmentOut, EnrolmentRequest, HostOut
 from slices_blueprint.identity.deps import CallerDep, caller_from_token
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix=f"{API_PREFIX}/hosts", tags=["hosts"])
+router = api_router(f"{API_PREFIX}/hosts", "hosts")
 bearer = HTTPBearer(auto_error=False, description="enrolment token, host token or admin token")
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 

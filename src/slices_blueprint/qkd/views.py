@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, one_snapshot
 from slices_blueprint.core.errors import BODY_PROBLEMS, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep
 from slices_blueprint.qkd import service
 from slices_blueprint.qkd.description import NetworkDescription
@@ -14,7 +15,7 @@ from slices_blueprint.qkd.schemas import LinkUpdate, NetworkOut, SaeCredentials
 from slices_blueprint.resources.schemas import ExtendRequest, ExtendResult
 from slices_blueprint.resources.service import extend_result
 
-router = APIRouter(prefix=f"{BI_PREFIX}/qkd-networks", tags=["qkd networks"])
+router = api_router(f"{BI_PREFIX}/qkd-networks", "qkd networks")
 NETWORK_ID = Path(json_schema_extra=id_schema(service.ID_TYPE))
 PER_NETWORK = problem_responses(404, 422)  # another experiment's network: 404 like a missing one
 

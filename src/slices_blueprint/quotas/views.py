@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import BODY_PROBLEMS, Invalid, NotFound, problem_responses
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.identity.deps import Caller, CallerDep
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.quotas import service
 from slices_blueprint.quotas.schemas import QuotaOut, QuotaUpdate
 
-router = APIRouter(prefix=f"{API_PREFIX}/quotas", tags=["quotas"])
+router = api_router(f"{API_PREFIX}/quotas", "quotas")
 ProjectId = Annotated[str, Path(min_length=1, max_length=200)]
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Path, Query, Request
 
 from slices_blueprint.core.deps import API_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import BODY_PROBLEMS, NotFound, problem_responses
 from slices_blueprint.core.ids import id_schema, path_id
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.core.validation import UtcDatetime
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.reservations import equipment, limits, service
@@ -32,7 +33,7 @@ from slices_blueprint.reservations.schemas import (
     ReservationOut,
 )
 
-router = APIRouter(prefix=API_PREFIX, tags=["reservations"])
+router = api_router(API_PREFIX, "reservations")
 RESERVATION_ID = Path(json_schema_extra=id_schema(service.ID_TYPE))
 EQUIPMENT_ID = Path(json_schema_extra=id_schema(equipment.ID_TYPE))
 ProjectId = Annotated[str, Path(min_length=1, max_length=200)]

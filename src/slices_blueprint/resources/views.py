@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep, read_only
@@ -22,6 +22,7 @@ from slices_blueprint.core.errors import (
 from slices_blueprint.core.ids import body_id, format_id, id_schema, path_id
 from slices_blueprint.core.live import ChangeHub, Subscription
 from slices_blueprint.core.responses import JSON, json_answer, json_items_answer
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.deps import CallerDep, ReadingCallerDep, identity_from_token
 from slices_blueprint.identity.models import User
@@ -37,7 +38,7 @@ from slices_blueprint.resources.schemas import (
 from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
-router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
+router = api_router(BI_PREFIX, "resources")
 PER_RESOURCE = problem_responses(404, 422)  # another experiment's resource: 404 like a missing one
 
 
@@ -131,9 +132,9 @@ async def _changed_or_timeout(hub: ChangeHub, subscription: Subscription, deadli
 
 
 @router.get("/resources/{resource_id}/wait", response_model=ResourceOut,
-            responses={408: {"description": "the timeout passed first (the problem names the status)"},
-                       409: {"description": "the resource settled in another state"},
-                       **problem_responses(404, 422, 429)})
+            responses=problem_responses(404, 422, 429, described={
+                408: "the timeout passed first (the problem names the status)",
+                409: "the resource settled in another state"}))
 async def wait_for_resource(
     resource_id: str, request: Request, caller: CallerDep, session: SessionDep, settings: SettingsDep,
     state: str | None = Query(default=None, description="the status to wait for; default: any settled one"),

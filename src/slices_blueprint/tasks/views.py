@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import NotFound, problem_responses
 from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.identity.models import Experiment
 from slices_blueprint.tasks.models import Task
 from slices_blueprint.tasks.schemas import TaskOut
 from slices_blueprint.tasks.service import task_out
 
-router = APIRouter(prefix=BI_PREFIX, tags=["tasks"])
+router = api_router(BI_PREFIX, "tasks")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=problem_responses(404, 422))

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from slices_blueprint.core.deps import BI_PREFIX, SessionDep, SettingsDep
 from slices_blueprint.core.errors import NotFound, problem_responses
 from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.routing import api_router
 from slices_blueprint.identity.deps import CallerDep
 from slices_blueprint.providers.registry import driver_class
 from slices_blueprint.resources import service as resources
 from slices_blueprint.telemetry import service
 from slices_blueprint.telemetry.schemas import ResourceMetrics
 
-router = APIRouter(prefix=BI_PREFIX, tags=["resources"])
+router = api_router(BI_PREFIX, "resources")
 
 
 @router.get("/resources/{resource_id}/metrics", response_model=ResourceMetrics,

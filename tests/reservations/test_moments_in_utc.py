@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from slices_blueprint.web.reservation_views import BookingForm
 from tests.helpers import Api
 from tests.reservations.conftest import OwnApi, day
 
@@ -58,3 +59,14 @@ def test_a_moment_without_an_offset_or_out_of_range_is_refused(api: OwnApi, bi: 
     for response in refused:
         assert response.status_code == 422, (response.request.url, response.status_code, response.text)
         assert "expires_at" in response.text or "starts_at" in response.text or "after" in response.text
+
+
+def test_the_booking_forms_start_is_utc_unless_it_gives_its_offset() -> None:
+    """The web form's field sends a time without offset, meant as UTC; a start that names its
+    offset (a link edited by hand) is the instant it names, not that wall time in UTC."""
+    def start_of(text: str) -> dt.datetime:
+        return BookingForm(equipment="pair", start=text, hours="2").request().starts_at
+
+    assert start_of("2031-03-04T10:00") == dt.datetime(2031, 3, 4, 10, 0, tzinfo=dt.UTC)
+    assert start_of("2031-03-04T10:00+02:00") == dt.datetime(2031, 3, 4, 8, 0, tzinfo=dt.UTC)
+    assert start_of("2031-03-04T10:00-17:18") == dt.datetime(2031, 3, 5, 3, 18, tzinfo=dt.UTC)

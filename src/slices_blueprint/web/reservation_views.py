@@ -75,7 +75,8 @@ class BookingForm:
             except ValueError:
                 errors[name] = "give a number"
         try:
-            start = dt.datetime.fromisoformat(self.start).replace(tzinfo=dt.UTC)
+            start = dt.datetime.fromisoformat(self.start)  # as the form's field sends it: UTC
+            start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)  # a given offset is kept
         except ValueError:
             errors["start"], start = "give a date and time (UTC)", None
         if errors:

@@ -348,6 +348,18 @@ def test_openapi_is_served_under_the_bi_prefix(live, http) -> None:
     assert "/apis/bi.slices.eu/v1alpha2/tasks/{task_id}" in spec["paths"]
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("OPTIONS", "/api/v1/hosts/enrolments", "POST"),  # not also /hosts/{host_id}'s DELETE
+    ("OPTIONS", "/api/v1/hosts/host_x", "DELETE"),
+    ("PUT", "/apis/bi.slices.eu/v1alpha2/resources/res_x", "DELETE, GET"),  # two routes, one path
+    ("PATCH", "/apis/bi.slices.eu/v1alpha2/resources", "GET, POST"),
+    ("POST", "/", "GET"),  # a web UI route
+])
+def test_a_405_allows_the_methods_of_its_path_and_only_those(live, http, method: str, path: str, allowed: str) -> None:
+    answer = http.request(method, f"{live.url}{path}")
+    assert (answer.status_code, answer.headers.get("allow")) == (405, allowed)
+
+
 def test_every_operation_documents_the_problems_any_may_answer(live, http) -> None:
     """Each domain's router declares the problem-details answers (its routes are added to
     the app as they are, where an included router took them from the app): a router made

@@ -46,13 +46,13 @@ from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.views import WaitSlots
 from slices_blueprint.tasks.queue import run_worker
 from slices_blueprint.web.deps import UI, install_web, templates
-from slices_blueprint.web.views import router as web_router
+from slices_blueprint.web.views import PAGE_ROUTERS
 
 log = structlog.get_logger(__name__)
 
 
 def api_routers() -> list[APIRouter]:
-    """Every domain's API router, in one place (the web UI's router is included after them)."""
+    """Every domain's API router, in one place (the web UI's routers come after them)."""
     from slices_blueprint.catalog.views import admin_router as catalog_admin
     from slices_blueprint.catalog.views import router as catalog
     from slices_blueprint.core.dev_views import router as dev
@@ -166,9 +166,8 @@ def create_app(settings: Settings, database_url: str, *, run_worker_inside: bool
     if settings.dev_mode:
         app.add_middleware(LoopbackHostOnly, networks=settings.dev_allowed_networks)  # outermost: nothing runs for a foreign Host
     install_web(app, settings)
-    for router in api_routers():
+    for router in (*api_routers(), *PAGE_ROUTERS):
         add_routes(app, router)
-    app.include_router(web_router)
 
     async def refresh_counts() -> None:
         """Resources and hosts by status, and what the domains registered, for ``/metrics``."""

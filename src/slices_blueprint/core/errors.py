@@ -13,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -248,10 +249,18 @@ def unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route answers at this path (Starlette names only the first route's)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """The methods answered at this path: those of the routes matching it with the most
+    concrete path template, where a literal segment comes before a parameter, as OpenAPI
+    matches paths (``/hosts/enrolments`` is not ``/hosts/{host_id}``). Starlette's 405 names
+    only the first route's."""
+    matching = [route for route in request.app.routes
+                if isinstance(route, APIRoute) and route.matches(request.scope)[0] != Match.NONE]
+    if not matching:
+        return []
+    template = min((route.path_format for route in matching), key=_parameter_segments)
+    return sorted({method for route in matching if route.path_format == template for method in route.methods})
+
+
+def _parameter_segments(template: str) -> tuple[bool, ...]:
+    """Which segments of a path template are parameters (the fewer and later, the more concrete)."""
+    return tuple(segment.startswith("{") for segment in template.split("/"))

@@ -1,5 +1,6 @@
-"""How the domains' API routes reach the app: each domain's router documents the error
-answers every operation may give, and the app takes its routes as they are.
+"""How the domains' routes reach the app: each domain's API router documents the error
+answers every operation may give, the web UI's routers keep their pages out of the API's
+document, and the app takes their routes as they are.
 
 FastAPI (0.16x) matches the routes of an *included* router twice a request, once to choose
 the router and once inside it; routes added to the app itself are matched once (measured
@@ -20,11 +21,15 @@ def api_router(prefix: str, tag: str) -> APIRouter:
     return APIRouter(prefix=prefix, tags=[tag], responses=documented_errors())
 
 
+def page_router(prefix: str) -> APIRouter:
+    """A web UI router: its pages stay out of the API's OpenAPI document."""
+    return APIRouter(prefix=prefix, include_in_schema=False)
+
+
 def add_routes(app: FastAPI, router: APIRouter) -> None:
     """Add ``router``'s routes to ``app`` itself, after those it has (matched in order).
-    Only plain API routes: a router that includes others is included with
-    ``app.include_router``."""
+    Only plain API routes: a router that includes others is refused."""
     for route in router.routes:
         if not isinstance(route, APIRoute):
-            raise TypeError(f"{route!r} is not an API route: include its router instead")
+            raise TypeError(f"{route!r} is not an API route: add the routers it holds instead")
     app.router.routes.extend(router.routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +15,7 @@ from slices_blueprint.core.config import Settings
 from slices_blueprint.core.deps import SessionDep, SettingsDep
 from slices_blueprint.core.errors import Invalid, NotFound
 from slices_blueprint.core.ids import path_id
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.credentials import service as credentials
 from slices_blueprint.events.models import Event
 from slices_blueprint.hosts import service as hosts
@@ -25,7 +26,7 @@ from slices_blueprint.resources.models import ComputeResource
 from slices_blueprint.resources.service import resource_out
 from slices_blueprint.web.deps import UI, CsrfChecked, FormRejected, UserDep, redirect, render
 
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 
 
 def _owner(caller: Caller) -> str:

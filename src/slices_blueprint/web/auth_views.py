@@ -7,12 +7,13 @@ from typing import Annotated
 
 import httpx
 import structlog
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from slices_blueprint.core import dev_issuer
 from slices_blueprint.core.deps import SessionDep, SettingsDep
 from slices_blueprint.core.errors import Forbidden, Invalid, NotFound, Unauthorized
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.identity.deps import caller_from_token
 from slices_blueprint.web import oidc
 from slices_blueprint.web.deps import (
@@ -27,7 +28,7 @@ from slices_blueprint.web.deps import (
 from slices_blueprint.web.session import ensure_fits, revoke
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 DEV_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 DEV_FIELDS = ("user", "project", "experiment")
 

@@ -16,17 +16,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.live import ChangeHub, Predicate
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.resources import service
 from slices_blueprint.web.deps import UI, experiment_caller, user_caller
 from slices_blueprint.web.resource_views import own_task
 
-router = APIRouter(prefix=f"{UI}/live")
+router = page_router(f"{UI}/live")
 CHANGED = "changed"
 RETRY_MS = 1000
 """How soon the browser reconnects a dropped stream."""

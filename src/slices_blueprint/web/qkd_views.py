@@ -8,7 +8,7 @@ import datetime as dt
 from typing import Annotated
 
 import yaml
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from slices_blueprint.core.deps import SessionDep, SettingsDep, one_snapshot
 from slices_blueprint.core.errors import Invalid, ProblemError
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment
 from slices_blueprint.identity.service import names_of
@@ -38,7 +39,7 @@ from slices_blueprint.web.deps import (
 )
 from slices_blueprint.web.reservation_banner import EXTEND_HOURS, ending_soon
 
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 Text = Annotated[str, Form()]
 CHART_MINUTES = 10
 EXAMPLE = """name: two-nodes

@@ -3,17 +3,18 @@ theirs on the dashboard)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from slices_blueprint.core.deps import SessionDep, SettingsDep
 from slices_blueprint.core.errors import Invalid
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.providers.registry import enabled_types
 from slices_blueprint.quotas import service as quotas
 from slices_blueprint.quotas.schemas import QuotaOut, QuotaUpdate
 from slices_blueprint.web.deps import UI, CsrfChecked, UserDep, redirect, render
 
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 TOTALS = {"instances": "Instances", "vcpus": "vCPUs", "ram_mib": "RAM (MiB)"}
 UNLIMITED = "unlimited"
 

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +21,7 @@ from slices_blueprint.core.deps import SessionDep, SettingsDep
 from slices_blueprint.core.errors import ProblemError
 from slices_blueprint.core.ids import path_id
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.reservations import equipment, service
 from slices_blueprint.reservations.schemas import KindCount, ReservationCreate, ReservationExtend
@@ -43,7 +44,7 @@ from slices_blueprint.web.reservation_grid import (
 )
 from slices_blueprint.web.session import web_session
 
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 Text = Annotated[str, Form()]
 EXPERIMENT = "experiment"
 # the API's field (first word of its message) -> the form's field

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,6 +18,7 @@ from slices_blueprint.core.deps import DatabaseDep, SessionDep, SettingsDep
 from slices_blueprint.core.errors import Conflict, Invalid, NotFound, ProblemError
 from slices_blueprint.core.ids import format_id, path_id
 from slices_blueprint.core.models import utcnow
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.events.service import for_resource
 from slices_blueprint.identity.caller import Caller
 from slices_blueprint.identity.models import Experiment, Project
@@ -45,7 +46,7 @@ from slices_blueprint.web.forms import CreateForm, FieldErrors, fits, message_fi
 from slices_blueprint.web.quota_views import quota_rows
 from slices_blueprint.web.reservation_banner import EXTEND_HOURS, ending_soon
 
-router = APIRouter(prefix=UI)
+router = page_router(UI)
 EXTEND_CHOICES = (1, 4, 24, 72, 168)
 Text = Annotated[str, Form()]
 

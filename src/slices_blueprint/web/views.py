@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import RedirectResponse
 
+from slices_blueprint.core.routing import page_router
 from slices_blueprint.web import (
     admin_views,
     auth_views,
@@ -16,9 +17,7 @@ from slices_blueprint.web import (
 )
 from slices_blueprint.web.deps import UI
 
-router = APIRouter(include_in_schema=False)
-for module in (auth_views, resource_views, live_views, admin_views, quota_views, qkd_views, reservation_views):
-    router.include_router(module.router)
+router = page_router("")
 
 
 @router.get("/")
@@ -30,3 +29,10 @@ async def home() -> RedirectResponse:
 async def favicon() -> RedirectResponse:
     """For browsers that ask before reading a page's icon link."""
     return RedirectResponse(f"{UI}/static/favicon.svg", status_code=308)
+
+
+PAGE_ROUTERS: tuple[APIRouter, ...] = (
+    auth_views.router, resource_views.router, live_views.router, admin_views.router, quota_views.router,
+    qkd_views.router, reservation_views.router, router,
+)
+"""The web UI's routers, in the order their routes are tried (after the API's)."""

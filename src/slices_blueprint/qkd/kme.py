@@ -130,16 +130,21 @@ class Layout:
 
 
 async def _read_layout(session: AsyncSession, node_id: uuid.UUID, site: dict[str, QkdDevice]) -> Layout:
+    """The layout of node ``node_id``'s network; 503 once the network is deleted, also while
+    it is read (each read sees the last commit: its nodes may be gone by the last one)."""
+    gone = EtsiError(503, "this KME's QKD network no longer exists")
     node = await session.get(QkdNode, node_id)
     network = await session.get(QkdNetwork, node.network_id) if node else None
     if node is None or network is None or network.status != "active":
-        raise EtsiError(503, "this KME's QKD network no longer exists")
+        raise gone
     saes = {s.sae_id: s for s in await session.scalars(  # no key material kept in memory
         select(QkdSae).where(QkdSae.network_id == network.id)
         .options(load_only(QkdSae.id, QkdSae.sae_id, QkdSae.node_id)))}
     nodes = {n.id: n for n in await session.scalars(
         select(QkdNode).where(QkdNode.network_id == network.id)
         .options(load_only(QkdNode.id, QkdNode.name, QkdNode.kme_id, QkdNode.network_id)))}
+    if node.id not in nodes:
+        raise gone
     for row in (network, *saes.values(), *nodes.values()):
         session.expunge(row)  # kept as read: a later request's rollback must not expire it
     return Layout(network, nodes[node.id], saes, nodes, _devices(network, nodes.values(), site))

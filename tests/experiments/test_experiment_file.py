@@ -117,3 +117,20 @@ def test_a_network_whose_credentials_went_into_a_machine_exports_and_applies(api
     (bound,) = [n for n in file["qkd_networks"] if n["name"] == "bound"]
     assert bound["nodes"][0]["saes"] == [{"id": "bound-a", "machine": "web"}]
     assert api.plan(token, file)["steps"] == []
+
+
+def test_a_file_the_document_refuses_is_refused(api: ExpApi, catalog: tuple[str, str]) -> None:
+    """What the API fuzzer found accepted by a plan (200): a key that is no OpenSSH key (the
+    document's pattern was never checked) and ``false`` for a flavor's size (pydantic read it
+    as 0); both are 422s naming the field, as ``POST /resources`` answers a bad key."""
+    token = api.experiment(*catalog)
+    file = api.export(token)
+    for field, value in (("ssh_authorized_keys", ["not a key"]), ("flavor", {**file["resources"][0]["flavor"], "disk_mb": False}),
+                         ("flavor", {**file["resources"][0]["flavor"], "vcpus": True})):
+        edited = copy.deepcopy(file)
+        edited["resources"][0][field] = value
+        for step in ("plan", "apply"):
+            refused = api.call("POST", f"/experiment/{step}", token, json=edited)
+            assert refused.status_code == 422, (field, value, refused.text)
+            assert field in refused.json()["detail"], refused.json()
+    assert api.export(token) == file

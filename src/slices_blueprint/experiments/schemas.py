@@ -9,10 +9,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from slices_blueprint.core.validation import UtcDatetime, refuse_repeats
+from slices_blueprint.core.validation import Integer, UtcDatetime, refuse_repeats
 from slices_blueprint.qkd.description import NetworkDescription
 from slices_blueprint.reservations.schemas import ReservationAsk
-from slices_blueprint.resources.schemas import NAME_PATTERN, SSH_KEY_PATTERN, EventOut
+from slices_blueprint.resources.schemas import NAME_PATTERN, EventOut, SshKeys
 from slices_blueprint.tasks.schemas import TaskOut
 
 SCHEMA_VERSION = 1
@@ -25,9 +25,9 @@ class FlavorRef(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     flavor_type: str = Field(min_length=1, max_length=32)
     provider_ref: str | None = Field(default=None, max_length=200, description="the provider's flavor id")
-    vcpus: int = Field(ge=0, le=100_000)
-    ram_mib: int = Field(ge=0, le=1 << 40)
-    disk_mb: int = Field(default=0, ge=0, le=1 << 50)
+    vcpus: Integer = Field(ge=0, le=100_000)
+    ram_mib: Integer = Field(ge=0, le=1 << 40)
+    disk_mb: Integer = Field(default=0, ge=0, le=1 << 50)
 
 
 class ImageRef(BaseModel):
@@ -49,8 +49,7 @@ class ResourceEntry(BaseModel):
     request_config: dict[str, Any] = Field(default_factory=dict)
     network_interfaces: list[str] = Field(default_factory=list, max_length=8)
     public_ipv4: bool = False
-    ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32, json_schema_extra={
-        "items": {"type": "string", "pattern": SSH_KEY_PATTERN}})
+    ssh_authorized_keys: SshKeys = Field(default_factory=list)
 
 
 class ReservationEntry(ReservationAsk):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from slices_blueprint.core.errors import Invalid
 from slices_blueprint.core.ids import id_schema
@@ -16,6 +16,18 @@ from slices_blueprint.core.validation import UtcDatetime, refuse_repeats
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SSH_KEY_PATTERN = r"^\s*(ssh-|ecdsa-|sk-)\S*\s+\S"  # a key type, then its base64 (a comment may follow)
+
+
+def _keys_look_like_keys(keys: list[str]) -> list[str]:
+    for key in keys:
+        if not re.match(SSH_KEY_PATTERN, key):
+            raise ValueError(f"not an OpenSSH public key: {key[:40]!r}")
+    return [k.strip() for k in keys]
+
+
+SshKeys = Annotated[list[str], Field(max_length=32, json_schema_extra={
+    "items": {"type": "string", "pattern": SSH_KEY_PATTERN}}), AfterValidator(_keys_look_like_keys)]
+"""OpenSSH public keys, stripped (32 at most)."""
 
 
 class NetworkInterface(BaseModel):
@@ -39,18 +51,9 @@ class ResourceSpec(BaseModel):
     userdata: str | None = Field(default=None, description="cloud-init user data (size capped)")
     network_interfaces: list[str | NetworkInterface] = Field(default_factory=list, max_length=8)
     public_ipv4: bool = False
-    ssh_authorized_keys: list[str] = Field(default_factory=list, max_length=32, json_schema_extra={
-        "items": {"type": "string", "pattern": SSH_KEY_PATTERN}})
+    ssh_authorized_keys: SshKeys = Field(default_factory=list)
     request_config: dict[str, Any] = Field(
         default_factory=dict, description="provider-specific options (size as JSON capped)")
-
-    @field_validator("ssh_authorized_keys")
-    @classmethod
-    def _keys_look_like_keys(cls, keys: list[str]) -> list[str]:
-        for key in keys:
-            if not re.match(SSH_KEY_PATTERN, key):
-                raise ValueError(f"not an OpenSSH public key: {key[:40]!r}")
-        return [k.strip() for k in keys]
 
     def network_names(self) -> list[str]:
         return [n if isinstance(n, str) else n.network for n in self.network_interfaces]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from etsi_qkd_014_client import QKD014Client
 
+from slices_blueprint.core.database import Database
 from tests.conftest import service_of_its_own
 from tests.helpers import Api, wait_for
 
@@ -45,6 +46,14 @@ def qkd_live(pg_admin_url: str, data_dir: Path) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def api(qkd_live, http) -> Api:
     return Api(qkd_live, http)
+
+
+@pytest.fixture
+async def db(qkd_live: Any) -> AsyncIterator[Database]:
+    """The live service's database, for reading and changing its rows directly."""
+    database = Database(qkd_live.settings.database_url, pool_size=2)
+    yield database
+    await database.dispose()
 
 
 def listening(url: str) -> bool:

@@ -6,7 +6,6 @@ machine's PostgreSQL)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -21,13 +20,6 @@ from slices_blueprint.qkd.models import QkdNode
 from slices_blueprint.qkd.service import ID_TYPE
 from tests.helpers import Api
 from tests.qkd.conftest import create_network, two_nodes
-
-
-@pytest.fixture
-async def db(qkd_live: Any) -> AsyncIterator[Database]:
-    database = Database(qkd_live.settings.database_url, pool_size=2)
-    yield database
-    await database.dispose()
 
 
 async def test_a_network_deleted_while_its_kme_reads_its_layout_is_a_503(db: Database, api: Api, qkd_live: Any) -> None:

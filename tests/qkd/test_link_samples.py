@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from slices_blueprint.core.database import Database
@@ -19,13 +17,6 @@ from slices_blueprint.qkd.models import QkdLink, QkdLinkSample
 from slices_blueprint.qkd.service import ID_TYPE, STATUS_KEY_SIZE
 from tests.helpers import Api
 from tests.qkd.conftest import create_network, two_nodes
-
-
-@pytest.fixture
-async def db(qkd_live: Any) -> AsyncIterator[Database]:
-    database = Database(qkd_live.settings.database_url, pool_size=2)
-    yield database
-    await database.dispose()
 
 
 async def _link(db: Database, network: dict) -> QkdLink:
